@@ -3,5 +3,6 @@
 //! This is the only crate with SIMD `unsafe`. Model code calls into it and never touches `std::arch`.
 
 pub mod dtype;
+pub mod ops;
 
 pub use dtype::DType;
