@@ -133,7 +133,7 @@ impl DType {
     /// Bytes taken by a row of `n` elements, or `None` when `n` is not a whole number of blocks or overflows.
     pub fn row_bytes(self, n: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        if n % bs != 0 {
+        if !n.is_multiple_of(bs) {
             return None;
         }
         (n / bs).checked_mul(self.type_size() as u64)
@@ -180,7 +180,10 @@ impl DType {
 
     /// The type named `name` (case-insensitive), as `hearth quantize` and `--outtype` accept it.
     pub fn from_name(name: &str) -> Option<DType> {
-        Self::ALL.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name))
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 }
 
