@@ -186,7 +186,7 @@ impl Vocab {
                 // Like llama.cpp: split at the first space after the first byte; a line without one is ignored.
                 strs.iter()
                     .filter_map(|m| {
-                        let pos = m.get(1..)?.find(' ')? + 1;
+                        let pos = m.bytes().skip(1).position(|b| b == b' ')? + 1;
                         Some((m[..pos].to_string(), m[pos + 1..].to_string()))
                     })
                     .collect()
