@@ -180,7 +180,7 @@ impl ChatTemplate {
             ("eos_token", Value::from(self.eos_token.as_str())),
         ];
         ctx.extend(extra.iter().cloned());
-        let ctx: Value = ctx.into_iter().collect();
+        let ctx = Value::from_pairs(ctx);
         let out = tmpl.render(ctx)?;
         Ok(match out.strip_prefix(self.bos_token.as_str()) {
             Some(rest) if self.strip_bos && !self.bos_token.is_empty() => rest.to_string(),
