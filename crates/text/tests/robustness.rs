@@ -320,3 +320,29 @@ fn tiny_vocabulary_works() {
     assert_eq!(tok.decode(&[2, 3, 0, 4]), "ab a<s>");
     assert_eq!(tok.decode_with(&[2, 4], true), "ab");
 }
+
+/// Long runs (whitespace that the lookahead regexes backtrack over, one enormous word) neither panic nor crawl.
+#[test]
+fn pathological_long_inputs() {
+    let smollm = Tokenizer::from_gguf(&Gguf::open(common::model("smollm2-135m")).unwrap()).unwrap();
+    let gemma = Tokenizer::from_gguf(&Gguf::open(common::model("gemma3-270m")).unwrap()).unwrap();
+    let inputs = [
+        " ".repeat(100_000),
+        format!("{}x", " \t".repeat(50_000)),
+        "a".repeat(200_000),
+        "😀".repeat(20_000),
+        "1".repeat(100_000),
+        "<|im_start|>".repeat(5_000),
+    ];
+    for tok in [&smollm, &gemma] {
+        for text in &inputs {
+            let start = std::time::Instant::now();
+            // An error is acceptable (a regex engine limit); a panic or a hang is not.
+            if let Ok(ids) = tok.encode(text, true, true) {
+                assert!(!ids.is_empty());
+            }
+            let secs = start.elapsed().as_secs_f64();
+            assert!(secs < 20.0, "{} bytes took {secs:.1} s", text.len());
+        }
+    }
+}
