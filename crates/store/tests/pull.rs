@@ -65,10 +65,15 @@ fn pull_follows_redirect_to_another_host_and_installs_the_verified_file() {
     let hub = TestHub::start(b);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let m = store.pull(&format!("hf://{REPO}"), &opts(&hub, Some("sekrit"))).unwrap();
+    let m = store
+        .pull(&format!("hf://{REPO}"), &opts(&hub, Some("sekrit")))
+        .unwrap();
     assert_eq!(m.name, "tiny-q4_k_m");
     assert_eq!(m.files[0].sha256, sha256_hex(&model));
-    assert_eq!((m.architecture.as_str(), m.quant.as_str()), ("llama", "F32"));
+    assert_eq!(
+        (m.architecture.as_str(), m.quant.as_str()),
+        ("llama", "F32")
+    );
     assert_eq!(m.context_length, Some(256));
     let r = store.resolve("tiny-q4_k_m").unwrap();
     assert_eq!(std::fs::read(&r.paths[0]).unwrap(), model);
@@ -78,11 +83,17 @@ fn pull_follows_redirect_to_another_host_and_installs_the_verified_file() {
     assert_eq!(cdn[0].path, format!("/cdn/{REPO}/{FILE}"));
     // The token goes to the Hub only, never to the host it redirects to.
     assert!(cdn[0].auth.is_none(), "{log:?}");
-    assert!(log.iter().any(|l| l.port == hub.port && l.auth.as_deref() == Some("Bearer sekrit")));
+    assert!(log
+        .iter()
+        .any(|l| l.port == hub.port && l.auth.as_deref() == Some("Bearer sekrit")));
     // A second pull finds the blob and downloads nothing.
     let before = hub.log().len();
-    store.pull(&format!("hf://{REPO}"), &opts(&hub, None)).unwrap();
-    assert!(hub.log()[before..].iter().all(|l| l.path.starts_with("/api/")));
+    store
+        .pull(&format!("hf://{REPO}"), &opts(&hub, None))
+        .unwrap();
+    assert!(hub.log()[before..]
+        .iter()
+        .all(|l| l.path.starts_with("/api/")));
 }
 
 #[test]
@@ -95,7 +106,9 @@ fn cut_connection_resumes_with_a_range_request_and_right_sha256() {
     let hub = TestHub::start(b);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let m = store.pull(&format!("hf://{REPO}:q4_k_m"), &opts(&hub, None)).unwrap();
+    let m = store
+        .pull(&format!("hf://{REPO}:q4_k_m"), &opts(&hub, None))
+        .unwrap();
     assert_eq!(m.files[0].sha256, sha256_hex(&model));
     let ranges: Vec<Option<String>> = hub
         .log()
@@ -105,9 +118,16 @@ fn cut_connection_resumes_with_a_range_request_and_right_sha256() {
         .collect();
     assert_eq!(
         ranges,
-        vec![None, Some("bytes=300000-".into()), Some("bytes=600000-".into())]
+        vec![
+            None,
+            Some("bytes=300000-".into()),
+            Some("bytes=600000-".into())
+        ]
     );
-    assert_eq!(blob_names(dir.path()), vec![format!("sha256-{}", sha256_hex(&model))]);
+    assert_eq!(
+        blob_names(dir.path()),
+        vec![format!("sha256-{}", sha256_hex(&model))]
+    );
     assert!(tmp_parts(dir.path()).is_empty());
 }
 
@@ -119,10 +139,15 @@ fn flipped_byte_is_detected_and_nothing_is_installed() {
     let hub = TestHub::start(b);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let err = store.pull(&format!("hf://{REPO}"), &opts(&hub, None)).unwrap_err();
+    let err = store
+        .pull(&format!("hf://{REPO}"), &opts(&hub, None))
+        .unwrap_err();
     assert!(matches!(err, StoreError::ShaMismatch { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains(&sha256_hex(&model)) && msg.contains("nothing was installed"), "{msg}");
+    assert!(
+        msg.contains(&sha256_hex(&model)) && msg.contains("nothing was installed"),
+        "{msg}"
+    );
     assert!(blob_names(dir.path()).is_empty());
     assert!(tmp_parts(dir.path()).is_empty());
     assert!(store.list().unwrap().0.is_empty());
@@ -134,19 +159,33 @@ fn missing_repository_is_a_clear_error() {
     let hub = TestHub::start(Behaviour::default());
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let err = store.pull("hf://nobody/nothing-GGUF", &opts(&hub, None)).unwrap_err();
+    let err = store
+        .pull("hf://nobody/nothing-GGUF", &opts(&hub, None))
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StoreError::RepoNotFound { .. }), "{msg}");
-    assert!(msg.contains("nobody/nothing-GGUF") && msg.contains("not found"), "{msg}");
+    assert!(
+        msg.contains("nobody/nothing-GGUF") && msg.contains("not found"),
+        "{msg}"
+    );
     // A missing file in an existing repository, and a missing quantization, name what is there.
     let hub = TestHub::start(one_file_repo(&make_gguf(4, 64)));
     let msg = store
         .pull(&format!("hf://{REPO}/nope.gguf"), &opts(&hub, None))
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("nope.gguf") && msg.contains("not found"), "{msg}");
-    let msg = store.pull(&format!("hf://{REPO}:Q2_K"), &opts(&hub, None)).unwrap_err().to_string();
-    assert!(msg.contains("Q2_K") && msg.contains("Q4_K_M") && msg.contains("Q8_0"), "{msg}");
+    assert!(
+        msg.contains("nope.gguf") && msg.contains("not found"),
+        "{msg}"
+    );
+    let msg = store
+        .pull(&format!("hf://{REPO}:Q2_K"), &opts(&hub, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("Q2_K") && msg.contains("Q4_K_M") && msg.contains("Q8_0"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -157,17 +196,24 @@ fn gated_repository_without_token_gets_a_clear_401_message() {
     let hub = TestHub::start(b);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let err = store.pull(&format!("hf://{REPO}"), &opts(&hub, None)).unwrap_err();
+    let err = store
+        .pull(&format!("hf://{REPO}"), &opts(&hub, None))
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StoreError::Unauthorized { .. }), "{msg}");
-    assert!(msg.contains("401") && msg.contains("gated") && msg.contains("HF_TOKEN"), "{msg}");
+    assert!(
+        msg.contains("401") && msg.contains("gated") && msg.contains("HF_TOKEN"),
+        "{msg}"
+    );
     let msg = store
         .pull(&format!("hf://{REPO}"), &opts(&hub, Some("bad-token")))
         .unwrap_err()
         .to_string();
     assert!(msg.contains("HF_TOKEN was refused"), "{msg}");
     assert!(blob_names(dir.path()).is_empty());
-    let m = store.pull(&format!("hf://{REPO}"), &opts(&hub, Some("good-token"))).unwrap();
+    let m = store
+        .pull(&format!("hf://{REPO}"), &opts(&hub, Some("good-token")))
+        .unwrap();
     assert_eq!(m.files[0].sha256, sha256_hex(&model));
 }
 
@@ -177,17 +223,32 @@ fn interrupted_pull_leaves_the_store_usable_and_the_next_pull_resumes() {
     let hub = TestHub::start(one_file_repo(&model));
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    store.import(&write_tmp(&make_gguf(7, 64)), Some("other")).unwrap();
+    store
+        .import(&write_tmp(&make_gguf(7, 64)), Some("other"))
+        .unwrap();
     // What a pull killed after 100000 bytes leaves: the partial file and its (released) lock file.
     let sha = sha256_hex(&model);
-    std::fs::write(dir.path().join(format!("tmp/{sha}.part")), &model[..100_000]).unwrap();
+    std::fs::write(
+        dir.path().join(format!("tmp/{sha}.part")),
+        &model[..100_000],
+    )
+    .unwrap();
     std::fs::write(dir.path().join(format!("tmp/{sha}.lock")), b"").unwrap();
     // The store is usable meanwhile.
     let (list, problems) = store.list().unwrap();
-    assert_eq!(list.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["other"]);
+    assert_eq!(
+        list.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["other"]
+    );
     assert!(problems.is_empty());
-    assert!(store.resolve("tiny-q4_k_m").unwrap_err().to_string().contains("hearth pull"));
-    let m = store.pull(&format!("hf://{REPO}"), &opts(&hub, None)).unwrap();
+    assert!(store
+        .resolve("tiny-q4_k_m")
+        .unwrap_err()
+        .to_string()
+        .contains("hearth pull"));
+    let m = store
+        .pull(&format!("hf://{REPO}"), &opts(&hub, None))
+        .unwrap();
     assert_eq!(m.files[0].sha256, sha);
     let ranges: Vec<_> = hub.log().into_iter().filter_map(|l| l.range).collect();
     assert_eq!(ranges, ["bytes=100000-"]);
@@ -203,11 +264,15 @@ fn a_partial_file_with_wrong_bytes_is_caught_by_the_sha256() {
     let mut junk = model[..5000].to_vec();
     junk[10] ^= 0xff;
     std::fs::write(dir.path().join(format!("tmp/{sha}.part")), &junk).unwrap();
-    let err = store.pull(&format!("hf://{REPO}"), &opts(&hub, None)).unwrap_err();
+    let err = store
+        .pull(&format!("hf://{REPO}"), &opts(&hub, None))
+        .unwrap_err();
     assert!(matches!(err, StoreError::ShaMismatch { .. }), "{err}");
     // The bad partial file is gone, so the next pull starts clean and succeeds.
     assert!(tmp_parts(dir.path()).is_empty());
-    store.pull(&format!("hf://{REPO}"), &opts(&hub, None)).unwrap();
+    store
+        .pull(&format!("hf://{REPO}"), &opts(&hub, None))
+        .unwrap();
 }
 
 #[test]
@@ -232,7 +297,9 @@ fn split_gguf_is_fetched_and_resolved_as_one_model() {
     let hub = TestHub::start(b);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let m = store.pull("hf://org/Split-GGUF", &opts(&hub, None)).unwrap();
+    let m = store
+        .pull("hf://org/Split-GGUF", &opts(&hub, None))
+        .unwrap();
     assert_eq!(m.name, "split-q4_k_m");
     let r = store.resolve("split-q4_k_m").unwrap();
     assert_eq!(r.paths.len(), 2);
@@ -254,7 +321,9 @@ fn a_download_that_is_not_gguf_is_not_installed() {
     let hub = TestHub::start(b);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let err = store.pull("hf://org/Bad-GGUF", &opts(&hub, None)).unwrap_err();
+    let err = store
+        .pull("hf://org/Bad-GGUF", &opts(&hub, None))
+        .unwrap_err();
     assert!(matches!(err, StoreError::Gguf { .. }), "{err}");
     assert!(blob_names(dir.path()).is_empty());
     assert!(tmp_parts(dir.path()).is_empty());
@@ -265,29 +334,52 @@ fn hostile_names_are_refused_and_nothing_is_written_outside_the_store() {
     let mut b = one_file_repo(&make_gguf(11, 64));
     b.repos.get_mut(REPO).unwrap().clear();
     for p in ["../../evil.gguf", "/etc/evil.gguf", "a/../../evil.gguf"] {
-        b.extra_tree.push(serde_json::json!({"type": "file", "path": p, "size": 10,
+        b.extra_tree
+            .push(serde_json::json!({"type": "file", "path": p, "size": 10,
             "lfs": {"oid": "00".repeat(32), "size": 10}}));
     }
     let hub = TestHub::start(b);
     let outer = tempfile::tempdir().unwrap();
     let root = outer.path().join("home");
     let store = Store::open(&root).unwrap();
-    let err = store.pull(&format!("hf://{REPO}"), &opts(&hub, None)).unwrap_err();
+    let err = store
+        .pull(&format!("hf://{REPO}"), &opts(&hub, None))
+        .unwrap_err();
     assert!(matches!(err, StoreError::NoGguf { .. }), "{err}");
     for name in ["../evil", "a/b", "/abs", "..", "a\\b"] {
         let mut o = opts(&hub, None);
         o.name = Some(name.into());
-        assert!(matches!(store.pull("hf://org/x", &o), Err(StoreError::BadName { .. })), "{name}");
+        assert!(
+            matches!(
+                store.pull("hf://org/x", &o),
+                Err(StoreError::BadName { .. })
+            ),
+            "{name}"
+        );
         assert!(matches!(
             store.import(Path::new("/nonexistent.gguf"), Some(name)),
             Err(StoreError::BadName { .. })
         ));
         assert!(store.remove(name).is_err());
     }
-    for src in ["hf://../etc/x", "hf://org/repo/../../x.gguf", "hf://org/repo//x.gguf", "pypi://-r/etc/passwd"] {
-        assert!(matches!(store.pull(src, &opts(&hub, None)), Err(StoreError::BadSource { .. })), "{src}");
+    for src in [
+        "hf://../etc/x",
+        "hf://org/repo/../../x.gguf",
+        "hf://org/repo//x.gguf",
+        "pypi://-r/etc/passwd",
+    ] {
+        assert!(
+            matches!(
+                store.pull(src, &opts(&hub, None)),
+                Err(StoreError::BadSource { .. })
+            ),
+            "{src}"
+        );
     }
-    let outside: Vec<_> = std::fs::read_dir(outer.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let outside: Vec<_> = std::fs::read_dir(outer.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(outside, ["home"]);
 }
 

@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 fn put_str(b: &mut Vec<u8>, s: &str) {
@@ -143,7 +146,11 @@ impl TestHub {
                 }
             });
         }
-        TestHub { state, port, cdn_port }
+        TestHub {
+            state,
+            port,
+            cdn_port,
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -155,8 +162,16 @@ impl TestHub {
     }
 }
 
-fn respond(s: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) -> std::io::Result<()> {
-    let mut h = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+fn respond(
+    s: &mut TcpStream,
+    status: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut h = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         h += &format!("{k}: {v}\r\n");
     }
@@ -166,7 +181,12 @@ fn respond(s: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[
     s.flush()
 }
 
-fn serve(mut s: TcpStream, state: &Mutex<Behaviour>, my_port: u16, cdn_port: u16) -> std::io::Result<()> {
+fn serve(
+    mut s: TcpStream,
+    state: &Mutex<Behaviour>,
+    my_port: u16,
+    cdn_port: u16,
+) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut r = BufReader::new(s.try_clone()?);
     let mut line = String::new();
@@ -193,7 +213,12 @@ fn serve(mut s: TcpStream, state: &Mutex<Behaviour>, my_port: u16, cdn_port: u16
         range: range.clone(),
         auth: auth.clone(),
     });
-    let not_found = |code: &str| vec![("X-Error-Code", code.to_string()), ("X-Error-Message", format!("{code}"))];
+    let not_found = |code: &str| {
+        vec![
+            ("X-Error-Code", code.to_string()),
+            ("X-Error-Message", format!("{code}")),
+        ]
+    };
 
     if my_port == cdn_port {
         // /cdn/<org>/<repo>/<path>
@@ -209,10 +234,19 @@ fn serve(mut s: TcpStream, state: &Mutex<Behaviour>, my_port: u16, cdn_port: u16
     if let Some(rest) = path.strip_prefix("/api/models/") {
         // {org}/{repo}/tree/{rev}
         let parts: Vec<&str> = rest.split('/').collect();
-        let repo = format!("{}/{}", parts.first().unwrap_or(&""), parts.get(1).unwrap_or(&""));
+        let repo = format!(
+            "{}/{}",
+            parts.first().unwrap_or(&""),
+            parts.get(1).unwrap_or(&"")
+        );
         let Some(files) = st.repos.get(&repo) else {
             drop(st);
-            return respond(&mut s, "404 Not Found", &not_found("RepoNotFound"), b"{\"error\":\"Repository not found\"}");
+            return respond(
+                &mut s,
+                "404 Not Found",
+                &not_found("RepoNotFound"),
+                b"{\"error\":\"Repository not found\"}",
+            );
         };
         let mut items: Vec<serde_json::Value> = files
             .iter()
@@ -225,11 +259,17 @@ fn serve(mut s: TcpStream, state: &Mutex<Behaviour>, my_port: u16, cdn_port: u16
             })
             .collect();
         items.push(serde_json::json!({"type": "directory", "oid": "x", "size": 0, "path": "sub"}));
-        items.push(serde_json::json!({"type": "file", "oid": "y", "size": 10, "path": "README.md"}));
+        items
+            .push(serde_json::json!({"type": "file", "oid": "y", "size": 10, "path": "README.md"}));
         items.extend(st.extra_tree.iter().cloned());
         drop(st);
         let body = serde_json::to_vec(&items).unwrap();
-        return respond(&mut s, "200 OK", &[("Content-Type", "application/json".into())], &body);
+        return respond(
+            &mut s,
+            "200 OK",
+            &[("Content-Type", "application/json".into())],
+            &body,
+        );
     }
     // /{org}/{repo}/resolve/{rev}/{path}
     let parts: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
@@ -268,9 +308,19 @@ fn send_file(
     file: &str,
     range: Option<String>,
 ) -> std::io::Result<()> {
-    let Some(f) = st.repos.get(repo).and_then(|fs| fs.iter().find(|f| f.path == file)).cloned() else {
+    let Some(f) = st
+        .repos
+        .get(repo)
+        .and_then(|fs| fs.iter().find(|f| f.path == file))
+        .cloned()
+    else {
         drop(st);
-        return respond(&mut s, "404 Not Found", &[("X-Error-Code", "EntryNotFound".into())], b"");
+        return respond(
+            &mut s,
+            "404 Not Found",
+            &[("X-Error-Code", "EntryNotFound".into())],
+            b"",
+        );
     };
     let mut bytes = (*f.bytes).clone();
     if st.corrupt {
