@@ -74,7 +74,7 @@ fn resolve_paths_names_old_script_files_and_missing_models() {
     // A path is used as is.
     let f = write(dir.path(), "x.gguf", &make_gguf(4, 64));
     let r = store.resolve(f.to_str().unwrap()).unwrap();
-    assert_eq!(r.paths, [f.clone()]);
+    assert_eq!(r.paths, [f]);
     assert!(r.manifest.is_none());
     // The older fetch script's models/<name>.gguf is found by name, listed, and removable.
     std::fs::create_dir_all(dir.path().join("models")).unwrap();
@@ -85,7 +85,7 @@ fn resolve_paths_names_old_script_files_and_missing_models() {
     );
     assert_eq!(
         store.resolve("smollm2-135m").unwrap().paths,
-        [legacy.clone()]
+        [legacy]
     );
     assert_eq!(store.list().unwrap().0[0].name, "smollm2-135m");
     store.remove("smollm2-135m").unwrap();

@@ -69,7 +69,7 @@ pub fn make_gguf(seed: u32, n_floats: usize) -> Vec<u8> {
     b.extend(rows.to_le_bytes());
     b.extend(0u32.to_le_bytes());
     b.extend(96u64.to_le_bytes()); // 24 floats = 96 bytes, already a multiple of 32
-    while b.len() % 32 != 0 {
+    while !b.len().is_multiple_of(32) {
         b.push(0);
     }
     let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -216,7 +216,7 @@ fn serve(
     let not_found = |code: &str| {
         vec![
             ("X-Error-Code", code.to_string()),
-            ("X-Error-Message", format!("{code}")),
+            ("X-Error-Message", code.to_string()),
         ]
     };
 
