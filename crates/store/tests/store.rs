@@ -83,10 +83,7 @@ fn resolve_paths_names_old_script_files_and_missing_models() {
         "smollm2-135m.gguf",
         &make_gguf(5, 64),
     );
-    assert_eq!(
-        store.resolve("smollm2-135m").unwrap().paths,
-        [legacy]
-    );
+    assert_eq!(store.resolve("smollm2-135m").unwrap().paths, [legacy]);
     assert_eq!(store.list().unwrap().0[0].name, "smollm2-135m");
     store.remove("smollm2-135m").unwrap();
     // A missing built-in says how to pull it; an unknown name says how to install one; a bad path says so.
