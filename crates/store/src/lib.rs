@@ -628,6 +628,12 @@ impl Store {
         for f in &files {
             let blob = self.blob_path(&f.sha256);
             if f.path == blob {
+                if !blob.is_file() {
+                    return Err(StoreError::NotInstalled(format!(
+                        "{} was removed from the store by another hearth during this pull; run the pull again",
+                        f.name
+                    )));
+                }
                 continue;
             }
             if blob.is_file() {

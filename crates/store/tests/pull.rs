@@ -389,3 +389,33 @@ fn write_tmp(bytes: &[u8]) -> std::path::PathBuf {
     std::fs::write(&p, bytes).unwrap();
     p
 }
+
+#[test]
+fn two_pulls_of_one_model_at_once_download_it_once() {
+    let model = make_gguf(12, 64 << 10);
+    let mut b = one_file_repo(&model);
+    b.throttle = Some(Duration::from_millis(5));
+    let hub = TestHub::start(b);
+    let dir = tempfile::tempdir().unwrap();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let o = opts(&hub, None);
+                let root = dir.path().to_path_buf();
+                s.spawn(move || Store::open(root).unwrap().pull(&format!("hf://{REPO}"), &o))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &results {
+        assert_eq!(r.as_ref().unwrap().files[0].sha256, sha256_hex(&model));
+    }
+    let downloads = hub
+        .log()
+        .iter()
+        .filter(|l| l.path.contains("/resolve/"))
+        .count();
+    assert_eq!(downloads, 1);
+    assert_eq!(blob_names(dir.path()).len(), 1);
+    assert!(tmp_parts(dir.path()).is_empty());
+}
