@@ -1,0 +1,52 @@
+//! Q4_1: 32 weights as 4-bit q with an f16 scale and f16 minimum; value = d * q + m. Pairs with Q8_1 activations.
+//!
+//! Block (20 bytes): `d: f16` at 0, `m: f16` at 2, `qs: [u8; 16]` at 4 (nibble order as in Q4_0).
+
+use super::{f16_at, put_f16};
+
+pub const QK: usize = 32;
+pub const BLOCK_BYTES: usize = 20;
+
+pub fn dequantize(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(QK)) {
+        let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+        for j in 0..16 {
+            y[j] = (b[4 + j] & 0x0F) as f32 * d + m;
+            y[j + 16] = (b[4 + j] >> 4) as f32 * d + m;
+        }
+    }
+}
+
+/// ggml's reference: d = (max - min) / 15, q = min(15, trunc((x - min) / d + 0.5)).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        let min = x.iter().fold(f32::MAX, |m, &v| if v < m { v } else { m });
+        let max = x.iter().fold(f32::MIN, |m, &v| if v > m { v } else { m });
+        let d = (max - min) / 15.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        put_f16(b, 0, d);
+        put_f16(b, 2, min);
+        for j in 0..16 {
+            let q0 = (((x[j] - min) * id + 0.5) as u8).min(15);
+            let q1 = (((x[j + 16] - min) * id + 0.5) as u8).min(15);
+            b[4 + j] = q0 | (q1 << 4);
+        }
+    }
+}
+
+/// Scalar specification of Q4_1 x Q8_1: per block `d_w * d_a * sum(q_w * q_a) + m_w * s_a`.
+pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (bw, ba) in w
+        .chunks_exact(BLOCK_BYTES)
+        .zip(a.chunks_exact(super::q8_1::BLOCK_BYTES))
+    {
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            sumi += (bw[4 + j] & 0x0F) as i32 * ba[4 + j] as i8 as i32
+                + (bw[4 + j] >> 4) as i32 * ba[4 + j + 16] as i8 as i32;
+        }
+        sum += sumi as f32 * (f16_at(bw, 0) * f16_at(ba, 0)) + f16_at(bw, 2) * f16_at(ba, 2);
+    }
+    sum
+}

@@ -1,0 +1,70 @@
+//! Q5_0: 32 weights as 5-bit q with one f16 scale; value = d * (q - 16). Pairs with Q8_0 activations.
+//!
+//! Block (22 bytes): `d: f16` at 0, `qh: u32 LE` at 2 (bit j = fifth bit of element j), `qs: [u8; 16]` at 6
+//! (low four bits, nibble order as in Q4_0).
+
+use super::{f16_at, put_f16};
+
+pub const QK: usize = 32;
+pub const BLOCK_BYTES: usize = 22;
+
+/// The 5-bit quant of element j (0..32), without the -16 offset.
+#[inline(always)]
+pub fn quant(b: &[u8], qh: u32, j: usize) -> i32 {
+    let lo = if j < 16 {
+        b[6 + j] & 0x0F
+    } else {
+        b[6 + j - 16] >> 4
+    };
+    (lo as u32 | (((qh >> j) & 1) << 4)) as i32
+}
+
+pub fn dequantize(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(QK)) {
+        let d = f16_at(b, 0);
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        for (j, v) in y.iter_mut().enumerate() {
+            *v = (quant(b, qh, j) - 16) as f32 * d;
+        }
+    }
+}
+
+/// ggml's reference: d = (signed value of largest magnitude) / -16, q = min(31, trunc(x / d + 16.5)).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in x {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        put_f16(b, 0, d);
+        let mut qh = 0u32;
+        for j in 0..16 {
+            let q0 = ((x[j] * id + 16.5) as u8).min(31);
+            let q1 = ((x[j + 16] * id + 16.5) as u8).min(31);
+            b[6 + j] = (q0 & 0x0F) | ((q1 & 0x0F) << 4);
+            qh |= ((q0 as u32 >> 4) << j) | ((q1 as u32 >> 4) << (j + 16));
+        }
+        b[2..6].copy_from_slice(&qh.to_le_bytes());
+    }
+}
+
+/// Scalar specification of Q5_0 x Q8_0: per block `d_w * d_a * sum((q_w - 16) * q_a)`.
+pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (bw, ba) in w
+        .chunks_exact(BLOCK_BYTES)
+        .zip(a.chunks_exact(super::q8_0::BLOCK_BYTES))
+    {
+        let qh = u32::from_le_bytes([bw[2], bw[3], bw[4], bw[5]]);
+        let sumi: i32 = (0..QK)
+            .map(|j| (quant(bw, qh, j) - 16) * ba[2 + j] as i8 as i32)
+            .sum();
+        sum += sumi as f32 * (f16_at(bw, 0) * f16_at(ba, 0));
+    }
+    sum
+}
