@@ -106,6 +106,28 @@ pub(crate) fn parse(s: &str) -> Result<HfSource, StoreError> {
     })
 }
 
+/// Accepts the ways people paste a Hub location and returns what follows `hf://`, or `None` if it is not one:
+/// `hf://org/repo`, `hf.co/org/repo:Q8_0` (Ollama's form), `https://huggingface.co/org/repo/blob/main/f.gguf`.
+pub(crate) fn normalize(source: &str) -> Option<String> {
+    let rest = [
+        "hf://",
+        "https://huggingface.co/",
+        "https://hf.co/",
+        "huggingface.co/",
+        "hf.co/",
+    ]
+    .iter()
+    .find_map(|p| source.strip_prefix(p))?;
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let parts: Vec<&str> = rest.splitn(5, '/').collect();
+    if let [org, repo, kind, rev, file] = parts[..] {
+        if kind == "blob" || kind == "resolve" {
+            return Some(format!("{org}/{repo}@{rev}/{file}"));
+        }
+    }
+    Some(rest.trim_end_matches('/').to_string())
+}
+
 /// A file in the repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TreeEntry {
@@ -452,6 +474,28 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn pasted_locations() {
+        let n = |s: &str| normalize(s);
+        assert_eq!(n("hf://o/r:Q8_0").as_deref(), Some("o/r:Q8_0"));
+        assert_eq!(n("hf.co/o/r:Q8_0").as_deref(), Some("o/r:Q8_0"));
+        assert_eq!(n("https://huggingface.co/o/r/").as_deref(), Some("o/r"));
+        assert_eq!(
+            n("https://huggingface.co/o/r/blob/main/d/f.gguf").as_deref(),
+            Some("o/r@main/d/f.gguf")
+        );
+        assert_eq!(
+            n("https://hf.co/o/r/resolve/v1/f.gguf?download=true").as_deref(),
+            Some("o/r@v1/f.gguf")
+        );
+        assert_eq!(n("pypi://x"), None);
+        assert_eq!(
+            next_link("<https://h/api/x?cursor=a>; rel=\"next\""),
+            Some("https://h/api/x?cursor=a".into())
+        );
+        assert_eq!(next_link("<https://h/p>; rel=\"prev\""), None);
     }
 
     #[test]

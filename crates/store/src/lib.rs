@@ -385,8 +385,8 @@ impl Store {
         if let Some(name) = &opts.name {
             validate_name(name)?;
         }
-        if let Some(rest) = source.strip_prefix("hf://") {
-            return self.pull_hf(rest, opts);
+        if let Some(rest) = hf::normalize(source) {
+            return self.pull_hf(&rest, opts);
         }
         if let Some(rest) = source.strip_prefix("pypi://") {
             let spec = pypi::parse(rest)?;
