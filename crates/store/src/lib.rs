@@ -525,7 +525,7 @@ impl Store {
         // The older fetch script's copy, if it is the right file, saves a download.
         let legacy = self.legacy_path(name);
         if let (Some(sha), true) = (&spec.sha256, legacy.is_file()) {
-            if let Ok((got, size)) = copy_hashed(&legacy, &part) {
+            if let Ok((got, size)) = link_or_copy_hashed(&legacy, &part) {
                 if &got == sha {
                     if opts.progress != ProgressMode::Quiet {
                         eprintln!("{name}: using {}", legacy.display());
@@ -539,6 +539,8 @@ impl Store {
                     return self.install(name, source, vec![staged]);
                 }
             }
+            // Never write into a hard link of the old file: the download below truncates `part`.
+            let _ = std::fs::remove_file(&part);
         }
         let work = self.tmp().join(format!("pypi-{key}"));
         let sha256 = pypi::fetch(&spec, &work, &part, opts.progress)?;
@@ -724,6 +726,30 @@ fn copy_hashed(from: &Path, to: &Path) -> Result<(String, u64), StoreError> {
         n_total += n as u64;
     }
     w.sync_all().at(to)?;
+    Ok((download::hex(&h.finalize()), n_total))
+}
+
+/// Hard-links `from` to `to` (no second copy of the bytes; blobs are never changed in place) or else copies it, and
+/// returns the sha256 and size.
+fn link_or_copy_hashed(from: &Path, to: &Path) -> Result<(String, u64), StoreError> {
+    use sha2::Digest;
+    use std::io::Read;
+    let _ = std::fs::remove_file(to);
+    if std::fs::hard_link(from, to).is_err() {
+        return copy_hashed(from, to);
+    }
+    let mut r = File::open(to).at(to)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0u64;
+    loop {
+        let n = r.read(&mut buf).at(to)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        n_total += n as u64;
+    }
     Ok((download::hex(&h.finalize()), n_total))
 }
 

@@ -100,6 +100,7 @@ pub(crate) fn fetch(
         }
         v
     };
+    let _ = std::fs::remove_file(out); // a fresh inode, never a link to another file
     let mut file = std::fs::File::create(out).at(out)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

