@@ -90,6 +90,7 @@ fn killing_pull_leaves_the_store_usable_and_the_next_pull_resumes() {
     let (ok, out, err) = run(hearth(home.path(), &hub).arg("list"));
     assert!(ok, "{err}");
     assert!(!out.contains("tiny"), "{out}");
+    assert!(err.contains("1 interrupted download(s)"), "{err}");
     let (ok, _, err) = run(hearth(home.path(), &hub).args(["show", "tiny-q4_k_m"]));
     assert!(!ok && err.contains("hearth pull"), "{err}");
 

@@ -269,6 +269,68 @@ impl Store {
         Ok((out, problems))
     }
 
+    /// Partial downloads kept for resuming: (count, bytes).
+    pub fn partials(&self) -> Result<(usize, u64), StoreError> {
+        let mut n = 0;
+        let mut bytes = 0;
+        for (path, _) in self.partial_files()? {
+            n += 1;
+            bytes += path.metadata().map_or(0, |m| m.len());
+        }
+        Ok((n, bytes))
+    }
+
+    /// Deletes the partial downloads that no running `hearth` is writing; returns (count, bytes) deleted.
+    pub fn clean_partials(&self) -> Result<(usize, u64), StoreError> {
+        let mut n = 0;
+        let mut bytes = 0;
+        for (path, key) in self.partial_files()? {
+            let lock_path = self.tmp().join(format!("{key}.lock"));
+            let Ok(lock) = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+            else {
+                continue;
+            };
+            if lock.try_lock().is_err() {
+                continue; // a pull is using it
+            }
+            let size = path.metadata().map_or(0, |m| m.len());
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if removed.is_ok() {
+                n += 1;
+                bytes += size;
+            }
+        }
+        Ok((n, bytes))
+    }
+
+    /// `tmp/<key>.part` files and `tmp/pypi-<key>` directories, with their keys.
+    fn partial_files(&self) -> Result<Vec<(PathBuf, String)>, StoreError> {
+        let dir = self.tmp();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&dir).at(&dir)? {
+            let path = e.at(&dir)?.path();
+            let Some(fname) = path.file_name().and_then(|f| f.to_str()) else {
+                continue;
+            };
+            let key = fname
+                .strip_suffix(".part")
+                .or_else(|| fname.strip_prefix("pypi-"))
+                .filter(|k| manifest::is_sha256_hex(k));
+            if let Some(k) = key {
+                out.push((path.clone(), k.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes a model. Blobs that another model also uses stay until the last one goes.
     pub fn remove(&self, name: &str) -> Result<RemoveReport, StoreError> {
         validate_name(name)?;

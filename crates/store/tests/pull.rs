@@ -419,3 +419,20 @@ fn two_pulls_of_one_model_at_once_download_it_once() {
     assert_eq!(blob_names(dir.path()).len(), 1);
     assert!(tmp_parts(dir.path()).is_empty());
 }
+
+#[test]
+fn partial_downloads_are_listed_and_cleaned_unless_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    std::fs::write(dir.path().join(format!("tmp/{a}.part")), [0u8; 100]).unwrap();
+    std::fs::write(dir.path().join(format!("tmp/{b}.part")), [0u8; 10]).unwrap();
+    assert_eq!(store.partials().unwrap(), (2, 110));
+    // `b` is being downloaded by another process (its lock is held).
+    let held = std::fs::File::create(dir.path().join(format!("tmp/{b}.lock"))).unwrap();
+    held.lock().unwrap();
+    assert_eq!(store.clean_partials().unwrap(), (1, 100));
+    drop(held);
+    assert_eq!(store.clean_partials().unwrap(), (1, 10));
+    assert_eq!(store.partials().unwrap(), (0, 0));
+}

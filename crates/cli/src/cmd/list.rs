@@ -11,6 +11,14 @@ pub fn run(_args: Args) -> anyhow::Result<()> {
     for p in problems {
         eprintln!("warning: {p}");
     }
+    let (n_part, part_bytes) = store.partials()?;
+    if n_part > 0 {
+        eprintln!(
+            "{n_part} interrupted download(s) ({}) wait in {}: pull the same model again to resume, or `hearth rm --partials`",
+            format_bytes(part_bytes),
+            store.root().join("tmp").display()
+        );
+    }
     if models.is_empty() {
         eprintln!("no models installed; try `hearth pull smollm2-135m`");
         return Ok(());

@@ -1,12 +1,16 @@
 //! `hearth rm NAME...`: remove models; files shared with another model stay until the last one goes.
+//! `hearth rm --partials` deletes interrupted downloads that would otherwise wait to be resumed.
 
 use hearth_store::{format_bytes, Store};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Model names (see `hearth list`).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "partials")]
     pub names: Vec<String>,
+    /// Also delete partial downloads kept for resuming (those no running pull is using).
+    #[arg(long)]
+    pub partials: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -19,6 +23,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             String::new()
         };
         println!("removed {name} (freed {}{shared})", format_bytes(r.freed));
+    }
+    if args.partials {
+        let (n, bytes) = store.clean_partials()?;
+        println!(
+            "removed {n} partial download(s) (freed {})",
+            format_bytes(bytes)
+        );
     }
     Ok(())
 }
