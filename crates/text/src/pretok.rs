@@ -1,0 +1,116 @@
+//! Pre-tokenizer regexes for byte-level BPE vocabularies, chosen by `tokenizer.ggml.pre` as llama.cpp chooses them.
+//!
+//! llama.cpp splits text with a list of regexes applied in turn (each one splits the pieces the previous one left,
+//! keeping both matches and the text between them); here each becomes a `Split(regex, Isolated)` in a sequence.
+//! Contractions are spelled `'[sS]` rather than `(?i:'s)`, as llama.cpp does, so Unicode case folding (`'ſ`) does
+//! not change the split.
+
+/// GPT-2's split: contractions, letters, digits, other symbols, whitespace.
+const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+/// Llama 3's split (numbers in groups of up to three digits).
+const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Qwen2's split: Llama 3's with one digit per piece.
+const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// DeepSeek-LLM: letters of cased scripts (an explicit list of ranges), ASCII and full-width punctuation, CJK.
+/// Written with escapes: several of its code points (U+1F7D, U+1FBE, U+2126, U+212A, …) have canonical equivalents
+/// that an editor normalising to NFC would silently substitute.
+const DEEPSEEK_LLM_LETTERS: &str = "\\s?[A-Za-z\u{B5}\u{C0}-\u{D6}\u{D8}-\u{F6}\u{F8}-\u{1BA}\u{1BC}-\u{1BF}\u{1C4}-\u{293}\u{295}-\u{2AF}\u{370}-\u{373}\u{376}\u{377}\u{37B}-\u{37D}\u{37F}\u{386}\u{388}-\u{38A}\u{38C}\u{38E}-\u{3A1}\u{3A3}-\u{3F5}\u{3F7}-\u{481}\u{48A}-\u{52F}\u{531}-\u{556}\u{10A0}-\u{10C5}\u{13A0}-\u{13F5}\u{13F8}-\u{13FD}\u{1C90}-\u{1CBA}\u{1CBD}-\u{1CBF}\u{1D00}-\u{1D2B}\u{1D6B}-\u{1D77}\u{1D79}-\u{1D9A}\u{1E00}-\u{1F15}\u{1F18}-\u{1F1D}\u{1F20}-\u{1F45}\u{1F48}-\u{1F4D}\u{1F50}-\u{1F57}\u{1F59}\u{1F5B}\u{1F5D}\u{1F5F}-\u{1F7D}\u{1F80}-\u{1FB4}\u{1FB6}-\u{1FBC}\u{1FBE}\u{1FC2}-\u{1FC4}\u{1FC6}-\u{1FCC}\u{1FD0}-\u{1FD3}\u{1FD6}-\u{1FDB}\u{1FE0}-\u{1FEC}\u{1FF2}-\u{1FF4}\u{1FF6}-\u{1FFC}\u{2102}\u{2107}\u{210A}-\u{2113}\u{2115}\u{2119}-\u{211D}\u{2124}\u{2126}\u{2128}\u{212A}-\u{212D}\u{212F}-\u{2134}\u{2139}\u{213C}-\u{213F}\u{2145}-\u{2149}\u{214E}\u{2183}\u{2184}\u{2C00}-\u{2C7B}\u{2C7E}-\u{2CE4}\u{2CEB}-\u{2CEE}\u{2CF2}\u{2CF3}\u{A640}-\u{A66D}\u{A680}-\u{A69B}\u{A722}-\u{A76F}\u{A771}-\u{A787}\u{A78B}-\u{A78E}\u{AB70}-\u{ABBF}\u{FB00}-\u{FB06}\u{FB13}-\u{FB17}\u{FF21}-\u{FF3A}\u{FF41}-\u{FF5A}\u{10400}-\u{1044F}\u{104B0}-\u{104D3}\u{104D8}-\u{104FB}\u{10C80}-\u{10CB2}\u{10CC0}-\u{10CF2}\u{118A0}-\u{118DF}\u{1E900}-\u{1E943}]+";
+const DEEPSEEK_LLM_PUNCT: &str = r"\s?[!-/:-~！-／：-～‘-‟　-。]+";
+const CJK_HANGUL: &str = r"[一-龥ࠀ-一가-퟿]+";
+
+/// DeepSeek-V3's main split.
+const DEEPSEEK_V3: &str = r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##;
+
+/// How one `tokenizer.ggml.pre` value pre-tokenizes.
+#[derive(Debug, Clone)]
+pub(crate) struct PreTokenizer {
+    /// Regexes applied in turn.
+    pub regexes: Vec<&'static str>,
+    /// A piece that is itself in the vocabulary is taken whole, without running merges (Llama 3).
+    pub ignore_merges: bool,
+    /// llama.cpp's default for `add_bos_token` when the file does not say.
+    pub add_bos: bool,
+}
+
+/// The `tokenizer.ggml.pre` values understood, for error messages.
+pub(crate) const SUPPORTED: &str = "default, gpt-2 (gpt2, phi-2, mpt, olmo), smollm (starcoder, refact, command-r, codeshell, exaone, minerva-7b), llama3 (llama-v3, llama-bpe, falcon3, pixtral), dbrx, smaug-bpe, qwen2 (deepseek-r1-qwen, stablelm2, megrez, hunyuan), deepseek-llm, deepseek-coder, deepseek-v3, chatglm-bpe (glm4)";
+
+/// The pre-tokenizer for `name`, or `None` when llama.cpp's name is not one we know.
+/// An absent `tokenizer.ggml.pre` means "default", as in llama.cpp.
+pub(crate) fn for_name(name: &str) -> Option<PreTokenizer> {
+    let p = |regexes: Vec<&'static str>| PreTokenizer {
+        regexes,
+        ignore_merges: false,
+        add_bos: false,
+    };
+    Some(match name {
+        "default" => p(vec![
+            r"[\p{P}\$\+<=>\^~\|]+",
+            GPT2,
+            r"\p{N}+",
+            "[0-9][0-9][0-9]",
+        ]),
+        "gpt-2" | "gpt2" | "phi-2" | "mpt" | "olmo" => p(vec![GPT2]),
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
+            p(vec![r"\p{N}", GPT2])
+        }
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => PreTokenizer {
+            regexes: vec![LLAMA3],
+            ignore_merges: true,
+            add_bos: true,
+        },
+        "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" => p(vec![LLAMA3]),
+        "qwen2" | "deepseek-r1-qwen" | "stablelm2" | "megrez" | "hunyuan" => p(vec![QWEN2]),
+        "deepseek-llm" => p(vec![
+            "[\r\n]",
+            DEEPSEEK_LLM_LETTERS,
+            DEEPSEEK_LLM_PUNCT,
+            r"\s+$",
+            CJK_HANGUL,
+            r"\p{N}+",
+        ]),
+        "deepseek-coder" => p(vec![
+            "[\r\n]",
+            r"\s?\p{L}+",
+            r"\s?\p{P}+",
+            CJK_HANGUL,
+            r"\p{N}",
+        ]),
+        "deepseek-v3" => p(vec![r"\p{N}{1,3}", "[一-龥぀-ゟ゠-ヿ]+", DEEPSEEK_V3]),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_regex_compiles() {
+        for name in [
+            "default",
+            "gpt-2",
+            "smollm",
+            "llama3",
+            "dbrx",
+            "qwen2",
+            "deepseek-llm",
+            "deepseek-coder",
+            "deepseek-v3",
+        ] {
+            for r in for_name(name).expect("known").regexes {
+                let pattern = tokenizers::pre_tokenizers::split::SplitPattern::Regex(r.to_string());
+                tokenizers::pre_tokenizers::split::Split::new(
+                    pattern,
+                    tokenizers::SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .unwrap_or_else(|e| panic!("{name}: {r}: {e}"));
+            }
+        }
+        assert!(for_name("nonsense").is_none());
+    }
+}
