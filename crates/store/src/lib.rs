@@ -132,14 +132,33 @@ impl Store {
         Store::open(root)
     }
 
-    /// The store at `root`, creating its directories.
+    /// The store at `root`. Its directories are created when possible; a store that cannot be written (a read-only
+    /// home) still resolves paths and reads models, and only operations that write report the problem.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
         for d in ["blobs", "manifests", "tmp"] {
-            let p = root.join(d);
-            std::fs::create_dir_all(&p).at(&p)?;
+            let _ = std::fs::create_dir_all(root.join(d));
         }
         Ok(Store { root })
+    }
+
+    /// The entries of a store directory; none if it does not exist.
+    fn entries(&self, dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+        match std::fs::read_dir(dir) {
+            Ok(rd) => rd.map(|e| e.map(|e| e.path()).at(dir)).collect(),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(StoreError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            }),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -228,8 +247,7 @@ impl Store {
         let mut out = Vec::new();
         let mut problems = Vec::new();
         let dir = self.root.join("manifests");
-        for e in std::fs::read_dir(&dir).at(&dir)? {
-            let path = e.at(&dir)?.path();
+        for path in self.entries(&dir)? {
             if path.extension().is_none_or(|x| x != "json") {
                 continue;
             }
@@ -315,8 +333,7 @@ impl Store {
     fn partial_files(&self) -> Result<Vec<(PathBuf, String)>, StoreError> {
         let dir = self.tmp();
         let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).at(&dir)? {
-            let path = e.at(&dir)?.path();
+        for path in self.entries(&dir)? {
             let Some(fname) = path.file_name().and_then(|f| f.to_str()) else {
                 continue;
             };
@@ -367,8 +384,7 @@ impl Store {
     fn release_blobs(&self, shas: &[String], report: &mut RemoveReport) -> Result<(), StoreError> {
         let dir = self.root.join("manifests");
         let mut used = std::collections::HashSet::new();
-        for e in std::fs::read_dir(&dir).at(&dir)? {
-            let path = e.at(&dir)?.path();
+        for path in self.entries(&dir)? {
             if path.extension().is_none_or(|x| x != "json") {
                 continue;
             }

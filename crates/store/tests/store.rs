@@ -218,3 +218,25 @@ fn pulling_a_builtin_reuses_the_old_scripts_file_when_its_sha256_is_the_publishe
         "the old file stays until the model is removed"
     );
 }
+
+#[test]
+fn a_store_that_cannot_be_created_still_resolves_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = write(dir.path(), "not-a-dir", b"x");
+    let store = Store::open(blocker.join("home")).unwrap();
+    let f = write(dir.path(), "m.gguf", &make_gguf(8, 64));
+    assert_eq!(
+        store.resolve(f.to_str().unwrap()).unwrap().paths,
+        std::slice::from_ref(&f)
+    );
+    assert!(store.list().unwrap().0.is_empty());
+    assert!(store
+        .resolve("smollm2-135m")
+        .unwrap_err()
+        .to_string()
+        .contains("hearth pull"));
+    assert!(matches!(
+        store.import(&f, Some("m")),
+        Err(StoreError::Io { .. })
+    ));
+}
