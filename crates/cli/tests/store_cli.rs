@@ -57,9 +57,9 @@ fn part_size(home: &Path) -> u64 {
 
 #[test]
 fn killing_pull_leaves_the_store_usable_and_the_next_pull_resumes() {
-    let model = make_gguf(1, 256 << 10); // ~1 MiB, sent in 16 KiB pieces 30 ms apart: ~2 s
+    let model = make_gguf(1, 256 << 10); // ~1 MiB, sent in 16 KiB pieces 50 ms apart: ~3 s
     let mut b = repo(&model);
-    b.throttle = Some(Duration::from_millis(30));
+    b.throttle = Some(Duration::from_millis(50));
     b.redirect = true;
     let hub = TestHub::start(b);
     let home = tempfile::tempdir().unwrap();
