@@ -5,6 +5,7 @@ use hearth_engine::{Model, ThreadPool};
 use hearth_text::{ChatTemplate, Tokenizer};
 use std::path::PathBuf;
 
+
 /// Options every command that runs a model takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -13,6 +14,9 @@ pub struct ModelArgs {
     /// Compute threads (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// Load even when the estimated memory (weights + KV cache + scratch) exceeds what is available.
+    #[arg(long)]
+    pub no_mem_check: bool,
 }
 
 impl ModelArgs {
@@ -24,31 +28,17 @@ impl ModelArgs {
     }
 }
 
-/// `$HEARTH_HOME`, by default `~/.cache/hearth`.
-pub fn hearth_home() -> PathBuf {
-    if let Some(h) = std::env::var_os("HEARTH_HOME") {
-        return PathBuf::from(h);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache").join("hearth")
-}
-
-/// A path to an existing file, or the file installed under a short name.
+/// A path to an existing file, or the file installed in the store under a name.
 pub fn resolve_model(name: &str) -> Result<PathBuf> {
-    let p = PathBuf::from(name);
-    if p.is_file() {
-        return Ok(p);
+    let store = hearth_store::Store::open_default()?;
+    let resolved = store.resolve(name)?;
+    match resolved.paths.as_slice() {
+        [one] => Ok(one.clone()),
+        parts => bail!(
+            "model {name:?} is split into {} files; the engine loads single-file GGUFs so far (merge the parts first)",
+            parts.len()
+        ),
     }
-    if name.ends_with(".gguf") || name.contains('/') {
-        bail!("no such model file: {name}");
-    }
-    let installed = hearth_home().join("models").join(format!("{name}.gguf"));
-    if installed.is_file() {
-        return Ok(installed);
-    }
-    bail!("model {name:?} is not installed; install it with `scripts/fetch-models.sh {name}` or give a path to a .gguf file")
 }
 
 /// A model ready to use: weights, tokenizer and chat template.
@@ -73,7 +63,15 @@ impl Loaded {
     }
 
     pub fn chat_template(&self) -> Result<ChatTemplate> {
-        ChatTemplate::from_gguf(&self.model.gguf).context("cannot set up the chat template")
+        ChatTemplate::from_gguf_with(&self.model.gguf, &self.tokenizer).context("cannot set up the chat template")
+    }
+
+    /// Refuses a context whose memory would exceed what the machine has, unless told not to check.
+    pub fn check_memory(&self, n_ctx: usize, args: &ModelArgs) -> Result<()> {
+        if !args.no_mem_check {
+            hearth_store::memory::estimate(&self.model.gguf, n_ctx as u64, 2)?.check()?;
+        }
+        Ok(())
     }
 
     /// The context size to use: the request, capped at what the model was trained for.

@@ -80,6 +80,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let loaded = Loaded::open(&a.model.model)?;
     let pool = a.model.pool();
     let n_ctx = loaded.n_ctx(a.ctx_size);
+    loaded.check_memory(n_ctx, &a.model)?;
     eprintln!(
         "loaded {} ({}, {} layers) in {:.2}s; context {n_ctx}, {} threads",
         loaded.path.display(),
@@ -107,7 +108,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if a.json {
             return raw_json(&loaded, &pool, &mut session, &ids, &opts);
         }
-        stream(&loaded, &pool, &mut session, &ids, &opts)?;
+        stream(&loaded, &pool, &mut session, &ids, &opts, true)?;
         return Ok(ExitCode::SUCCESS);
     }
     let template = loaded.chat_template()?;
@@ -126,7 +127,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let ids = loaded
             .tokenizer
             .encode(&template.render(&messages, true)?, false, true)?;
-        stream(&loaded, &pool, &mut session, &ids, &opts)?;
+        stream(&loaded, &pool, &mut session, &ids, &opts, false)?;
         return Ok(ExitCode::SUCCESS);
     }
     // Interactive chat: the history grows; the session reuses the KV of everything already read.
@@ -155,7 +156,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let ids = loaded
             .tokenizer
             .encode(&template.render(&messages, true)?, false, true)?;
-        let answer = stream(&loaded, &pool, &mut session, &ids, &opts)?;
+        let answer = stream(&loaded, &pool, &mut session, &ids, &opts, false)?;
         messages.push(ChatMessage {
             role: "assistant".into(),
             content: answer,
@@ -171,6 +172,7 @@ fn stream(
     session: &mut Session,
     ids: &[u32],
     opts: &GenerateOptions,
+    raw: bool,
 ) -> Result<String> {
     let mut detok = Detokenizer::new(&loaded.tokenizer);
     let mut out = std::io::stdout().lock();
@@ -192,7 +194,9 @@ fn stream(
     })?;
     let tail = detok.flush();
     text.push_str(&tail);
-    writeln!(out, "{tail}")?;
+    // Raw completion prints exactly the generated text; a chat answer ends its line.
+    write!(out, "{tail}{}", if raw { "" } else { "\n" })?;
+    out.flush()?;
     let prefill = t_first.map_or(0.0, |t| (t - t0).as_secs_f64());
     let decode = t_first.map_or(0.0, |t| t.elapsed().as_secs_f64());
     eprintln!(
