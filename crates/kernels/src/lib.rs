@@ -25,6 +25,8 @@ pub mod formats;
 pub mod isa;
 pub mod matmul;
 pub mod pool;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use dtype::DType;
 pub use formats::{dequantize_row, quantize_row};

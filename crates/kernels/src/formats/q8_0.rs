@@ -41,3 +41,57 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     }
     sum
 }
+
+/// x86-64 kernels for Q8_0 x Q8_0: weights unpacked to signed bytes, then |w| . (a with w's sign).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use crate::x86::*;
+
+    macro_rules! kernel {
+        ($name:ident, $features:literal, $dot:ident) => {
+            pub(crate) struct $name;
+
+            impl Block for $name {
+                const W: usize = super::BLOCK_BYTES;
+                const A: usize = crate::formats::q8_0::BLOCK_BYTES;
+                /// ([d, 0, 0, 0], |w| as bytes, w as signed bytes)
+                type U = (__m128, __m256i, __m256i);
+                type Acc = __m256;
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn zero() -> __m256 {
+                    _mm256_setzero_ps()
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn unpack(w: *const u8) -> Self::U {
+                    let q = load256(w.add(2));
+                    (f16x1(w), _mm256_sign_epi8(q, q), q)
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn dot(u: &Self::U, a: *const u8, acc: __m256) -> __m256 {
+                    let dd = _mm_mul_ss(u.0, f16x1(a));
+                    let s = _mm256_cvtepi32_ps($dot(u.1, _mm256_sign_epi8(load256(a.add(2)), u.2)));
+                    _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), s, acc)
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn reduce(acc: __m256) -> f32 {
+                    hsum256(acc)
+                }
+            }
+        };
+    }
+
+    kernel!(Avx2, "avx2,fma,f16c", dot_u8i8);
+    kernel!(
+        Vnni,
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
+        dot_u8i8_vnni
+    );
+}
