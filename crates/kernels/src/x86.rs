@@ -216,8 +216,22 @@ pub(crate) mod kernels {
 
     /// The SIMD tile function for `weight` on `isa` and rows of `cols` elements, if there is one.
     pub(crate) fn tile_fn(weight: DType, isa: Isa, cols: usize) -> Option<TileFn> {
-        let _ = cols;
         match weight {
+            DType::F32 | DType::F16 | DType::BF16 if !cols.is_multiple_of(8) => None,
+            DType::F32 => {
+                pick::<crate::formats::f32::x86::Avx2, crate::formats::f32::x86::Avx2>(isa)
+            }
+            DType::F16 => {
+                pick::<crate::formats::f16::x86::Avx2, crate::formats::f16::x86::Avx2>(isa)
+            }
+            DType::BF16 => {
+                pick::<crate::formats::bf16::x86::Avx2, crate::formats::bf16::x86::Avx2>(isa)
+            }
+            DType::Q2_K => pick::<q2_k::x86::Avx2, q2_k::x86::Avx2>(isa),
+            DType::Q3_K => pick::<q3_k::x86::Avx2, q3_k::x86::Avx2>(isa),
+            DType::Q4_K => pick::<q4_k::x86::Avx2, q4_k::x86::Avx2>(isa),
+            DType::Q5_K => pick::<q5_k::x86::Avx2, q5_k::x86::Avx2>(isa),
+            DType::Q6_K => pick::<q6_k::x86::Avx2, q6_k::x86::Avx2>(isa),
             DType::Q4_0 => pick::<q4_0::x86::Avx2, q4_0::x86::Vnni>(isa),
             DType::Q4_1 => pick::<q4_1::x86::Avx2, q4_1::x86::Vnni>(isa),
             DType::Q5_0 => pick::<q5_0::x86::Avx2, q5_0::x86::Vnni>(isa),
