@@ -1,7 +1,7 @@
 //! `y = W x` for quantized weight matrices: activations quantized to the weight format's partner, integer dot products,
 //! rows split over the thread pool.
 
-use crate::formats::{self, quantize_row};
+use crate::formats;
 use crate::isa::{selected_isa, Isa, IsaError};
 use crate::{DType, ThreadPool};
 use std::cell::Cell;
@@ -89,12 +89,32 @@ pub(crate) type TileFn = unsafe fn(TileArgs);
 /// A scalar (safe) dot product of one weight row with one activation row.
 pub(crate) type ScalarDotFn = fn(w: &[u8], a: &[u8]) -> f32;
 
+/// Quantizes a whole number of blocks of f32 into an activation format.
+///
+/// # Safety
+/// The function must belong to an ISA the CPU supports; `dst` must be exactly the quantized size of `src`.
+pub(crate) type QuantizeFn = unsafe fn(src: &[f32], dst: &mut [u8]);
+
 /// The kernels for one weight format on one ISA, chosen once per matmul call.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernel {
-    /// The format activations are quantized to.
+    /// The format activations are quantized to, and how.
     pub act: DType,
+    pub quantize: QuantizeFn,
     pub tile: TileFn,
+}
+
+/// The scalar quantizer of each activation format.
+fn scalar_quantizer(act: DType) -> Option<QuantizeFn> {
+    Some(match act {
+        DType::F32 => formats::f32::quantize,
+        DType::F16 => formats::f16::quantize,
+        DType::BF16 => formats::bf16::quantize,
+        DType::Q8_0 => formats::q8_0::quantize,
+        DType::Q8_1 => formats::q8_1::quantize,
+        DType::Q8_K => formats::q8_k::quantize,
+        _ => return None,
+    })
 }
 
 /// The activation format ggml pairs with each weight format.
@@ -179,21 +199,54 @@ fn scalar_tile_fn(weight: DType) -> Option<TileFn> {
 pub(crate) fn kernel(weight: DType, isa: Isa, cols: usize) -> Option<Kernel> {
     let act = activation_dtype(weight)?;
     let scalar = scalar_tile_fn(weight)?;
-    let simd = match isa {
-        Isa::Scalar => None,
+    let scalar_q = scalar_quantizer(act)?;
+    let (simd, simd_q) = match isa {
+        Isa::Scalar => (None, None),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => {
-            crate::x86::kernels::tile_fn(weight, isa, cols)
-        }
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => (
+            crate::x86::kernels::tile_fn(weight, isa, cols),
+            crate::x86::kernels::act_quantizer(act, isa),
+        ),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => crate::neon::tile_fn(weight, cols),
+        Isa::Neon => (crate::neon::tile_fn(weight, cols), None),
         #[allow(unreachable_patterns)]
-        _ => None,
+        _ => (None, None),
     };
     Some(Kernel {
         act,
+        quantize: simd_q.unwrap_or(scalar_q),
         tile: simd.unwrap_or(scalar),
     })
+}
+
+/// Quantizes `src` to the activation format `act` with the quantizer `matmul` uses on `isa` (tests compare it with
+/// the scalar reference byte for byte).
+pub fn quantize_activations_with_isa(
+    act: DType,
+    isa: Isa,
+    src: &[f32],
+    dst: &mut [u8],
+) -> Result<(), MatmulError> {
+    if !isa.is_available() {
+        return Err(IsaError::Unsupported {
+            value: isa.name().to_string(),
+            isa,
+            best: crate::detected_isa(),
+        }
+        .into());
+    }
+    // Checks the lengths (and that `act` is a format with a quantizer).
+    formats::quantize_row(act, src, dst)?;
+    let simd = match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => crate::x86::kernels::act_quantizer(act, isa),
+        _ => None,
+    };
+    if let Some(q) = simd {
+        // SAFETY: the ISA is available and the lengths were checked by quantize_row.
+        unsafe { q(src, dst) };
+    }
+    Ok(())
 }
 
 /// The dot product of one weight row with one activation row (already in the activation format) on `isa`, as the
@@ -388,8 +441,8 @@ pub fn matmul_with_isa(
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(act_out.get().add(t * act_row_bytes), act_row_bytes)
             };
-            // Lengths were checked above, so this cannot fail.
-            let _ = quantize_row(k.act, &x[t * cols..(t + 1) * cols], dst);
+            // SAFETY: the quantizer's ISA was checked above; dst is exactly one quantized row of cols elements.
+            unsafe { (k.quantize)(&x[t * cols..(t + 1) * cols], dst) };
         };
         if n_tokens > 1 {
             pool.parallel_for(n_tokens, quantize_token);

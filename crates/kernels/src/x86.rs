@@ -115,7 +115,6 @@ pub(crate) fn hsum256(v: __m256) -> f32 {
 /// Sum of the 4 lanes of an i32 vector.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-#[allow(dead_code)]
 pub(crate) fn hsum_epi32_128(v: __m128i) -> i32 {
     let s = _mm_add_epi32(v, _mm_shuffle_epi32::<0b01_00_11_10>(v));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
@@ -200,7 +199,7 @@ pub(crate) fn dot_u8i8_vnni(u: __m256i, s: __m256i) -> __m256i {
 pub(crate) mod kernels {
     use super::*;
     use crate::formats::*;
-    use crate::matmul::TileFn;
+    use crate::matmul::{QuantizeFn, TileFn};
     use crate::{DType, Isa};
 
     /// A format's (AVX2, VNNI) pair of block kernels mapped to drivers: AVX-512 without VNNI runs the AVX2 blocks
@@ -210,6 +209,19 @@ pub(crate) mod kernels {
             Isa::Avx2 => tiles_avx2::<A>,
             Isa::Avx512 => tiles_avx512::<A>,
             Isa::Avx512Vnni => tiles_vnni::<V>,
+            _ => return None,
+        })
+    }
+
+    /// The SIMD quantizer for activations in `act`, if there is one.
+    pub(crate) fn act_quantizer(act: DType, isa: Isa) -> Option<QuantizeFn> {
+        if !matches!(isa, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+            return None;
+        }
+        Some(match act {
+            DType::Q8_0 => q8_0::x86_quant::quantize_avx2,
+            DType::Q8_1 => q8_1::x86_quant::quantize_avx2,
+            DType::Q8_K => q8_k::x86_quant::quantize_avx2,
             _ => return None,
         })
     }
@@ -240,4 +252,52 @@ pub(crate) mod kernels {
             _ => None,
         }
     }
+}
+
+/// `roundf` on 8 lanes: round half away from zero (exact for every f32).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn round_half_away256(x: __m256) -> __m256 {
+    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(x);
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let frac = _mm256_and_ps(_mm256_sub_ps(x, t), abs_mask);
+    let away = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5));
+    let one = _mm256_or_ps(_mm256_andnot_ps(abs_mask, x), _mm256_set1_ps(1.0));
+    _mm256_add_ps(t, _mm256_and_ps(away, one))
+}
+
+/// The largest |x| over 32 floats at `p`.
+///
+/// # Safety
+/// `p` must point to 32 readable floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn amax32(p: *const f32) -> f32 {
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut m = _mm256_setzero_ps();
+    for i in 0..4 {
+        // max_ps returns its second operand when either is NaN, so NaNs are skipped as in the scalar code.
+        m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p.add(8 * i)), abs_mask), m);
+    }
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+}
+
+/// Four vectors of 8 integer-valued i32 packed (saturating) to 32 i8, in order.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn pack_i8(q: [__m256i; 4]) -> __m256i {
+    let a = _mm256_packs_epi32(q[0], q[1]);
+    let b = _mm256_packs_epi32(q[2], q[3]);
+    let v = _mm256_packs_epi16(a, b);
+    // packs works per 128-bit lane; restore element order.
+    _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// f32 to f16 bits, rounding to nearest even (as `half::f16::from_f32`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn f32_to_f16(v: f32) -> u16 {
+    _mm_extract_epi16::<0>(_mm_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(_mm_set_ss(v))) as u16
 }

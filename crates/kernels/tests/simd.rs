@@ -121,3 +121,35 @@ fn simd_refuses_missing_isa() {
         assert!(e.to_string().contains("lacks"), "{e}");
     }
 }
+
+#[test]
+fn simd_activation_quantizers_match_scalar_bytes() {
+    use hearth_kernels::matmul::quantize_activations_with_isa;
+    let mut rng = Rng(5);
+    for act in [DType::Q8_0, DType::Q8_1, DType::Q8_K] {
+        for n_blocks in [1, 2, 7] {
+            let n = n_blocks * act.block_size();
+            let mut x = activations(&mut rng, n);
+            // Edge cases: exact .5 ties at scale 1, a zero block start, a negative extreme.
+            x[0] = 127.0;
+            for (i, v) in x.iter_mut().enumerate().take(act.block_size()).skip(1) {
+                *v = (i as f32 - 40.0) + 0.5;
+            }
+            if n_blocks > 1 {
+                let bs = act.block_size();
+                x[bs..2 * bs].iter_mut().for_each(|v| *v = 0.0);
+            }
+            if n_blocks > 2 {
+                x[3 * act.block_size() + 3] = -1e4;
+            }
+            let bytes = act.row_bytes(n as u64).unwrap() as usize;
+            let mut want = vec![0u8; bytes];
+            quantize_row(act, &x, &mut want).unwrap();
+            for isa in Isa::available() {
+                let mut got = vec![0xA5u8; bytes];
+                quantize_activations_with_isa(act, isa, &x, &mut got).unwrap();
+                assert_eq!(got, want, "{act} on {isa}, {n_blocks} blocks");
+            }
+        }
+    }
+}
