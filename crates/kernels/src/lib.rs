@@ -24,6 +24,7 @@ pub mod dtype;
 pub mod formats;
 pub mod isa;
 pub mod matmul;
+pub mod ops;
 pub mod pool;
 #[cfg(target_arch = "x86_64")]
 mod x86;

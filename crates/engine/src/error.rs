@@ -1,0 +1,35 @@
+//! Why loading a model or running it failed, with what the user needs to fix it.
+
+use hearth_gguf::GgufError;
+use hearth_kernels::MatmulError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("architecture {arch:?} is not supported (hearth runs: {supported})")]
+    UnknownArchitecture { arch: String, supported: String },
+    #[error("the model file has no tensor {name:?} (an incomplete or foreign conversion?)")]
+    MissingTensor { name: String },
+    #[error("metadata key {key:?} is missing; the file does not describe its {what}")]
+    MissingKey { key: String, what: &'static str },
+    #[error("tensor {name:?} has shape {found:?}, expected {expected:?}")]
+    BadTensorShape {
+        name: String,
+        expected: Vec<u64>,
+        found: Vec<u64>,
+    },
+    #[error("tensor {name:?} has type {dtype}, which hearth cannot use there")]
+    UnsupportedTensorType {
+        name: String,
+        dtype: hearth_kernels::DType,
+    },
+    #[error("the model's hyperparameters are inconsistent: {0}")]
+    BadConfig(String),
+    #[error("the context is full: {needed} tokens needed but the context holds {n_ctx} (raise --ctx-size or shorten the prompt)")]
+    ContextFull { needed: usize, n_ctx: usize },
+    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
+    BadToken { id: u32, n_vocab: usize },
+    #[error(transparent)]
+    Kernel(#[from] MatmulError),
+}

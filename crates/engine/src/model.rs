@@ -1,0 +1,259 @@
+//! The model: configuration + weights over the mapped GGUF, and the one configuration-driven forward pass.
+
+use crate::attention::{attend_one, AttnShape};
+use crate::parallel::for_each_row;
+use crate::weights::{Matrix, Weights};
+use crate::{EngineError, KvCache, ModelConfig};
+use hearth_gguf::Gguf;
+use hearth_kernels::ops::{rms_norm, rms_norm_inplace};
+use hearth_kernels::{matmul, ThreadPool};
+use std::cell::RefCell;
+use std::path::Path;
+
+/// One sequence's share of a forward pass: `tokens` are appended at the cache's next positions; logits are
+/// returned for tokens `logits_from..` (use `tokens.len() - 1` for the last only, `tokens.len()` for none).
+pub struct SeqBatch<'a> {
+    pub cache: &'a mut KvCache,
+    pub tokens: &'a [u32],
+    pub logits_from: usize,
+}
+
+/// A loaded model. Matrices are read from the file mapping; nothing is copied but norms.
+pub struct Model {
+    pub config: ModelConfig,
+    pub weights: Weights,
+    pub gguf: Gguf,
+}
+
+impl Model {
+    /// Opens, validates and maps a GGUF model.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model, EngineError> {
+        Self::from_gguf(Gguf::open(path)?)
+    }
+
+    pub fn from_gguf(gguf: Gguf) -> Result<Model, EngineError> {
+        let config = ModelConfig::from_gguf(&gguf)?;
+        let weights = Weights::load(&gguf, &config)?;
+        Ok(Model {
+            config,
+            weights,
+            gguf,
+        })
+    }
+
+    /// A fresh KV cache for one sequence of at most `n_ctx` positions.
+    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
+        KvCache::new(&self.config, n_ctx)
+    }
+
+    fn mm(
+        &self,
+        pool: &ThreadPool,
+        w: &Matrix,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+    ) -> Result<(), EngineError> {
+        Ok(matmul(pool, &w.view(self.gguf.bytes()), x, n, y)?)
+    }
+
+    /// Runs every sequence's new tokens through the model. Returns the requested logits, (n_out, n_vocab), in batch
+    /// order. On error no cache has changed.
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        batch: &mut [SeqBatch<'_>],
+    ) -> Result<Vec<f32>, EngineError> {
+        let result = self.forward_inner(pool, batch);
+        if result.is_err() {
+            for b in batch.iter_mut() {
+                let len = b.cache.len();
+                b.cache.truncate(len);
+            }
+        }
+        result
+    }
+
+    fn forward_inner(
+        &self,
+        pool: &ThreadPool,
+        batch: &mut [SeqBatch<'_>],
+    ) -> Result<Vec<f32>, EngineError> {
+        let c = &self.config;
+        let (e, hd, hdv) = (c.n_embd, c.head_dim, c.head_dim_v);
+        let (q_dim, kv_dim, v_dim, att_dim) = (
+            c.n_head * hd,
+            c.n_head_kv * hd,
+            c.n_head_kv * hdv,
+            c.n_head * hdv,
+        );
+
+        // Which sequence and position each token of the flattened batch belongs to.
+        let mut seq_of = Vec::new(); // (n)
+        let mut pos_of = Vec::new(); // (n)
+        for (s, b) in batch.iter().enumerate() {
+            b.cache.reserve(b.tokens.len())?;
+            for (i, &id) in b.tokens.iter().enumerate() {
+                if id as usize >= c.n_vocab {
+                    return Err(EngineError::BadToken {
+                        id,
+                        n_vocab: c.n_vocab,
+                    });
+                }
+                seq_of.push(s);
+                pos_of.push(b.cache.len() + i);
+            }
+        }
+        let n = seq_of.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+
+        // Embeddings: x (n, n_embd).
+        let mut x = vec![0f32; n * e];
+        let embd = self.weights.token_embd.view(self.gguf.bytes());
+        let row_bytes = embd.data.len() / embd.rows;
+        let ids: Vec<u32> = batch
+            .iter()
+            .flat_map(|b| b.tokens.iter().copied())
+            .collect();
+        for (t, &id) in ids.iter().enumerate() {
+            let row = &embd.data[id as usize * row_bytes..][..row_bytes];
+            hearth_kernels::dequantize_row(embd.dtype, row, &mut x[t * e..][..e])?;
+        }
+        if c.spec.scale_embeddings {
+            let s = (e as f32).sqrt();
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+
+        let mut xb = vec![0f32; n * e]; // (n, n_embd) normalised input of a sub-block
+        let mut q = vec![0f32; n * q_dim]; // (n, n_head * head_dim)
+        let mut k = vec![0f32; n * kv_dim]; // (n, n_head_kv * head_dim)
+        let mut v = vec![0f32; n * v_dim]; // (n, n_head_kv * head_dim_v)
+        let mut att = vec![0f32; n * att_dim]; // (n, n_head * head_dim_v)
+        let mut o = vec![0f32; n * e]; // (n, n_embd) sub-block output
+        let mut gate = vec![0f32; n * c.n_ff]; // (n, n_ff)
+        let mut up = vec![0f32; n * c.n_ff]; // (n, n_ff)
+
+        for (il, (lw, lc)) in self.weights.layers.iter().zip(&c.layers).enumerate() {
+            // Attention.
+            norm_rows(&x, &lw.attn_norm, c.rms_eps, &mut xb, e);
+            self.mm(pool, &lw.wq, &xb, n, &mut q)?;
+            self.mm(pool, &lw.wk, &xb, n, &mut k)?;
+            self.mm(pool, &lw.wv, &xb, n, &mut v)?;
+            add_bias(&mut q, lw.bq.as_deref());
+            add_bias(&mut k, lw.bk.as_deref());
+            add_bias(&mut v, lw.bv.as_deref());
+            if let Some(w) = &lw.q_norm {
+                q.chunks_exact_mut(hd)
+                    .for_each(|h| rms_norm_inplace(h, w, c.rms_eps));
+            }
+            if let Some(w) = &lw.k_norm {
+                k.chunks_exact_mut(hd)
+                    .for_each(|h| rms_norm_inplace(h, w, c.rms_eps));
+            }
+            for t in 0..n {
+                lc.rope.apply(&mut q[t * q_dim..][..q_dim], hd, pos_of[t]);
+                lc.rope.apply(&mut k[t * kv_dim..][..kv_dim], hd, pos_of[t]);
+            }
+            let mut t0 = 0;
+            for b in batch.iter_mut() {
+                let t1 = t0 + b.tokens.len();
+                b.cache
+                    .append(il, &k[t0 * kv_dim..t1 * kv_dim], &v[t0 * v_dim..t1 * v_dim]);
+                t0 = t1;
+            }
+            let kvs: Vec<_> = batch.iter().map(|b| &b.cache.layers[il]).collect();
+            let shape = AttnShape {
+                n_head: c.n_head,
+                n_head_kv: c.n_head_kv,
+                head_dim: hd,
+                head_dim_v: hdv,
+                scale: c.attn_scale,
+                window: lc.sliding_window,
+            };
+            // One task per (token, head): out row (head_dim_v).
+            for_each_row(pool, &mut att, hdv, |i, out| {
+                let (t, h) = (i / c.n_head, i % c.n_head);
+                let qh = &q[t * q_dim + h * hd..][..hd];
+                SCORES.with(|s| {
+                    attend_one(
+                        &shape,
+                        kvs[seq_of[t]],
+                        qh,
+                        h,
+                        pos_of[t],
+                        &mut s.borrow_mut(),
+                        out,
+                    )
+                });
+            });
+            self.mm(pool, &lw.wo, &att, n, &mut o)?;
+            if let Some(w) = &lw.post_attn_norm {
+                o.chunks_exact_mut(e)
+                    .for_each(|r| rms_norm_inplace(r, w, c.rms_eps));
+            }
+            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+
+            // Feed-forward.
+            norm_rows(&x, &lw.ffn_norm, c.rms_eps, &mut xb, e);
+            self.mm(pool, &lw.gate, &xb, n, &mut gate)?;
+            self.mm(pool, &lw.up, &xb, n, &mut up)?;
+            hearth_kernels::ops::gated_activation(&mut gate, &up, c.spec.activation.f());
+            self.mm(pool, &lw.down, &gate, n, &mut o)?;
+            if let Some(w) = &lw.post_ffn_norm {
+                o.chunks_exact_mut(e)
+                    .for_each(|r| rms_norm_inplace(r, w, c.rms_eps));
+            }
+            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+        }
+        for b in batch.iter_mut() {
+            b.cache.advance(b.tokens.len());
+        }
+
+        // Logits for the requested tokens: (n_out, n_vocab).
+        let mut t0 = 0;
+        let mut rows = Vec::new();
+        for b in batch.iter() {
+            rows.extend(t0 + b.logits_from.min(b.tokens.len())..t0 + b.tokens.len());
+            t0 += b.tokens.len();
+        }
+        let mut xo = vec![0f32; rows.len() * e];
+        for (j, &t) in rows.iter().enumerate() {
+            rms_norm(
+                &x[t * e..][..e],
+                &self.weights.output_norm,
+                c.rms_eps,
+                &mut xo[j * e..][..e],
+            );
+        }
+        let mut logits = vec![0f32; rows.len() * c.n_vocab];
+        if !rows.is_empty() {
+            self.mm(pool, &self.weights.output, &xo, rows.len(), &mut logits)?;
+        }
+        if let Some(cap) = c.final_logit_softcap {
+            logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
+        }
+        Ok(logits)
+    }
+}
+
+thread_local! {
+    /// Attention scores scratch, one per compute thread.
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// RMS-normalises each row of `x` (rows of `e`) into `out`.
+fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], e: usize) {
+    for (xr, or) in x.chunks_exact(e).zip(out.chunks_exact_mut(e)) {
+        rms_norm(xr, w, eps, or);
+    }
+}
+
+fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        for row in y.chunks_exact_mut(b.len()) {
+            row.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+        }
+    }
+}

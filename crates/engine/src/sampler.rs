@@ -1,0 +1,287 @@
+//! Choosing the next token from logits: penalties, then top-k, temperature, top-p, min-p, then a seeded draw
+//! (llama.cpp's default order). Temperature 0 is greedy.
+
+/// Sampling settings. `Default` is greedy with no penalties.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 (or less) picks the most likely token.
+    pub temperature: f32,
+    /// 0 disables.
+    pub top_k: usize,
+    /// 1.0 disables.
+    pub top_p: f32,
+    /// 0.0 disables.
+    pub min_p: f32,
+    /// Divides positive (multiplies negative) logits of tokens seen in the last `repeat_last_n`; 1.0 disables.
+    pub repeat_penalty: f32,
+    pub repeat_last_n: usize,
+    /// OpenAI's additive penalties: subtract `presence` once and `frequency × count` for every token seen.
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// A seeded sampler: the same seed and logits give the same tokens.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    pub params: SamplingParams,
+    rng: SplitMix64,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Sampler {
+        let rng = SplitMix64(params.seed);
+        Sampler { params, rng }
+    }
+
+    /// Applies the penalties for `history` (the tokens so far) to `logits` in place.
+    pub fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
+        let p = &self.params;
+        if p.repeat_penalty != 1.0 && p.repeat_last_n > 0 {
+            let recent = &history[history.len().saturating_sub(p.repeat_last_n)..];
+            let mut seen = std::collections::HashSet::new();
+            for &id in recent {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    if seen.insert(id) {
+                        *l = if *l > 0.0 {
+                            *l / p.repeat_penalty
+                        } else {
+                            *l * p.repeat_penalty
+                        };
+                    }
+                }
+            }
+        }
+        if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
+            let mut counts = std::collections::HashMap::<u32, u32>::new();
+            for &id in history {
+                *counts.entry(id).or_default() += 1;
+            }
+            for (id, n) in counts {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l -= p.presence_penalty + p.frequency_penalty * n as f32;
+                }
+            }
+        }
+    }
+
+    /// Picks the next token. `logits` (n_vocab) are modified (penalised).
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        self.apply_penalties(logits, history);
+        let p = self.params.clone();
+        if p.temperature <= 0.0 {
+            return argmax(logits);
+        }
+        // Candidates sorted by logit, best first.
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        let k = if p.top_k > 0 {
+            p.top_k.min(cand.len())
+        } else {
+            cand.len()
+        };
+        if k < cand.len() {
+            cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+            cand.truncate(k);
+        }
+        cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        // Temperature, then probabilities.
+        let max = cand[0].1 / p.temperature;
+        let mut probs: Vec<f32> = cand
+            .iter()
+            .map(|c| (c.1 / p.temperature - max).exp())
+            .collect();
+        let sum: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|x| *x /= sum);
+        // Top-p: keep the smallest prefix whose mass reaches top_p.
+        let mut keep = probs.len();
+        if p.top_p < 1.0 {
+            let mut acc = 0.0;
+            for (i, &x) in probs.iter().enumerate() {
+                acc += x;
+                if acc >= p.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        // Min-p: drop tokens less likely than min_p × the best.
+        if p.min_p > 0.0 {
+            let floor = probs[0] * p.min_p;
+            keep = keep.min(probs.iter().take_while(|&&x| x >= floor).count().max(1));
+        }
+        let total: f32 = probs[..keep].iter().sum();
+        let mut r = self.rng.next_f32() * total;
+        for i in 0..keep {
+            r -= probs[i];
+            if r <= 0.0 {
+                return cand[i].0;
+            }
+        }
+        cand[keep - 1].0
+    }
+}
+
+/// Index of the largest logit (the first of ties).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Log-probabilities over the whole vocabulary: returns (log p of `chosen`, the `k` most likely as (id, log p)).
+pub fn log_probs(logits: &[f32], chosen: u32, k: usize) -> (f32, Vec<(u32, f32)>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| ((l - max) as f64).exp())
+            .sum::<f64>()
+            .ln() as f32;
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    for (i, &l) in logits.iter().enumerate() {
+        if top.len() < k || top.last().is_some_and(|t| l > t.1) {
+            let at = top.partition_point(|t| t.1 >= l);
+            top.insert(at, (i as u32, l));
+            top.truncate(k);
+        }
+    }
+    let chosen_lp = logits
+        .get(chosen as usize)
+        .map_or(f32::NEG_INFINITY, |l| l - lse);
+    (
+        chosen_lp,
+        top.into_iter().map(|(i, l)| (i, l - lse)).collect(),
+    )
+}
+
+/// A small, fast, seedable generator (SplitMix64); sampling needs reproducibility, not cryptography.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(temperature: f32) -> SamplingParams {
+        SamplingParams {
+            temperature,
+            seed: 42,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn greedy_picks_argmax() {
+        let mut s = Sampler::new(params(0.0));
+        assert_eq!(s.sample(&mut [0.1, 3.0, 2.9, -1.0], &[]), 1);
+    }
+
+    #[test]
+    fn same_seed_same_tokens_and_different_seeds_differ() {
+        let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32 * 0.3).collect();
+        let draw = |seed| {
+            let mut s = Sampler::new(SamplingParams {
+                seed,
+                ..params(1.0)
+            });
+            (0..50)
+                .map(|_| s.sample(&mut logits.clone(), &[]))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 1,
+            ..params(5.0)
+        });
+        for _ in 0..20 {
+            assert_eq!(s.sample(&mut [0.0, 1.0, 0.5], &[]), 1);
+        }
+    }
+
+    #[test]
+    fn top_p_and_min_p_cut_the_tail() {
+        // p ≈ [0.88, 0.12, 1e-5]: top_p 0.5 and min_p 0.5 both leave only the best token.
+        for p in [
+            SamplingParams {
+                top_p: 0.5,
+                ..params(1.0)
+            },
+            SamplingParams {
+                min_p: 0.5,
+                ..params(1.0)
+            },
+        ] {
+            let mut s = Sampler::new(p);
+            for _ in 0..50 {
+                assert_eq!(s.sample(&mut [4.0, 2.0, -7.0], &[]), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn repetition_penalty_changes_the_choice() {
+        let mut s = Sampler::new(SamplingParams {
+            repeat_penalty: 2.0,
+            ..params(0.0)
+        });
+        assert_eq!(s.sample(&mut [3.0, 2.0], &[0]), 1, "3.0/2 < 2.0");
+        let mut s = Sampler::new(SamplingParams {
+            presence_penalty: 1.5,
+            ..params(0.0)
+        });
+        assert_eq!(s.sample(&mut [3.0, 2.0], &[0]), 1);
+    }
+
+    #[test]
+    fn log_probs_are_normalised_and_sorted() {
+        let logits = [1.0f32, 3.0, 2.0, 0.0];
+        let (lp, top) = log_probs(&logits, 1, 3);
+        let total: f32 = logits.iter().map(|l| (l - 3.0).exp()).sum();
+        assert!((lp - (-(total.ln()))).abs() < 1e-5);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2, 0]);
+        assert!(top[0].1 > top[1].1 && top[1].1 > top[2].1);
+    }
+}
