@@ -24,6 +24,8 @@ pub mod dtype;
 pub mod formats;
 pub mod isa;
 pub mod matmul;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod ops;
 pub mod pool;
 #[cfg(target_arch = "x86_64")]

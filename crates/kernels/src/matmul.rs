@@ -237,7 +237,7 @@ pub fn quantize_activations_with_isa(
     }
     // Checks the lengths (and that `act` is a format with a quantizer).
     formats::quantize_row(act, src, dst)?;
-    let simd = match isa {
+    let simd: Option<QuantizeFn> = match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => crate::x86::kernels::act_quantizer(act, isa),
         _ => None,

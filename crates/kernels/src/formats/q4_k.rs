@@ -64,6 +64,7 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 /// The 8 scales and 8 mins of a Q4_K/Q5_K block packed as bytes of two u64 (scale/min g in byte g).
 #[inline(always)]
 pub(crate) fn scale_min_u64(s: &[u8]) -> (u64, u64) {
@@ -157,5 +158,62 @@ pub(crate) mod x86 {
         unsafe fn reduce(acc: __m256) -> f32 {
             hsum256(acc)
         }
+    }
+}
+
+/// aarch64 NEON dot product for Q4_K x Q8_K.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    use crate::neon::{dot_i8x16, load_i8};
+    use std::arch::aarch64::*;
+
+    /// [`super::vec_dot`] with NEON.
+    ///
+    /// # Safety
+    /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
+    #[target_feature(enable = "neon")]
+    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+        use crate::formats::q8_k;
+        let mut sum = 0.0f32;
+        for (bw, ba) in w
+            .chunks_exact(super::BLOCK_BYTES)
+            .zip(a.chunks_exact(q8_k::BLOCK_BYTES))
+        {
+            let (pw, pa) = (bw.as_ptr(), ba.as_ptr().add(q8_k::QS));
+            let (sc, mn) = super::scale_min(&bw[4..16]);
+            let m4 = vdupq_n_u8(0x0F);
+            let mut isum = 0i32;
+            for c in 0..4 {
+                let q0 = vld1q_u8(pw.add(16 + 32 * c));
+                let q1 = vld1q_u8(pw.add(16 + 32 * c + 16));
+                let lo = dot_i8x16(
+                    dot_i8x16(
+                        vdupq_n_s32(0),
+                        vreinterpretq_s8_u8(vandq_u8(q0, m4)),
+                        load_i8(pa.add(64 * c)),
+                    ),
+                    vreinterpretq_s8_u8(vandq_u8(q1, m4)),
+                    load_i8(pa.add(64 * c + 16)),
+                );
+                let hi = dot_i8x16(
+                    dot_i8x16(
+                        vdupq_n_s32(0),
+                        vreinterpretq_s8_u8(vshrq_n_u8::<4>(q0)),
+                        load_i8(pa.add(64 * c + 32)),
+                    ),
+                    vreinterpretq_s8_u8(vshrq_n_u8::<4>(q1)),
+                    load_i8(pa.add(64 * c + 48)),
+                );
+                isum += sc[2 * c] as i32 * vaddvq_s32(lo) + sc[2 * c + 1] as i32 * vaddvq_s32(hi);
+            }
+            let mut summs = 0i32;
+            for g in 0..8 {
+                summs += mn[g] as i32 * (q8_k::bsum(ba, 2 * g) + q8_k::bsum(ba, 2 * g + 1));
+            }
+            let da = super::super::f32_at(ba, 0);
+            sum +=
+                da * super::f16_at(bw, 0) * isum as f32 - da * super::f16_at(bw, 2) * summs as f32;
+        }
+        sum
     }
 }

@@ -125,3 +125,30 @@ pub(crate) mod x86_quant {
         }
     }
 }
+
+/// aarch64 NEON dot product for Q8_0 x Q8_0.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    use crate::neon::{dot_i8x16, load_i8};
+    use std::arch::aarch64::*;
+
+    /// [`super::vec_dot`] with NEON.
+    ///
+    /// # Safety
+    /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
+    #[target_feature(enable = "neon")]
+    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+        let mut sum = vdupq_n_f32(0.0);
+        for (bw, ba) in w
+            .chunks_exact(super::BLOCK_BYTES)
+            .zip(a.chunks_exact(super::BLOCK_BYTES))
+        {
+            let (pw, pa) = (bw.as_ptr(), ba.as_ptr());
+            let acc = dot_i8x16(vdupq_n_s32(0), load_i8(pw.add(2)), load_i8(pa.add(2)));
+            let acc = dot_i8x16(acc, load_i8(pw.add(18)), load_i8(pa.add(18)));
+            let d = super::f16_at(bw, 0) * super::f16_at(ba, 0);
+            sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
+        }
+        vaddvq_f32(sum)
+    }
+}
