@@ -206,10 +206,11 @@ pub(crate) mod neon {
                 );
                 isum += sc[2 * c] as i32 * vaddvq_s32(lo) + sc[2 * c + 1] as i32 * vaddvq_s32(hi);
             }
-            let mut summs = 0i32;
-            for g in 0..8 {
-                summs += mn[g] as i32 * (q8_k::bsum(ba, 2 * g) + q8_k::bsum(ba, 2 * g + 1));
-            }
+            let summs: i32 = mn
+                .iter()
+                .enumerate()
+                .map(|(g, m)| *m as i32 * (q8_k::bsum(ba, 2 * g) + q8_k::bsum(ba, 2 * g + 1)))
+                .sum();
             let da = super::super::f32_at(ba, 0);
             sum +=
                 da * super::f16_at(bw, 0) * isum as f32 - da * super::f16_at(bw, 2) * summs as f32;
