@@ -244,6 +244,16 @@ pub(crate) mod kernels {
             DType::Q4_K => pick::<q4_k::x86::Avx2, q4_k::x86::Avx2>(isa),
             DType::Q5_K => pick::<q5_k::x86::Avx2, q5_k::x86::Avx2>(isa),
             DType::Q6_K => pick::<q6_k::x86::Avx2, q6_k::x86::Avx2>(isa),
+            // Two blocks per 512-bit step where rows hold an even number of blocks.
+            DType::Q4_0 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
+                Some(tiles_vnni::<q4_0::x86_512::Vnni512>)
+            }
+            DType::Q4_1 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
+                Some(tiles_vnni::<q4_1::x86_512::Vnni512>)
+            }
+            DType::Q8_0 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
+                Some(tiles_vnni::<q8_0::x86_512::Vnni512>)
+            }
             DType::Q4_0 => pick::<q4_0::x86::Avx2, q4_0::x86::Vnni>(isa),
             DType::Q4_1 => pick::<q4_1::x86::Avx2, q4_1::x86::Vnni>(isa),
             DType::Q5_0 => pick::<q5_0::x86::Avx2, q5_0::x86::Vnni>(isa),
@@ -300,4 +310,48 @@ pub(crate) fn pack_i8(q: [__m256i; 4]) -> __m256i {
 #[inline]
 pub(crate) fn f32_to_f16(v: f32) -> u16 {
     _mm_extract_epi16::<0>(_mm_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(_mm_set_ss(v))) as u16
+}
+
+/// Two 32-byte loads (at `p0` and `p1`) as one 512-bit vector.
+///
+/// # Safety
+/// Both pointers must point to 32 readable bytes.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
+#[inline]
+pub(crate) unsafe fn load2x256(p0: *const u8, p1: *const u8) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load256(p0)), load256(p1))
+}
+
+/// The f16 pairs at `p0` and `p1` as f32 lanes [p0[0], p0[1], p1[0], p1[1]].
+///
+/// # Safety
+/// Both pointers must point to 4 readable bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn f16x2x2(p0: *const u8, p1: *const u8) -> __m128 {
+    let v = _mm_set_epi32(
+        0,
+        0,
+        (p1 as *const i32).read_unaligned(),
+        (p0 as *const i32).read_unaligned(),
+    );
+    _mm_cvtph_ps(v)
+}
+
+/// Lanes `i` and `j` of `v` spread to [v[i] x 8 | v[j] x 8].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
+#[inline]
+pub(crate) fn spread2<const I: i32, const J: i32>(v: __m128) -> __m512 {
+    let idx = _mm512_setr_epi32(I, I, I, I, I, I, I, I, J, J, J, J, J, J, J, J);
+    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v))
+}
+
+/// Sum of the 16 lanes.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
+#[inline]
+pub(crate) fn hsum512(v: __m512) -> f32 {
+    hsum256(_mm256_add_ps(
+        _mm512_castps512_ps256(v),
+        _mm512_extractf32x8_ps::<1>(v),
+    ))
 }

@@ -152,3 +152,64 @@ pub(crate) mod neon {
         vaddvq_f32(sum)
     }
 }
+
+/// 512-bit AVX512-VNNI kernel for Q8_0 x Q8_0, two blocks per step (rows of an even number of blocks).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_512 {
+    use crate::x86::*;
+
+    pub(crate) struct Vnni512;
+
+    impl Block for Vnni512 {
+        const W: usize = 2 * super::BLOCK_BYTES;
+        const A: usize = 2 * super::BLOCK_BYTES;
+        /// ([d0, 0, d1, 0], |w|, mask of negative w)
+        type U = (__m128, __m512i, __mmask64);
+        type Acc = __m512;
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> Self::U {
+            let q = load2x256(w.add(2), w.add(36));
+            let d = _mm_cvtph_ps(_mm_set_epi32(
+                0,
+                0,
+                (w.add(34) as *const u16).read_unaligned() as i32,
+                (w as *const u16).read_unaligned() as i32,
+            ));
+            (d, _mm512_abs_epi8(q), _mm512_movepi8_mask(q))
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(u: &Self::U, a: *const u8, acc: __m512) -> __m512 {
+            let da = _mm_cvtph_ps(_mm_set_epi32(
+                0,
+                0,
+                (a.add(34) as *const u16).read_unaligned() as i32,
+                (a as *const u16).read_unaligned() as i32,
+            ));
+            let qa = load2x256(a.add(2), a.add(36));
+            // a with the sign of w, so that |w| (unsigned) times it is w * a.
+            let sa = _mm512_mask_sub_epi8(qa, u.2, _mm512_setzero_si512(), qa);
+            let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.1, sa);
+            _mm512_fmadd_ps(
+                spread2::<0, 2>(_mm_mul_ps(u.0, da)),
+                _mm512_cvtepi32_ps(s),
+                acc,
+            )
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn reduce(acc: __m512) -> f32 {
+            hsum512(acc)
+        }
+    }
+}
