@@ -254,6 +254,12 @@ pub(crate) mod kernels {
             DType::Q8_0 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
                 Some(tiles_vnni::<q8_0::x86_512::Vnni512>)
             }
+            DType::Q5_0 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
+                Some(tiles_vnni::<q5_0::x86_512::Vnni512>)
+            }
+            DType::Q5_1 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
+                Some(tiles_vnni::<q5_1::x86_512::Vnni512>)
+            }
             DType::Q4_0 => pick::<q4_0::x86::Avx2, q4_0::x86::Vnni>(isa),
             DType::Q4_1 => pick::<q4_1::x86::Avx2, q4_1::x86::Vnni>(isa),
             DType::Q5_0 => pick::<q5_0::x86::Avx2, q5_0::x86::Vnni>(isa),

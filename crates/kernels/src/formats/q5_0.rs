@@ -129,3 +129,74 @@ pub(crate) mod x86 {
         dot_u8i8_vnni
     );
 }
+
+/// 512-bit AVX512-VNNI kernel for Q5_0 x Q8_0, two blocks per step (rows of an even number of blocks).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_512 {
+    use crate::x86::*;
+
+    pub(crate) struct Vnni512;
+
+    impl Block for Vnni512 {
+        const W: usize = 2 * super::BLOCK_BYTES;
+        const A: usize = 2 * crate::formats::q8_0::BLOCK_BYTES;
+        /// ([d0, 0, d1, 0], quants 0..32 as bytes)
+        type U = (__m128, __m512i);
+        type Acc = __m512;
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> Self::U {
+            let low = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(nibbles32(w.add(6))),
+                nibbles32(w.add(28)),
+            );
+            let qh0 = (w.add(2) as *const u32).read_unaligned() as u64;
+            let qh1 = (w.add(24) as *const u32).read_unaligned() as u64;
+            let q = _mm512_or_si512(
+                low,
+                _mm512_maskz_mov_epi8(qh0 | (qh1 << 32), _mm512_set1_epi8(0x10)),
+            );
+            let d = _mm_cvtph_ps(_mm_set_epi32(
+                0,
+                0,
+                (w.add(22) as *const u16).read_unaligned() as i32,
+                (w as *const u16).read_unaligned() as i32,
+            ));
+            (d, q)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(u: &Self::U, a: *const u8, acc: __m512) -> __m512 {
+            let da = _mm_cvtph_ps(_mm_set_epi32(
+                0,
+                0,
+                (a.add(34) as *const u16).read_unaligned() as i32,
+                (a as *const u16).read_unaligned() as i32,
+            ));
+            let qa = load2x256(a.add(2), a.add(36));
+            // sum (q - 16) a = sum q a - 16 sum a
+            let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.1, qa);
+            let sa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(16), qa);
+            let s = _mm512_sub_epi32(s, sa);
+            _mm512_fmadd_ps(
+                spread2::<0, 2>(_mm_mul_ps(u.0, da)),
+                _mm512_cvtepi32_ps(s),
+                acc,
+            )
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn reduce(acc: __m512) -> f32 {
+            hsum512(acc)
+        }
+    }
+}

@@ -123,3 +123,61 @@ pub(crate) mod x86 {
         dot_u8i8_vnni
     );
 }
+
+/// 512-bit AVX512-VNNI kernel for Q5_1 x Q8_1, two blocks per step (rows of an even number of blocks).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_512 {
+    use crate::x86::*;
+
+    pub(crate) struct Vnni512;
+
+    impl Block for Vnni512 {
+        const W: usize = 2 * super::BLOCK_BYTES;
+        const A: usize = 2 * crate::formats::q8_1::BLOCK_BYTES;
+        /// ([d0, m0, d1, m1], quants 0..32 as bytes)
+        type U = (__m128, __m512i);
+        type Acc = __m512;
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> Self::U {
+            let low = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(nibbles32(w.add(8))),
+                nibbles32(w.add(32)),
+            );
+            let qh0 = (w.add(4) as *const u32).read_unaligned() as u64;
+            let qh1 = (w.add(28) as *const u32).read_unaligned() as u64;
+            let q = _mm512_or_si512(
+                low,
+                _mm512_maskz_mov_epi8(qh0 | (qh1 << 32), _mm512_set1_epi8(0x10)),
+            );
+            (f16x2x2(w, w.add(24)), q)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(u: &Self::U, a: *const u8, acc: __m512) -> __m512 {
+            // [d0 da0, m0 s0, d1 da1, m1 s1]
+            let p = _mm_mul_ps(u.0, f16x2x2(a, a.add(36)));
+            let s =
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.1, load2x256(a.add(4), a.add(40)));
+            let acc = _mm512_fmadd_ps(spread2::<0, 2>(p), _mm512_cvtepi32_ps(s), acc);
+            _mm512_add_ps(
+                acc,
+                _mm512_zextps128_ps512(_mm_blend_ps::<0b1010>(_mm_setzero_ps(), p)),
+            )
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn reduce(acc: __m512) -> f32 {
+            hsum512(acc)
+        }
+    }
+}
