@@ -116,13 +116,28 @@ fn main() {
     for name in ["Q4_1", "Q8_0", "Q4_K", "Q6_K", "Q5_0"] {
         let dtype = DType::from_name(name).unwrap();
         let data = weights(dtype, rows, cols);
-        let w = WeightMatrix { dtype, data: &data, rows, cols };
-        let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let w = WeightMatrix {
+            dtype,
+            data: &data,
+            rows,
+            cols,
+        };
+        let x: Vec<f32> = (0..cols)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
         let mut y = vec![0f32; rows];
-        let t1 = best(Duration::from_millis(300), || matmul_with_isa(&pool1, &w, &x, 1, &mut y, isa).unwrap());
-        let t2 = best(Duration::from_millis(300), || matmul_with_isa(&pool2, &w, &x, 1, &mut y, isa).unwrap());
+        let t1 = best(Duration::from_millis(300), || {
+            matmul_with_isa(&pool1, &w, &x, 1, &mut y, isa).unwrap()
+        });
+        let t2 = best(Duration::from_millis(300), || {
+            matmul_with_isa(&pool2, &w, &x, 1, &mut y, isa).unwrap()
+        });
         let gbps = |t: Duration| data.len() as f64 / t.as_secs_f64() / 1e9;
-        println!("  {name:6} 1 thread {:6.2}   2 threads {:6.2}", gbps(t1), gbps(t2));
+        println!(
+            "  {name:6} 1 thread {:6.2}   2 threads {:6.2}",
+            gbps(t1),
+            gbps(t2)
+        );
     }
 
     println!("\nThreadPool::parallel_for overhead (trivial work), best and median of 20k calls:");
