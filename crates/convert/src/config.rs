@@ -303,12 +303,14 @@ fn rope(f: &JsonFile) -> Result<(f64, RopeScaling), ConvertError> {
             beta_slow: num("beta_slow")?,
             mscale_all_dim: num("mscale_all_dim")?,
         },
-        other => return Err(ConvertError::Unsupported {
-            path: f.path.clone(),
-            what: format!(
+        other => {
+            return Err(ConvertError::Unsupported {
+                path: f.path.clone(),
+                what: format!(
                 "{outer}.rope_type {other:?} is not supported (default, linear, llama3, yarn are)"
             ),
-        }),
+            })
+        }
     };
     Ok((theta.unwrap_or(10_000.0), scaling))
 }
