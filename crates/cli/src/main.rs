@@ -33,6 +33,10 @@ enum Command {
     Rm(cmd::rm::Args),
     /// Copy a local GGUF file into the store under a name.
     Import(cmd::import::Args),
+    /// Convert a Hugging Face checkpoint folder (safetensors) to GGUF.
+    Convert(cmd::convert::Args),
+    /// Re-quantize a GGUF file to another tensor type.
+    Quantize(cmd::quantize::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
         Command::Show(a) => ok(cmd::show::run(a)),
         Command::Rm(a) => ok(cmd::rm::run(a)),
         Command::Import(a) => ok(cmd::import::run(a)),
+        Command::Convert(a) => ok(cmd::convert::run(a)),
+        Command::Quantize(a) => ok(cmd::quantize::run(a)),
     };
     match result {
         Ok(code) => code,
