@@ -1,6 +1,6 @@
 //! Continuous batching with SmolLM2: greedy output is the same alone (the single-sequence `generate` loop) and
 //! batched (chunked prefill mixed with decodes, a queue, the prefix cache); cancelling frees the KV; a full queue
-//! refuses.
+//! refuses. One compute thread each: the tests run side by side.
 
 mod common;
 
@@ -30,7 +30,7 @@ fn prompts() -> Vec<Vec<u32>> {
 }
 
 fn solo(model: &Model, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
-    let pool = ThreadPool::new(common::threads());
+    let pool = ThreadPool::new(1);
     let mut session = Session::new(model, 512);
     let mut out = Vec::new();
     let opts = GenerateOptions {
@@ -60,7 +60,7 @@ fn collect(rx: mpsc::Receiver<Event>) -> (Vec<u32>, Finish, Usage) {
 
 fn config(prefill_chunk: usize, max_running: usize) -> BatchConfig {
     BatchConfig {
-        n_threads: common::threads(),
+        n_threads: 1,
         n_ctx: 512,
         max_running,
         max_queued: 64,
