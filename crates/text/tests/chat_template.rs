@@ -23,15 +23,16 @@ fn real_templates_render_like_jinja2() {
     let exp = expected();
     let smollm = Gguf::open(common::model("smollm2-135m")).unwrap();
     let deepseek = Gguf::open_metadata_only(common::deepseek_header()).unwrap();
+    let smollm_tok = Tokenizer::from_gguf(&smollm).unwrap();
+    let deepseek_tok = Tokenizer::from_gguf(&deepseek).unwrap();
     let mut checked = 0;
     for c in exp["cases"].as_array().unwrap() {
-        let g = match c["model"].as_str().unwrap() {
-            "smollm2-135m" => &smollm,
-            "deepseek-r1-distill-qwen-7b" => &deepseek,
+        let (g, tok) = match c["model"].as_str().unwrap() {
+            "smollm2-135m" => (&smollm, &smollm_tok),
+            "deepseek-r1-distill-qwen-7b" => (&deepseek, &deepseek_tok),
             other => panic!("unknown model {other}"),
         };
-        let tok = Tokenizer::from_gguf(g).unwrap();
-        let t = ChatTemplate::from_gguf_with(g, &tok).unwrap();
+        let t = ChatTemplate::from_gguf_with(g, tok).unwrap();
         assert_eq!(t.source(), TemplateSource::File);
         let msgs = messages(&exp["conversations"][c["conversation"].as_str().unwrap()]);
         let agp = c["add_generation_prompt"].as_bool().unwrap();
