@@ -6,6 +6,7 @@
 //! - [`perplexity`] scores a token stream as llama.cpp's `llama-perplexity` does.
 
 mod attention;
+pub mod batch;
 pub mod config;
 mod error;
 pub mod generate;

@@ -1,0 +1,269 @@
+//! Continuous batching: one engine thread serves many sequences at once, fed by a channel.
+//!
+//! Each [`Engine::submit`]ted [`Request`] carries its own [`Sink`] for streaming [`Event`]s (tokens with their
+//! log-probabilities, then the finish and usage). Every step the engine thread runs all live sequences through one
+//! [`Model::forward`](crate::Model::forward): running streams decode one token each, and prompts are read in chunks
+//! beside them (so a long prompt does not stall running streams). New requests join between steps; a sequence whose
+//! sink has closed is dropped, and its KV freed, before the next step. Finished sequences leave their KV in a
+//! [`prefix cache`](BatchConfig::prefix_cache_bytes) that later requests sharing a prefix start from.
+//!
+//! The forward pass is exact per sequence (each token's output depends only on its own sequence), so a greedy
+//! request yields the same tokens alone or batched with others.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use hearth_engine::batch::{BatchConfig, Engine, Event, Request};
+//! use std::sync::{mpsc, Arc};
+//! let model = Arc::new(hearth_engine::Model::load("smollm2-135m.gguf")?);
+//! let engine = Engine::start(model, BatchConfig::default());
+//! let (tx, rx) = mpsc::channel();
+//! engine.submit(Request { prompt: vec![1, 2, 3], max_tokens: 8, ..Default::default() }, Box::new(tx))?;
+//! for ev in rx {
+//!     match ev {
+//!         Event::Token(step) => println!("{}", step.id),
+//!         Event::Done { finish, usage } => println!("{finish:?} {usage:?}"),
+//!         Event::Failed(msg) => eprintln!("{msg}"),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod prefix;
+mod scheduler;
+
+use crate::{Finish, Model, SamplingParams, Step};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+/// How the engine thread schedules work.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Compute threads of the engine's pool.
+    pub n_threads: usize,
+    /// Context (positions) of each sequence: prompt plus generated tokens.
+    pub n_ctx: usize,
+    /// Sequences in flight at once (prefilling or decoding); more wait in the queue.
+    pub max_running: usize,
+    /// Requests waiting to start beyond which [`Engine::submit`] refuses with [`SubmitError::QueueFull`].
+    pub max_queued: usize,
+    /// Prompt tokens read per step, over all prefilling sequences together.
+    pub prefill_chunk: usize,
+    /// KV bytes kept from finished requests for later ones that share a prefix (0 disables the prefix cache).
+    pub prefix_cache_bytes: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            n_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n_ctx: 4096,
+            max_running: 64,
+            max_queued: 256,
+            prefill_chunk: 256,
+            prefix_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// One generation to run.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Prompt token ids (at least one).
+    pub prompt: Vec<u32>,
+    /// Tokens to generate at most.
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// End-of-generation ids: generation stops after producing one (it is reported, not fed back).
+    pub stop_ids: Vec<u32>,
+    /// Report the top `k` log-probabilities of every step (and the chosen token's).
+    pub top_logprobs: Option<usize>,
+}
+
+/// Token counts of a finished request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Prompt tokens whose KV came from the prefix cache instead of being computed.
+    pub cached_tokens: usize,
+}
+
+/// What a request's sink receives: `Token`s, then exactly one `Done` or `Failed`.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Token(Step),
+    Done { finish: Finish, usage: Usage },
+    Failed(String),
+}
+
+/// Where a request's events go. A sink whose receiver has gone cancels its request.
+pub trait Sink: Send {
+    /// Delivers one event; false when the receiver has gone.
+    fn send(&mut self, event: Event) -> bool;
+    /// Whether the receiver has gone (checked before every step, so a disconnect frees the sequence at once).
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
+impl Sink for mpsc::Sender<Event> {
+    fn send(&mut self, event: Event) -> bool {
+        mpsc::Sender::send(self, event).is_ok()
+    }
+}
+
+/// Why a request was refused before it started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the queue is full ({max_queued} requests waiting); retry later")]
+    QueueFull { max_queued: usize },
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error(
+        "the prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) exceeds the context of {n_ctx} tokens"
+    )]
+    TooLong {
+        prompt_tokens: usize,
+        max_tokens: usize,
+        n_ctx: usize,
+    },
+    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
+    BadToken { id: u32, n_vocab: usize },
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// Counters the engine thread keeps up to date (read them with [`Engine::stats`]).
+#[derive(Debug, Default)]
+struct Shared {
+    queued: AtomicUsize,
+    running: AtomicUsize,
+    kv_bytes: AtomicUsize,
+    prefix_bytes: AtomicUsize,
+    prefix_entries: AtomicUsize,
+    steps: AtomicU64,
+    tokens_processed: AtomicU64,
+    prefix_hits: AtomicU64,
+    cached_tokens: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+/// A snapshot of the engine's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests waiting to start.
+    pub queued: usize,
+    /// Sequences prefilling or decoding.
+    pub running: usize,
+    /// KV bytes held: running sequences plus the prefix cache.
+    pub kv_bytes: usize,
+    /// KV bytes held by the prefix cache alone.
+    pub prefix_bytes: usize,
+    pub prefix_entries: usize,
+    /// Forward passes run.
+    pub steps: u64,
+    /// Tokens run through the model (prompt and generated).
+    pub tokens_processed: u64,
+    /// Requests that started from the prefix cache, and the prompt tokens that saved.
+    pub prefix_hits: u64,
+    pub cached_tokens: u64,
+    /// Requests dropped because their sink closed.
+    pub cancelled: u64,
+}
+
+enum Msg {
+    Submit(Box<Request>, Box<dyn Sink>),
+    Shutdown,
+}
+
+/// The handle to the engine thread. Dropping it cancels whatever is left and joins the thread.
+pub struct Engine {
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+    config: BatchConfig,
+    n_vocab: usize,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the engine thread (and its compute pool) for `model`.
+    pub fn start(model: Arc<Model>, config: BatchConfig) -> Engine {
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let n_vocab = model.config.n_vocab;
+        let thread = {
+            let (shared, config) = (shared.clone(), config.clone());
+            std::thread::Builder::new()
+                .name("hearth-engine".into())
+                .spawn(move || scheduler::Scheduler::new(model, config, shared).run(rx))
+                .expect("spawning the engine thread")
+        };
+        Engine {
+            tx,
+            shared,
+            config,
+            n_vocab,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn config(&self) -> &BatchConfig {
+        &self.config
+    }
+
+    /// Queues a request; its events go to `sink`. Refuses at once when the queue is full or the request cannot fit.
+    pub fn submit(&self, req: Request, sink: Box<dyn Sink>) -> Result<(), SubmitError> {
+        if req.prompt.is_empty() {
+            return Err(SubmitError::EmptyPrompt);
+        }
+        if req.prompt.len() + req.max_tokens > self.config.n_ctx {
+            return Err(SubmitError::TooLong {
+                prompt_tokens: req.prompt.len(),
+                max_tokens: req.max_tokens,
+                n_ctx: self.config.n_ctx,
+            });
+        }
+        if let Some(&id) = req.prompt.iter().find(|&&id| id as usize >= self.n_vocab) {
+            return Err(SubmitError::BadToken {
+                id,
+                n_vocab: self.n_vocab,
+            });
+        }
+        // Reserve a queue slot; the engine thread releases it when the request starts (or is dropped).
+        let max = self.config.max_queued;
+        self.shared
+            .queued
+            .fetch_update(Relaxed, Relaxed, |q| (q < max).then_some(q + 1))
+            .map_err(|_| SubmitError::QueueFull { max_queued: max })?;
+        self.tx.send(Msg::Submit(Box::new(req), sink)).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Relaxed);
+            SubmitError::Stopped
+        })
+    }
+
+    pub fn stats(&self) -> Stats {
+        let s = &self.shared;
+        Stats {
+            queued: s.queued.load(Relaxed),
+            running: s.running.load(Relaxed),
+            kv_bytes: s.kv_bytes.load(Relaxed),
+            prefix_bytes: s.prefix_bytes.load(Relaxed),
+            prefix_entries: s.prefix_entries.load(Relaxed),
+            steps: s.steps.load(Relaxed),
+            tokens_processed: s.tokens_processed.load(Relaxed),
+            prefix_hits: s.prefix_hits.load(Relaxed),
+            cached_tokens: s.cached_tokens.load(Relaxed),
+            cancelled: s.cancelled.load(Relaxed),
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

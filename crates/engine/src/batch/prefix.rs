@@ -1,0 +1,112 @@
+//! The prefix cache: KV of recently finished sequences, kept (up to a byte budget, least recently used first out)
+//! so that a request sharing a prefix with one of them starts from a copy instead of recomputing it.
+
+use crate::{KvCache, ModelConfig};
+
+struct Entry {
+    /// The tokens whose keys and values `cache` holds (`tokens.len() == cache.len()`).
+    tokens: Vec<u32>,
+    cache: KvCache,
+}
+
+pub(super) struct PrefixCache {
+    /// Least recently used first.
+    entries: Vec<Entry>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl PrefixCache {
+    pub fn new(budget: usize) -> PrefixCache {
+        PrefixCache {
+            entries: Vec::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Keeps a finished sequence's KV. An entry that is a prefix of the new one is replaced by it; a new one that
+    /// is a prefix of an entry only refreshes that entry.
+    pub fn insert(&mut self, tokens: Vec<u32>, mut cache: KvCache) {
+        debug_assert_eq!(tokens.len(), cache.len());
+        if tokens.is_empty() || self.budget == 0 {
+            return;
+        }
+        if let Some(i) = self
+            .entries
+            .iter()
+            .position(|e| e.tokens.starts_with(&tokens))
+        {
+            let e = self.entries.remove(i);
+            self.entries.push(e);
+            return;
+        }
+        shrink(&mut cache);
+        let size = cache.bytes();
+        if size > self.budget {
+            return;
+        }
+        let mut i = 0;
+        while i < self.entries.len() {
+            if tokens.starts_with(&self.entries[i].tokens) {
+                self.bytes -= self.entries.remove(i).cache.bytes();
+            } else {
+                i += 1;
+            }
+        }
+        self.bytes += size;
+        self.entries.push(Entry { tokens, cache });
+        while self.bytes > self.budget {
+            self.bytes -= self.entries.remove(0).cache.bytes();
+        }
+    }
+
+    /// A cache holding the longest prefix (at most `max` tokens) that `prompt` shares with an entry, or None
+    /// when no entry shares a token with it.
+    pub fn lookup(&mut self, config: &ModelConfig, prompt: &[u32], max: usize) -> Option<KvCache> {
+        let (best, n) = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i, common_prefix(&e.tokens, prompt).min(max)))
+            .max_by_key(|&(i, n)| (n, i))?;
+        if n == 0 {
+            return None;
+        }
+        let e = self.entries.remove(best);
+        let copy = copy_prefix(config, &e.cache, n);
+        self.entries.push(e);
+        Some(copy)
+    }
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// A new cache (same context) holding the first `n` positions of `src`.
+fn copy_prefix(config: &ModelConfig, src: &KvCache, n: usize) -> KvCache {
+    let mut dst = KvCache::new(config, src.n_ctx());
+    for (d, s) in dst.layers.iter_mut().zip(&src.layers) {
+        d.k.extend_from_slice(&s.k[..n * src.k_dim]);
+        d.v.extend_from_slice(&s.v[..n * src.v_dim]);
+    }
+    dst.advance(n);
+    dst
+}
+
+/// Gives back the spare capacity a growing cache keeps.
+fn shrink(cache: &mut KvCache) {
+    for l in &mut cache.layers {
+        l.k.shrink_to_fit();
+        l.v.shrink_to_fit();
+    }
+}

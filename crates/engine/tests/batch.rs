@@ -1,0 +1,268 @@
+//! Continuous batching with SmolLM2: greedy output is the same alone (the single-sequence `generate` loop) and
+//! batched (chunked prefill mixed with decodes, a queue, the prefix cache); cancelling frees the KV; a full queue
+//! refuses. One compute thread each: the tests run side by side.
+
+mod common;
+
+use hearth_engine::batch::{BatchConfig, Engine, Event, Request, SubmitError, Usage};
+use hearth_engine::{
+    generate, Finish, GenerateOptions, Model, SamplingParams, Session, ThreadPool,
+};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+fn model() -> Arc<Model> {
+    static M: OnceLock<Arc<Model>> = OnceLock::new();
+    M.get_or_init(|| Arc::new(Model::load(common::model_path("smollm2-135m")).unwrap()))
+        .clone()
+}
+
+/// Prompts of varied lengths (some longer than the prefill chunks used below), as token ids.
+fn prompts() -> Vec<Vec<u32>> {
+    (0..6u32)
+        .map(|i| {
+            let len = [3, 17, 40, 9, 70, 1][i as usize];
+            (0..len)
+                .map(|j| 100 + (i * 977 + j * 31) % 20_000)
+                .collect()
+        })
+        .collect()
+}
+
+fn solo(model: &Model, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
+    let pool = ThreadPool::new(1);
+    let mut session = Session::new(model, 512);
+    let mut out = Vec::new();
+    let opts = GenerateOptions {
+        max_tokens,
+        ..Default::default()
+    };
+    generate(model, &pool, &mut session, prompt, &opts, |s| {
+        out.push(s.id);
+        true
+    })
+    .unwrap();
+    out
+}
+
+/// Collects one request's tokens, finish and usage.
+fn collect(rx: mpsc::Receiver<Event>) -> (Vec<u32>, Finish, Usage) {
+    let mut ids = Vec::new();
+    for ev in rx {
+        match ev {
+            Event::Token(s) => ids.push(s.id),
+            Event::Done { finish, usage } => return (ids, finish, usage),
+            Event::Failed(m) => panic!("request failed: {m}"),
+        }
+    }
+    panic!("the engine dropped the request without Done");
+}
+
+fn config(prefill_chunk: usize, max_running: usize) -> BatchConfig {
+    BatchConfig {
+        n_threads: 1,
+        n_ctx: 512,
+        max_running,
+        max_queued: 64,
+        prefill_chunk,
+        prefix_cache_bytes: 0,
+    }
+}
+
+fn greedy(prompt: &[u32], max_tokens: usize) -> Request {
+    Request {
+        prompt: prompt.to_vec(),
+        max_tokens,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn greedy_batched_equals_solo() {
+    let model = model();
+    let want: Vec<Vec<u32>> = prompts().iter().map(|p| solo(&model, p, 12)).collect();
+    // Small chunks make prompts straddle steps beside running decodes; max_running 4 makes two wait in the queue.
+    for (chunk, running) in [(16, 4), (5, 64)] {
+        let engine = Engine::start(model.clone(), config(chunk, running));
+        let rxs: Vec<_> = prompts()
+            .iter()
+            .map(|p| {
+                let (tx, rx) = mpsc::channel();
+                engine.submit(greedy(p, 12), Box::new(tx)).unwrap();
+                rx
+            })
+            .collect();
+        for (i, rx) in rxs.into_iter().enumerate() {
+            let (ids, finish, usage) = collect(rx);
+            assert_eq!(
+                ids, want[i],
+                "prompt {i}, chunk {chunk}, max_running {running}"
+            );
+            assert_eq!(finish, Finish::Length);
+            assert_eq!(usage.prompt_tokens, prompts()[i].len());
+            assert_eq!(usage.completion_tokens, 12);
+        }
+        assert!(engine.stats().steps > 0);
+    }
+}
+
+#[test]
+fn prefix_cache_reuses_kv_and_keeps_output() {
+    let model = model();
+    let engine = Engine::start(
+        model.clone(),
+        BatchConfig {
+            prefix_cache_bytes: 64 << 20,
+            ..config(32, 8)
+        },
+    );
+    let base = prompts()[4].clone(); // 70 tokens
+    let (tx, rx) = mpsc::channel();
+    engine.submit(greedy(&base, 6), Box::new(tx)).unwrap();
+    let (first, _, u1) = collect(rx);
+    assert_eq!(u1.cached_tokens, 0);
+    // A follow-up that extends the first conversation: prompt + answer + more.
+    let mut longer = base.clone();
+    longer.extend(&first);
+    longer.extend([500, 600, 700]);
+    let (tx, rx) = mpsc::channel();
+    engine.submit(greedy(&longer, 8), Box::new(tx)).unwrap();
+    let (ids, _, u2) = collect(rx);
+    // The cache holds the prompt and the fed-back answer (all but the last generated token).
+    assert_eq!(u2.cached_tokens, base.len() + first.len() - 1);
+    assert_eq!(ids, solo(&model, &longer, 8));
+    // A prompt that only shares the first 30 tokens starts from a truncated copy.
+    let mut branch = base[..30].to_vec();
+    branch.extend([42, 43, 44]);
+    let (tx, rx) = mpsc::channel();
+    engine.submit(greedy(&branch, 8), Box::new(tx)).unwrap();
+    let (ids, _, u3) = collect(rx);
+    assert_eq!(u3.cached_tokens, 30);
+    assert_eq!(ids, solo(&model, &branch, 8));
+    let st = engine.stats();
+    assert_eq!(st.prefix_hits, 2);
+    assert!(st.prefix_bytes > 0 && st.kv_bytes == st.prefix_bytes);
+}
+
+#[test]
+fn sampled_requests_follow_their_seed() {
+    let model = model();
+    let engine = Engine::start(model.clone(), config(64, 16));
+    let req = |seed| Request {
+        sampling: SamplingParams {
+            temperature: 0.9,
+            top_p: 0.95,
+            seed,
+            ..Default::default()
+        },
+        ..greedy(&prompts()[2], 16)
+    };
+    let run = |seeds: &[u64]| -> Vec<Vec<u32>> {
+        let rxs: Vec<_> = seeds
+            .iter()
+            .map(|&s| {
+                let (tx, rx) = mpsc::channel();
+                engine.submit(req(s), Box::new(tx)).unwrap();
+                rx
+            })
+            .collect();
+        rxs.into_iter().map(|rx| collect(rx).0).collect()
+    };
+    let together = run(&[1, 2, 3]);
+    assert_eq!(
+        run(&[2])[0],
+        together[1],
+        "a seed gives the same tokens alone or batched"
+    );
+    assert_ne!(together[0], together[1]);
+}
+
+#[test]
+fn cancelled_request_frees_its_kv_and_others_continue() {
+    let model = model();
+    let engine = Engine::start(model.clone(), config(64, 8));
+    let (tx, rx) = mpsc::channel();
+    engine
+        .submit(greedy(&prompts()[1], 400), Box::new(tx))
+        .unwrap();
+    let (tx2, rx2) = mpsc::channel();
+    engine
+        .submit(greedy(&prompts()[0], 10), Box::new(tx2))
+        .unwrap();
+    // Read a few tokens, then hang up.
+    for _ in 0..3 {
+        assert!(matches!(rx.recv().unwrap(), Event::Token(_)));
+    }
+    drop(rx);
+    let (ids, _, _) = collect(rx2);
+    assert_eq!(ids, solo(&model, &prompts()[0], 10));
+    let t0 = Instant::now();
+    while engine.stats().running > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the cancelled sequence still runs"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let st = engine.stats();
+    assert_eq!(st.cancelled, 1);
+    assert_eq!(st.kv_bytes, 0, "no prefix cache: nothing may stay");
+}
+
+#[test]
+fn refusals_are_clear() {
+    let model = model();
+    let engine = Engine::start(
+        model.clone(),
+        BatchConfig {
+            max_queued: 2,
+            ..config(64, 1)
+        },
+    );
+    let (tx, _rx) = mpsc::channel();
+    assert_eq!(
+        engine.submit(greedy(&[1; 500], 13), Box::new(tx.clone())),
+        Err(SubmitError::TooLong {
+            prompt_tokens: 500,
+            max_tokens: 13,
+            n_ctx: 512
+        })
+    );
+    assert_eq!(
+        engine.submit(greedy(&[], 1), Box::new(tx.clone())),
+        Err(SubmitError::EmptyPrompt)
+    );
+    assert!(matches!(
+        engine.submit(greedy(&[1, 99_999_999], 1), Box::new(tx.clone())),
+        Err(SubmitError::BadToken { id: 99_999_999, .. })
+    ));
+    // One runs (max_running 1), two wait; the rest are refused while the first is still generating.
+    let mut rxs = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        let (tx, rx) = mpsc::channel();
+        match engine.submit(greedy(&prompts()[1], 200), Box::new(tx)) {
+            Ok(()) => rxs.push(rx),
+            Err(SubmitError::QueueFull { max_queued: 2 }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(refused >= 5, "refused {refused}");
+    // Zero tokens asked: done at once.
+    drop(rxs);
+    let (tx, rx) = mpsc::channel();
+    let t0 = Instant::now();
+    loop {
+        match engine.submit(greedy(&[5, 6], 0), Box::new(tx.clone())) {
+            Ok(()) => break,
+            Err(SubmitError::QueueFull { .. }) if t0.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    drop(tx);
+    let (ids, finish, usage) = collect(rx);
+    assert!(ids.is_empty());
+    assert_eq!((finish, usage.prompt_tokens), (Finish::Length, 2));
+}
