@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/fetch-models.sh smollm2-135m gemma3-270m
+# The independent implementations some tests compare against (the gguf package reads what our writer writes).
+python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0 numpy safetensors
 cargo fmt --all -- --check
 cargo test --workspace --no-fail-fast
 if [ -x scripts/test-python.sh ]; then
