@@ -5,7 +5,6 @@ use hearth_engine::{Model, ThreadPool};
 use hearth_text::{ChatTemplate, Tokenizer};
 use std::path::PathBuf;
 
-
 /// Options every command that runs a model takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -63,7 +62,8 @@ impl Loaded {
     }
 
     pub fn chat_template(&self) -> Result<ChatTemplate> {
-        ChatTemplate::from_gguf_with(&self.model.gguf, &self.tokenizer).context("cannot set up the chat template")
+        ChatTemplate::from_gguf_with(&self.model.gguf, &self.tokenizer)
+            .context("cannot set up the chat template")
     }
 
     /// Refuses a context whose memory would exceed what the machine has, unless told not to check.
