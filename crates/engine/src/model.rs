@@ -1,13 +1,12 @@
 //! The model: configuration + weights over the mapped GGUF, and the one configuration-driven forward pass.
 
-use crate::attention::{attend_one, AttnShape};
-use crate::parallel::for_each_row;
+use crate::attention::{attention, AttnShape, SeqAttn};
+use crate::kv_cache::{KvLayout, KvType};
 use crate::weights::{Matrix, Weights};
 use crate::{EngineError, KvCache, ModelConfig};
 use hearth_gguf::Gguf;
 use hearth_kernels::ops::{rms_norm, rms_norm_inplace};
 use hearth_kernels::{matmul, ThreadPool};
-use std::cell::RefCell;
 use std::path::Path;
 
 /// One sequence's share of a forward pass: `tokens` are appended at the cache's next positions; logits are
@@ -41,9 +40,18 @@ impl Model {
         })
     }
 
-    /// A fresh KV cache for one sequence of at most `n_ctx` positions.
+    /// A fresh f16 KV cache for one sequence of at most `n_ctx` positions.
     pub fn new_cache(&self, n_ctx: usize) -> KvCache {
-        KvCache::new(&self.config, n_ctx)
+        // f16 has blocks of one element, so every head size fits.
+        let layout = KvLayout::for_model(&self.config, KvType::F16);
+        KvCache::new(layout, self.config.n_layer, n_ctx)
+    }
+
+    /// A fresh KV cache of `kv_type` elements; refused when the type's blocks do not fit the model's heads.
+    pub fn new_cache_typed(&self, n_ctx: usize, kv_type: KvType) -> Result<KvCache, EngineError> {
+        let layout = KvLayout::for_model(&self.config, kv_type);
+        layout.check()?;
+        Ok(KvCache::new(layout, self.config.n_layer, n_ctx))
     }
 
     fn mm(
@@ -88,10 +96,10 @@ impl Model {
             c.n_head * hdv,
         );
 
-        // Which sequence and position each token of the flattened batch belongs to.
-        let mut seq_of = Vec::new(); // (n)
+        let isa = hearth_kernels::selected_isa().map_err(hearth_kernels::MatmulError::from)?;
+        // Which position each token of the flattened batch belongs to.
         let mut pos_of = Vec::new(); // (n)
-        for (s, b) in batch.iter().enumerate() {
+        for b in batch.iter() {
             b.cache.reserve(b.tokens.len())?;
             for (i, &id) in b.tokens.iter().enumerate() {
                 if id as usize >= c.n_vocab {
@@ -100,11 +108,10 @@ impl Model {
                         n_vocab: c.n_vocab,
                     });
                 }
-                seq_of.push(s);
                 pos_of.push(b.cache.len() + i);
             }
         }
-        let n = seq_of.len();
+        let n = pos_of.len();
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -160,10 +167,24 @@ impl Model {
             for b in batch.iter_mut() {
                 let t1 = t0 + b.tokens.len();
                 b.cache
-                    .append(il, &k[t0 * kv_dim..t1 * kv_dim], &v[t0 * v_dim..t1 * v_dim]);
+                    .append(il, &k[t0 * kv_dim..t1 * kv_dim], &v[t0 * v_dim..t1 * v_dim])?;
                 t0 = t1;
             }
-            let kvs: Vec<_> = batch.iter().map(|b| &b.cache.layers[il]).collect();
+            let mut row0 = 0;
+            let seqs: Vec<SeqAttn> = batch
+                .iter()
+                .map(|b| {
+                    let sq = SeqAttn {
+                        kv: &b.cache.layers[il],
+                        layout: &b.cache.layout,
+                        pos0: b.cache.len(),
+                        row0,
+                        n: b.tokens.len(),
+                    };
+                    row0 += b.tokens.len();
+                    sq
+                })
+                .collect();
             let shape = AttnShape {
                 n_head: c.n_head,
                 n_head_kv: c.n_head_kv,
@@ -172,22 +193,7 @@ impl Model {
                 scale: c.attn_scale,
                 window: lc.sliding_window,
             };
-            // One task per (token, head): out row (head_dim_v).
-            for_each_row(pool, &mut att, hdv, |i, out| {
-                let (t, h) = (i / c.n_head, i % c.n_head);
-                let qh = &q[t * q_dim + h * hd..][..hd];
-                SCORES.with(|s| {
-                    attend_one(
-                        &shape,
-                        kvs[seq_of[t]],
-                        qh,
-                        h,
-                        pos_of[t],
-                        &mut s.borrow_mut(),
-                        out,
-                    )
-                });
-            });
+            attention(pool, isa, &shape, &seqs, &q, &mut att)?;
             self.mm(pool, &lw.wo, &att, n, &mut o)?;
             if let Some(w) = &lw.post_attn_norm {
                 o.chunks_exact_mut(e)
@@ -236,11 +242,6 @@ impl Model {
         }
         Ok(logits)
     }
-}
-
-thread_local! {
-    /// Attention scores scratch, one per compute thread.
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// RMS-normalises each row of `x` (rows of `e`) into `out`.
