@@ -60,7 +60,11 @@ pub fn fold_tile(
     assert!(tile.n_keys == 0 || tile.v.len() >= (tile.n_keys - 1) * tile.v_stride + head_dim_v);
     assert!(ranges.iter().all(|&(lo, hi)| lo <= hi && hi <= tile.n_keys));
     #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2 && isa != Isa::Neon && head_dim % 8 == 0 && head_dim_v % 8 == 0 {
+    if isa >= Isa::Avx2
+        && isa != Isa::Neon
+        && head_dim.is_multiple_of(8)
+        && head_dim_v.is_multiple_of(8)
+    {
         // SAFETY: `isa` is at least AVX2 (+FMA, F16C), which callers only pass when the CPU has it (see
         // `selected_isa`); the bounds were asserted above.
         unsafe { x86::fold_tile(q, head_dim, head_dim_v, scale, tile, ranges, state, scores) };
@@ -71,7 +75,7 @@ pub fn fold_tile(
 }
 
 /// Scalar specification of [`fold_tile`].
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 pub fn fold_tile_scalar(
     q: &[f32],
     head_dim: usize,
@@ -122,7 +126,7 @@ pub fn widen_rows(
 ) -> Result<(), MatmulError> {
     let row_bytes = dtype
         .row_bytes(width as u64)
-        .filter(|_| width % dtype.block_size() == 0)
+        .filter(|_| width.is_multiple_of(dtype.block_size()))
         .ok_or(MatmulError::Unsupported {
             dtype,
             op: "widen a row whose width is not a whole number of blocks",
@@ -130,7 +134,7 @@ pub fn widen_rows(
     assert!(n == 0 || src.len() >= (n - 1) * src_stride + row_bytes);
     assert!(dst.len() >= n * width);
     #[cfg(target_arch = "x86_64")]
-    if dtype == DType::F16 && isa >= Isa::Avx2 && isa != Isa::Neon && width % 8 == 0 {
+    if dtype == DType::F16 && isa >= Isa::Avx2 && isa != Isa::Neon && width.is_multiple_of(8) {
         for i in 0..n {
             let s = &src[i * src_stride..][..row_bytes];
             // SAFETY: AVX2/F16C present (see `fold_tile`); `s` holds `width` f16 and the row of `dst` as many f32.
@@ -242,7 +246,7 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C; bounds as asserted by `fold_tile`.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn fold_tile(
         q: &[f32],
