@@ -154,3 +154,13 @@ fn qwen3_matches_transformers() {
 fn llama3_rope_scaling_matches_transformers() {
     check_all("llama");
 }
+
+#[test]
+fn qwen3moe_matches_transformers() {
+    check_all("qwen3moe");
+}
+
+#[test]
+fn deepseek2_matches_transformers() {
+    check_all("deepseek2");
+}
