@@ -41,8 +41,13 @@ struct Measured {
 }
 
 fn compare(arch: &str, outtype: &str) -> Measured {
+    compare_file(arch, &common::converted(arch, outtype), outtype)
+}
+
+/// Logits of the GGUF file `path` (a conversion of the tiny `arch` checkpoint) against transformers'.
+fn compare_file(arch: &str, path: &std::path::Path, outtype: &str) -> Measured {
     let g = common::golden(arch);
-    let model = Model::load(common::converted(arch, outtype)).unwrap();
+    let model = Model::load(path).unwrap();
     let pool = ThreadPool::new(2);
     let n_vocab = model.config.n_vocab;
     let mut m = Measured {
@@ -179,4 +184,21 @@ fn deepseek2_matches_transformers() {
 #[test]
 fn deepseek2_v2_matches_transformers() {
     check_all("deepseek2-v2");
+}
+
+/// Files from before llama.cpp split MLA's `attn_kv_b` (many published DeepSeek GGUFs) run too: the engine splits
+/// it at load time.
+#[test]
+fn deepseek2_legacy_kv_b_layout_matches_transformers() {
+    for arch in ["deepseek2", "deepseek2-v2"] {
+        let legacy = common::legacy_mla(&common::converted(arch, "f32"));
+        let m = compare_file(arch, &legacy, "f32, legacy attn_kv_b");
+        assert!(
+            m.max_diff <= 1e-3 && m.same == m.total,
+            "{arch} legacy layout: max diff {}, top-1 {}/{}",
+            m.max_diff,
+            m.same,
+            m.total
+        );
+    }
 }

@@ -35,7 +35,7 @@ impl Matrix {
 }
 
 /// `n` matrices of `rows` × `cols` stacked in one 3-D tensor (GGUF dims `[cols, rows, n]`): experts, or MLA's
-/// per-head `attn_k_b`/`attn_v_b`.
+/// per-head `attn_k_b`/`attn_v_b`. Usually in the file; `owned` when computed at load time.
 #[derive(Debug, Clone)]
 pub struct MatrixStack {
     pub name: String,
@@ -44,17 +44,51 @@ pub struct MatrixStack {
     pub rows: usize,
     pub cols: usize,
     range: Range<usize>,
+    owned: Option<Vec<u8>>,
 }
 
 impl MatrixStack {
-    /// A view of matrix `i` over the file's bytes.
-    pub fn view<'a>(&self, file: &'a [u8], i: usize) -> WeightMatrix<'a> {
-        let bytes = (self.range.end - self.range.start) / self.n;
+    /// A view of matrix `i` over the file's bytes (or its own).
+    pub fn view<'a>(&'a self, file: &'a [u8], i: usize) -> WeightMatrix<'a> {
+        let all = match &self.owned {
+            Some(b) => &b[..],
+            None => &file[self.range.clone()],
+        };
+        let bytes = all.len() / self.n;
         WeightMatrix {
             dtype: self.dtype,
-            data: &file[self.range.start + i * bytes..][..bytes],
+            data: &all[i * bytes..][..bytes],
             rows: self.rows,
             cols: self.cols,
+        }
+    }
+
+    /// `n` matrices (rows, cols) from f32 data, stored as `dtype` (F32 or F16).
+    fn from_f32(
+        name: String,
+        dtype: DType,
+        (n, rows, cols): (usize, usize, usize),
+        data: &[f32],
+    ) -> MatrixStack {
+        let owned: Vec<u8> = match dtype {
+            DType::F32 => data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            _ => data
+                .iter()
+                .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                .collect(),
+        };
+        MatrixStack {
+            name,
+            dtype: if dtype == DType::F32 {
+                DType::F32
+            } else {
+                DType::F16
+            },
+            n,
+            rows,
+            cols,
+            range: 0..0,
+            owned: Some(owned),
         }
     }
 }
@@ -210,7 +244,42 @@ impl Loader<'_> {
             rows,
             cols,
             range: m.range,
+            owned: None,
         })
+    }
+
+    /// Older MLA files (before llama.cpp split it) hold `attn_kv_b` (n_head * (n_nope + head_dim_v),
+    /// kv_lora_rank); the absorbed form needs its key part per head transposed, (kv_lora_rank, n_nope), and its
+    /// value part per head, (head_dim_v, kv_lora_rank). Both are made here, f32 from an f32 file, else f16.
+    fn split_kv_b(
+        &self,
+        name: &str,
+        h: usize,
+        m: &MlaConfig,
+    ) -> Result<(MatrixStack, MatrixStack), EngineError> {
+        let (r, nope, v) = (m.kv_lora_rank, m.n_nope, m.head_dim_v);
+        let kv = self.matrix(name, h * (nope + v), r)?;
+        let mut w = vec![0f32; h * (nope + v) * r]; // (n_head * (n_nope + v), kv_lora_rank)
+        hearth_kernels::dequantize_row(kv.dtype, &self.g.bytes()[kv.range.clone()], &mut w)
+            .map_err(|_| EngineError::UnsupportedTensorType {
+                name: name.into(),
+                dtype: kv.dtype,
+            })?;
+        let mut kb = vec![0f32; h * r * nope]; // (n_head, kv_lora_rank, n_nope)
+        let mut vb = Vec::with_capacity(h * v * r); // (n_head, v, kv_lora_rank)
+        for hh in 0..h {
+            for j in 0..nope {
+                let row = &w[(hh * (nope + v) + j) * r..][..r];
+                for (c, &x) in row.iter().enumerate() {
+                    kb[(hh * r + c) * nope + j] = x;
+                }
+            }
+            vb.extend_from_slice(&w[(hh * (nope + v) + nope) * r..][..v * r]);
+        }
+        Ok((
+            MatrixStack::from_f32(name.replace("kv_b", "k_b"), kv.dtype, (h, r, nope), &kb),
+            MatrixStack::from_f32(name.replace("kv_b", "v_b"), kv.dtype, (h, v, r), &vb),
+        ))
     }
 
     fn opt_vector(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>, EngineError> {
@@ -309,19 +378,21 @@ impl Loader<'_> {
             }
             None => MlaQuery::Direct(self.matrix(&n("attn_q"), q_dim, e)?),
         };
-        if self.info(&n("attn_k_b")).is_none() && self.info(&n("attn_kv_b")).is_some() {
-            return Err(EngineError::BadConfig(format!(
-                "{} is the older MLA layout without attn_k_b/attn_v_b; convert the model again with a \
-                 current converter (hearth convert or llama.cpp's convert_hf_to_gguf.py)",
-                n("attn_kv_b")
-            )));
-        }
+        let (k_b, v_b) = match self.info(&n("attn_k_b")) {
+            None if self.info(&n("attn_kv_b")).is_some() => {
+                self.split_kv_b(&n("attn_kv_b"), h, m)?
+            }
+            _ => (
+                self.stack(&n("attn_k_b"), h, r, m.n_nope)?,
+                self.stack(&n("attn_v_b"), h, m.head_dim_v, r)?,
+            ),
+        };
         Ok(MlaWeights {
             q,
             kv_a: self.matrix(&n("attn_kv_a_mqa"), r + m.n_rot, e)?,
             kv_a_norm: self.vector(&n("attn_kv_a_norm"), r)?,
-            k_b: self.stack(&n("attn_k_b"), h, r, m.n_nope)?,
-            v_b: self.stack(&n("attn_v_b"), h, m.head_dim_v, r)?,
+            k_b,
+            v_b,
             wo: self.matrix(&n("attn_output"), e, h * m.head_dim_v)?,
         })
     }
