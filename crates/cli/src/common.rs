@@ -20,10 +20,13 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn pool(&self) -> ThreadPool {
-        let n = self
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let n = self.threads.unwrap_or_else(Self::default_threads);
         ThreadPool::new(n.max(1))
+    }
+
+    /// One thread per core.
+    pub fn default_threads() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }
 

@@ -23,6 +23,6 @@ pub use config::ModelConfig;
 pub use error::EngineError;
 pub use generate::{generate, Finish, GenerateOptions, Session, Step};
 pub use hearth_kernels::ThreadPool;
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvLayout, KvType};
 pub use model::{Model, SeqBatch};
 pub use sampler::{Sampler, SamplingParams};

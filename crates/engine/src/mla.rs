@@ -80,17 +80,11 @@ pub(crate) fn attention(
         }
     }
 
-    // Cache: keys are the compressed rows, values their latent part.
+    // Cache: one compressed row per position; the values are its first kv_lora_rank elements.
     let mut t0 = 0;
     for b in batch.iter_mut() {
         let t1 = t0 + b.tokens.len();
-        let keys = &kv[t0 * row..t1 * row];
-        let values: Vec<f32> = keys
-            .chunks_exact(row)
-            .flat_map(|k| &k[..r])
-            .copied()
-            .collect();
-        b.cache.append(il, keys, &values);
+        b.cache.append(il, &kv[t0 * row..t1 * row], &[])?;
         t0 = t1;
     }
     let shape = crate::attention::AttnShape {
@@ -102,7 +96,7 @@ pub(crate) fn attention(
         window: None,
     };
     let mut att_l = vec![0f32; n * nh * r]; // (n, n_head, kv_lora_rank)
-    attend_batch(pool, &shape, il, batch, tok, &qa, &mut att_l);
+    attend_batch(pool, &shape, il, batch, tok, &qa, &mut att_l)?;
 
     // Back to value space per head: (n, n_head * head_dim_v).
     let mut att = vec![0f32; n * nh * hv];

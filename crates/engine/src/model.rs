@@ -1,14 +1,13 @@
 //! The model: configuration + weights over the mapped GGUF, and the one configuration-driven forward pass.
 
-use crate::attention::{attend_one, AttnShape};
+use crate::attention::{attention, AttnShape, SeqAttn};
 use crate::config::LayerConfig;
-use crate::parallel::for_each_row;
+use crate::kv_cache::{KvLayout, KvType};
 use crate::weights::{Attention, DenseFfn, Ffn, GqaWeights, Matrix, Weights};
 use crate::{EngineError, KvCache, ModelConfig};
 use hearth_gguf::Gguf;
 use hearth_kernels::ops::{rms_norm, rms_norm_inplace};
-use hearth_kernels::{matmul, ThreadPool};
-use std::cell::RefCell;
+use hearth_kernels::{matmul, Isa, ThreadPool};
 use std::path::Path;
 
 /// One sequence's share of a forward pass: `tokens` are appended at the cache's next positions; logits are
@@ -42,9 +41,27 @@ impl Model {
         })
     }
 
-    /// A fresh KV cache for one sequence of at most `n_ctx` positions.
+    /// A fresh f16 KV cache for one sequence of at most `n_ctx` positions.
     pub fn new_cache(&self, n_ctx: usize) -> KvCache {
-        KvCache::new(&self.config, n_ctx)
+        // f16 has blocks of one element, so every head size fits.
+        KvCache::new(self.kv_layout(KvType::F16), self.config.n_layer, n_ctx)
+    }
+
+    /// A fresh KV cache of `kv_type` elements; refused when the type's blocks do not fit the model's heads.
+    pub fn new_cache_typed(&self, n_ctx: usize, kv_type: KvType) -> Result<KvCache, EngineError> {
+        let layout = self.kv_layout(kv_type);
+        layout.check()?;
+        Ok(KvCache::new(layout, self.config.n_layer, n_ctx))
+    }
+
+    /// The cache rows of this model: latent attention keeps one row per position whose first `head_dim_v`
+    /// elements are the values (no separate V).
+    fn kv_layout(&self, kv_type: KvType) -> KvLayout {
+        let mut layout = KvLayout::for_model(&self.config, kv_type);
+        if self.config.mla.is_some() {
+            layout.v_dim = 0;
+        }
+        layout
     }
 
     /// `y (n, w.rows) = x (n, w.cols) · wᵀ`.
@@ -104,7 +121,7 @@ impl Model {
         for b in batch.iter_mut() {
             let t1 = t0 + b.tokens.len();
             b.cache
-                .append(il, &k[t0 * kv_dim..t1 * kv_dim], &v[t0 * v_dim..t1 * v_dim]);
+                .append(il, &k[t0 * kv_dim..t1 * kv_dim], &v[t0 * v_dim..t1 * v_dim])?;
             t0 = t1;
         }
         let shape = AttnShape {
@@ -116,7 +133,7 @@ impl Model {
             window: lc.sliding_window,
         };
         let mut att = vec![0f32; n * c.n_head * hdv]; // (n, n_head * head_dim_v)
-        attend_batch(pool, &shape, il, batch, tok, &q, &mut att);
+        attend_batch(pool, &shape, il, batch, tok, &q, &mut att)?;
         self.mm(pool, &lw.wo, &att, n, out)
     }
 
@@ -162,10 +179,10 @@ impl Model {
         let c = &self.config;
         let e = c.n_embd;
 
-        // Which sequence and position each token of the flattened batch belongs to.
-        let mut seq_of = Vec::new(); // (n)
+        let isa = hearth_kernels::selected_isa().map_err(hearth_kernels::MatmulError::from)?;
+        // Which position each token of the flattened batch belongs to.
         let mut pos_of = Vec::new(); // (n)
-        for (s, b) in batch.iter().enumerate() {
+        for b in batch.iter() {
             b.cache.reserve(b.tokens.len())?;
             for (i, &id) in b.tokens.iter().enumerate() {
                 if id as usize >= c.n_vocab {
@@ -174,11 +191,10 @@ impl Model {
                         n_vocab: c.n_vocab,
                     });
                 }
-                seq_of.push(s);
                 pos_of.push(b.cache.len() + i);
             }
         }
-        let n = seq_of.len();
+        let n = pos_of.len();
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -201,8 +217,8 @@ impl Model {
         }
 
         let tok = Tokens {
-            seq_of: &seq_of,
             pos_of: &pos_of,
+            isa,
         };
         let mut xb = vec![0f32; n * e]; // (n, n_embd) normalised input of a sub-block
         let mut o = vec![0f32; n * e]; // (n, n_embd) sub-block output
@@ -265,20 +281,20 @@ impl Model {
     }
 }
 
-/// Which sequence and position each token of the flattened batch belongs to.
+/// Where each token of the flattened batch sits, and the kernels' ISA for this call.
 pub(crate) struct Tokens<'a> {
-    pub seq_of: &'a [usize], // (n)
     pub pos_of: &'a [usize], // (n)
+    pub isa: Isa,
 }
 
 impl Tokens<'_> {
     pub fn len(&self) -> usize {
-        self.seq_of.len()
+        self.pos_of.len()
     }
 }
 
-/// Attention of every token's query heads over its sequence's layer-`il` cache: `q` (n, n_head * head_dim) →
-/// `att` (n, n_head * head_dim_v), one task per (token, head).
+/// Attention of every token's query heads over its sequence's layer-`il` cache (whose new rows are appended
+/// already): `q` (n, n_head * head_dim) → `att` (n, n_head * head_dim_v).
 pub(crate) fn attend_batch(
     pool: &ThreadPool,
     shape: &AttnShape,
@@ -287,29 +303,23 @@ pub(crate) fn attend_batch(
     tok: &Tokens<'_>,
     q: &[f32],
     att: &mut [f32],
-) {
-    let kvs: Vec<_> = batch.iter().map(|b| &b.cache.layers[il]).collect();
-    let (hd, q_dim) = (shape.head_dim, shape.n_head * shape.head_dim);
-    for_each_row(pool, att, shape.head_dim_v, |i, out| {
-        let (t, h) = (i / shape.n_head, i % shape.n_head);
-        let qh = &q[t * q_dim + h * hd..][..hd];
-        SCORES.with(|s| {
-            attend_one(
-                shape,
-                kvs[tok.seq_of[t]],
-                qh,
-                h,
-                tok.pos_of[t],
-                &mut s.borrow_mut(),
-                out,
-            )
-        });
-    });
-}
-
-thread_local! {
-    /// Attention scores scratch, one per compute thread.
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+) -> Result<(), EngineError> {
+    let mut row0 = 0;
+    let seqs: Vec<SeqAttn> = batch
+        .iter()
+        .map(|b| {
+            let sq = SeqAttn {
+                kv: &b.cache.layers[il],
+                layout: &b.cache.layout,
+                pos0: b.cache.len(),
+                row0,
+                n: b.tokens.len(),
+            };
+            row0 += b.tokens.len();
+            sq
+        })
+        .collect();
+    attention(pool, tok.isa, shape, &seqs, q, att)
 }
 
 /// RMS-normalises each row of `x` (rows of `e`) into `out`.

@@ -17,9 +17,11 @@ pub fn tmp(tag: &str) -> PathBuf {
     d
 }
 
-/// Converts the tiny `arch` checkpoint at `outtype` into a temporary file.
+/// Converts the tiny `arch` checkpoint at `outtype` into a temporary file of its own (tests run in parallel).
 pub fn converted(arch: &str, outtype: &str) -> PathBuf {
-    let out = tmp(arch).join(format!("{arch}-{outtype}.gguf"));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let i = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = tmp(arch).join(format!("{arch}-{outtype}-{i}.gguf"));
     let opts = ConvertOptions {
         outtype: OutType::parse(outtype).unwrap(),
         ..Default::default()
