@@ -69,4 +69,5 @@ fn every_architecture_reads_in_gguf_package() {
         check(arch, arch);
     }
     check("deepseek2-v2", "deepseek2");
+    check("qwen2-yarn", "qwen2");
 }

@@ -210,3 +210,8 @@ fn deepseek2_legacy_kv_b_layout_matches_transformers() {
         );
     }
 }
+
+#[test]
+fn qwen2_yarn_matches_transformers() {
+    check_all("qwen2-yarn");
+}
