@@ -215,3 +215,8 @@ fn deepseek2_legacy_kv_b_layout_matches_transformers() {
 fn qwen2_yarn_matches_transformers() {
     check_all("qwen2-yarn");
 }
+
+#[test]
+fn qwen3moe_dense_layer_and_unnormalised_weights_match_transformers() {
+    check_all("qwen3moe-mixed");
+}
