@@ -18,7 +18,7 @@ pub(crate) struct Spm {
     /// Whether a token may be formed by merging (normal tokens only, as SentencePiece does).
     mergeable: Vec<bool>,
     /// `<0xXX>` token per byte.
-    byte_token: [Option<u32>; 256],
+    byte_token: Vec<Option<u32>>,
     unk: Option<u32>,
 }
 
@@ -66,7 +66,7 @@ impl Spm {
     ) -> Spm {
         let mut by_text: Vec<u32> = (0..pieces.len() as u32).collect();
         by_text.sort_unstable_by(|&a, &b| pieces[a as usize].cmp(&pieces[b as usize]));
-        let mut byte_token = [None; 256];
+        let mut byte_token = vec![None; 256];
         for (i, p) in pieces.iter().enumerate() {
             if types[i] == TokenType::Byte {
                 if let Some(b) = p
