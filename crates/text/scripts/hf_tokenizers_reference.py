@@ -114,12 +114,23 @@ def main():
     for t in corpus:
         assert "<|" not in t and "<\uff5c" not in t, f"corpus string spells a special token: {t!r}"
     toks = {name: build(p, vocab, merges) for name, p in PIPELINES.items()}
+    # The pieces the Split steps alone make of the normalized text, to check the pre-tokenizer without a vocabulary
+    # (the Qwen vocabulary has single digits only, so it cannot see how digits are grouped).
+    splitters = {}
+    for name, p in PIPELINES.items():
+        steps = [s for s in p["pre_tokenizer"]["pretokenizers"] if s["type"] == "Split"]
+        only_splits = {**p, "pre_tokenizer": {"type": "Sequence", "pretokenizers": steps}}
+        t = build(only_splits, {}, [])
+        splitters[name] = (t.normalizer, t.pre_tokenizer)
     cases = []
     for t in corpus:
         case = {"text": t}
         for name, tok in toks.items():
             enc = tok.encode(t, add_special_tokens=False)
             case[name] = enc.ids
+            norm, splitter = splitters[name]
+            normalized = norm.normalize_str(t) if norm is not None else t
+            case[name + " pieces"] = [piece for piece, _ in splitter.pre_tokenize_str(normalized)]
         cases.append(case)
 
     made_by = f"tokenizers {tokenizers.__version__} (PyPI), vocab+merges of {pathlib.Path(header).name}"
