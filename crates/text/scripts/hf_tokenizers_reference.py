@@ -32,6 +32,7 @@ from gguf_meta import read_meta  # noqa: E402
 
 CORPUS = HERE / "tests/data/qwen-corpus.json"
 OUT = HERE / "tests/data/hf-tokenizers-expected.json"
+OUT_EVERY = HERE / "tests/data/hf-pieces-every-code-point.json"
 
 # The regexes below are transcribed from the public tokenizer.json files named above (JSON-unescaped).
 QWEN2_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -99,6 +100,39 @@ def build(pipeline, vocab, merges):
     return Tokenizer.from_str(json.dumps(spec))
 
 
+def every_code_point(splitters):
+    """Every code point but surrogates, in the contexts of `context`, 64 code points to a text: the FNV-1a 64 hash of
+    the pieces (each piece's UTF-8 bytes then 0xFF) of the 64 texts of each 4,096-code-point region, per pipeline.
+    A table of 272 hashes per pipeline stands for the ~21 million pieces; src/pretok.rs recomputes it."""
+
+    def context(c):
+        return f"a{c}b 1{c}2 {c}{c} '{c}\n{c}"
+
+    out = {}
+    for name, (norm, splitter) in splitters.items():
+        hashes = []
+        for region in range(0, 0x110000, 4096):
+            h = 0xCBF29CE484222325
+            for start in range(region, region + 4096, 64):
+                text = "".join(context(chr(c)) for c in range(start, start + 64) if not 0xD800 <= c < 0xE000)
+                if not text:
+                    continue
+                normalized = norm.normalize_str(text) if norm is not None else text
+                for piece, _ in splitter.pre_tokenize_str(normalized):
+                    for b in piece.encode() + b"\xff":
+                        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+            hashes.append(f"{h:016x}")
+        out[name] = hashes
+    OUT_EVERY.write_text(
+        json.dumps(
+            {"made_by": f"tokenizers {tokenizers.__version__} (PyPI)", "context": "a{c}b 1{c}2 {c}{c} '{c}\\n{c}", **out},
+            indent=1,
+        )
+        + "\n"
+    )
+    print(f"wrote {OUT_EVERY}")
+
+
 def main():
     header = subprocess.run(
         ["bash", str(HERE / "scripts/fetch-deepseek-header.sh")], check=True, capture_output=True, text=True
@@ -145,6 +179,7 @@ def main():
     )
     same = sum(c["qwen2"] == c["deepseek-v3"] for c in cases)
     print(f"wrote {len(cases)} cases to {OUT} ({same} identical under both pipelines)")
+    every_code_point(splitters)
 
 
 if __name__ == "__main__":

@@ -126,16 +126,35 @@ pub(crate) fn for_name(name: &str) -> Option<PreTokenizer> {
 mod tests {
     use super::*;
 
+    /// The pieces `pre`'s split steps make of `text`, after NFC where `pre` asks for it.
+    fn pieces(pre: &PreTokenizer, text: &str) -> Vec<String> {
+        use tokenizers::{
+            NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString,
+            PreTokenizer as _,
+        };
+        let seq = tokenizers::pre_tokenizers::sequence::Sequence::new(
+            pre.split_steps().expect("regexes compile"),
+        );
+        let mut n = NormalizedString::from(text);
+        if pre.nfc {
+            tokenizers::normalizers::unicode::NFC
+                .normalize(&mut n)
+                .expect("NFC");
+        }
+        let mut p = PreTokenizedString::from(n);
+        seq.pre_tokenize(&mut p).expect("split");
+        p.get_splits(OffsetReferential::Normalized, OffsetType::Byte)
+            .into_iter()
+            .map(|(s, _, _)| s.to_string())
+            .collect()
+    }
+
     /// The pieces our split steps make of every corpus string are the pieces HF `tokenizers` (Oniguruma) makes
     /// with the Split steps of Qwen2.5's and DeepSeek-V3's Hub tokenizer.json, after their normalizer
     /// (tests/data/hf-tokenizers-expected.json, from scripts/hf_tokenizers_reference.py). Unlike token ids, this
     /// sees splits the Qwen vocabulary would hide (it has no multi-digit tokens).
     #[test]
     fn pieces_match_hf_tokenizers() {
-        use tokenizers::{
-            NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString,
-            PreTokenizer as _,
-        };
         let fixture: serde_json::Value =
             serde_json::from_str(include_str!("../tests/data/hf-tokenizers-expected.json"))
                 .expect("fixture JSON");
@@ -144,9 +163,6 @@ mod tests {
         let mut bad = Vec::new();
         for name in ["qwen2", "deepseek-v3"] {
             let pre = for_name(name).expect("known");
-            let seq = tokenizers::pre_tokenizers::sequence::Sequence::new(
-                pre.split_steps().expect("regexes compile"),
-            );
             for c in cases {
                 let text = c["text"].as_str().expect("text");
                 let want: Vec<&str> = c[format!("{name} pieces")]
@@ -155,19 +171,7 @@ mod tests {
                     .iter()
                     .map(|p| p.as_str().expect("piece"))
                     .collect();
-                let mut n = NormalizedString::from(text);
-                if pre.nfc {
-                    tokenizers::normalizers::unicode::NFC
-                        .normalize(&mut n)
-                        .expect("NFC");
-                }
-                let mut p = PreTokenizedString::from(n);
-                seq.pre_tokenize(&mut p).expect("split");
-                let got: Vec<String> = p
-                    .get_splits(OffsetReferential::Normalized, OffsetType::Byte)
-                    .into_iter()
-                    .map(|(s, _, _)| s.to_string())
-                    .collect();
+                let got = pieces(&pre, text);
                 if got != want {
                     bad.push(format!(
                         "{name} {text:?}\n   hf     {want:?}\n   hearth {got:?}"
@@ -181,6 +185,53 @@ mod tests {
             bad.len(),
             2 * cases.len(),
             bad.join("\n")
+        );
+    }
+
+    /// Every code point (but surrogates) in six contexts splits as HF `tokenizers` splits it: this catches Unicode
+    /// table differences between Oniguruma and the regex crate (`\p{L}`, `\p{M}`, `\p{P}`, `\s`, case folding).
+    /// The fixture holds one FNV-1a hash of the pieces per 4,096 code points (scripts/hf_tokenizers_reference.py
+    /// says how); a differing region is named, and the script's `every_code_point` shows its pieces.
+    /// Slow (about 4 minutes on one core): `cargo test -p hearth-text -- --ignored every_code_point`.
+    #[test]
+    #[ignore = "slow: splits 21 million pieces"]
+    fn every_code_point_splits_like_hf() {
+        let fixture: serde_json::Value = serde_json::from_str(include_str!(
+            "../tests/data/hf-pieces-every-code-point.json"
+        ))
+        .expect("fixture JSON");
+        let mut bad = Vec::new();
+        for name in ["qwen2", "deepseek-v3"] {
+            let pre = for_name(name).expect("known");
+            let want = fixture[name].as_array().expect("hashes");
+            assert_eq!(want.len(), 0x110000 / 4096);
+            for (r, want) in want.iter().enumerate() {
+                let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+                let region = r as u32 * 4096;
+                for start in (region..region + 4096).step_by(64) {
+                    let text: String = (start..start + 64)
+                        .filter_map(char::from_u32)
+                        .map(|c| format!("a{c}b 1{c}2 {c}{c} '{c}\n{c}"))
+                        .collect();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    for p in pieces(&pre, &text) {
+                        for &b in p.as_bytes().iter().chain(&[0xFF]) {
+                            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3);
+                        }
+                    }
+                }
+                if format!("{h:016x}") != want.as_str().expect("hash") {
+                    bad.push(format!("{name} U+{region:04X}..U+{:04X}", region + 4095));
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{} regions split differently from HF tokenizers: {}",
+            bad.len(),
+            bad.join(", ")
         );
     }
 
