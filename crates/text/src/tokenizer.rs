@@ -20,9 +20,6 @@ use std::collections::HashMap;
 use tokenizers::models::bpe::{Vocab as BpeVocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::SplitDelimiterBehavior;
 
 /// What encodes a text fragment: HF `tokenizers` for byte-level BPE, llama.cpp's score-driven merging for
 /// SentencePiece.
@@ -339,19 +336,14 @@ fn build_byte_level(v: &Vocab, by_text: &HashMap<&str, u32>) -> Result<tokenizer
         .build()
         .map_err(|e| TextError::Build(e.to_string()))?;
 
-    let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(pre.regexes.len() + 1);
-    for r in &pre.regexes {
-        let split = Split::new(
-            SplitPattern::Regex(r.to_string()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(|e| TextError::Build(format!("pre-tokenizer regex {r:?}: {e}")))?;
-        steps.push(split.into());
-    }
+    let mut steps = pre.split_steps()?;
     steps.push(ByteLevel::new(false, false, false).into());
 
     let mut hf = tokenizers::Tokenizer::new(bpe);
+    if pre.nfc {
+        hf.with_normalizer(Some(tokenizers::normalizers::unicode::NFC))
+            .map_err(|e| TextError::Build(e.to_string()))?;
+    }
     hf.with_pre_tokenizer(Some(Sequence::new(steps)));
     Ok(hf)
 }
