@@ -22,6 +22,7 @@ mod detok;
 mod error;
 mod pretok;
 mod pyjson;
+mod reasoning;
 mod spm;
 mod template;
 mod tokenizer;
@@ -29,6 +30,7 @@ mod vocab;
 
 pub use detok::Detokenizer;
 pub use error::{Result, TextError};
+pub use reasoning::{ReasoningPart, ReasoningSplitter};
 pub use template::{ChatMessage, ChatTemplate, TemplateSource, DEFAULT_FUEL};
 pub use tokenizer::Tokenizer;
 pub use vocab::{ModelKind, TokenType};

@@ -4,7 +4,7 @@
 use crate::common::{Loaded, ModelArgs};
 use anyhow::{bail, Result};
 use hearth_engine::{generate, Finish, GenerateOptions, SamplingParams, Session, Step};
-use hearth_text::{ChatMessage, Detokenizer};
+use hearth_text::{ChatMessage, Detokenizer, ReasoningPart, ReasoningSplitter};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -49,6 +49,9 @@ pub struct Args {
     /// With --raw: print one JSON object (prompt ids, and each step's id and log-probabilities) instead of text.
     #[arg(long)]
     json: bool,
+    /// Reasoning models (DeepSeek-R1, Qwen3): don't show the `<think>` part of answers (shown on stderr otherwise).
+    #[arg(long)]
+    hide_reasoning: bool,
 }
 
 impl Args {
@@ -108,7 +111,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if a.json {
             return raw_json(&loaded, &pool, &mut session, &ids, &opts);
         }
-        stream(&loaded, &pool, &mut session, &ids, &opts, true)?;
+        stream(&loaded, &pool, &mut session, &ids, &opts, Output::Raw)?;
         return Ok(ExitCode::SUCCESS);
     }
     let template = loaded.chat_template()?;
@@ -124,10 +127,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             role: "user".into(),
             content: prompt.clone(),
         });
-        let ids = loaded
-            .tokenizer
-            .encode(&template.render(&messages, true)?, false, true)?;
-        stream(&loaded, &pool, &mut session, &ids, &opts, false)?;
+        let rendered = template.render(&messages, true)?;
+        let ids = loaded.tokenizer.encode(&rendered, false, true)?;
+        let output = chat_output(&loaded, &rendered, a.hide_reasoning);
+        stream(&loaded, &pool, &mut session, &ids, &opts, output)?;
         return Ok(ExitCode::SUCCESS);
     }
     // Interactive chat: the history grows; the session reuses the KV of everything already read.
@@ -153,10 +156,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             role: "user".into(),
             content: line.to_string(),
         });
-        let ids = loaded
-            .tokenizer
-            .encode(&template.render(&messages, true)?, false, true)?;
-        let answer = stream(&loaded, &pool, &mut session, &ids, &opts, false)?;
+        let rendered = template.render(&messages, true)?;
+        let ids = loaded.tokenizer.encode(&rendered, false, true)?;
+        let output = chat_output(&loaded, &rendered, a.hide_reasoning);
+        let answer = stream(&loaded, &pool, &mut session, &ids, &opts, output)?;
         messages.push(ChatMessage {
             role: "assistant".into(),
             content: answer,
@@ -165,15 +168,78 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Generates, printing text as it becomes final; returns the answer's text (without end-of-turn tokens).
+/// How generated text is shown.
+enum Output {
+    /// Exactly the generated text on stdout.
+    Raw,
+    /// A chat answer: its line ended; a reasoning model's thinking split off, to stderr or hidden.
+    Chat {
+        reasoning: Option<ReasoningSplitter>,
+        hide_reasoning: bool,
+    },
+}
+
+/// Chat output for a model: reasoning is split off when the vocabulary has a `<think>` token.
+fn chat_output(loaded: &Loaded, rendered_prompt: &str, hide_reasoning: bool) -> Output {
+    let reasoning = loaded.tokenizer.token_id("<think>").map(|_| {
+        ReasoningSplitter::new(ReasoningSplitter::prompt_opens_reasoning(rendered_prompt))
+    });
+    Output::Chat {
+        reasoning,
+        hide_reasoning,
+    }
+}
+
+/// Writes generated text: the answer to stdout, reasoning (dimmed) to stderr unless hidden. Returns the answer.
+fn show(output: &mut Output, piece: &str, out: &mut impl Write) -> std::io::Result<String> {
+    let parts = match output {
+        Output::Chat {
+            reasoning: Some(s), ..
+        } => s.push(piece),
+        _ => vec![ReasoningPart {
+            reasoning: false,
+            text: piece.to_string(),
+        }],
+    };
+    write_parts(output, parts, out)
+}
+
+fn write_parts(
+    output: &Output,
+    parts: Vec<ReasoningPart>,
+    out: &mut impl Write,
+) -> std::io::Result<String> {
+    let hide = matches!(
+        output,
+        Output::Chat {
+            hide_reasoning: true,
+            ..
+        }
+    );
+    let mut answer = String::new();
+    for p in parts {
+        if !p.reasoning {
+            out.write_all(p.text.as_bytes())?;
+            answer.push_str(&p.text);
+        } else if !hide {
+            eprint!("\x1b[2m{}\x1b[0m", p.text);
+        }
+    }
+    out.flush()?;
+    Ok(answer)
+}
+
+/// Generates, printing text as it becomes final; returns the answer's text (without end-of-turn tokens or
+/// reasoning).
 fn stream(
     loaded: &Loaded,
     pool: &hearth_engine::ThreadPool,
     session: &mut Session,
     ids: &[u32],
     opts: &GenerateOptions,
-    raw: bool,
+    mut output: Output,
 ) -> Result<String> {
+    let raw = matches!(output, Output::Raw);
     let mut detok = Detokenizer::new(&loaded.tokenizer);
     let mut out = std::io::stdout().lock();
     let mut text = String::new();
@@ -187,15 +253,27 @@ fn stream(
             return true;
         }
         let piece = detok.push(s.id);
-        text.push_str(&piece);
-        out.write_all(piece.as_bytes())
-            .and_then(|_| out.flush())
-            .is_ok()
+        match show(&mut output, &piece, &mut out) {
+            Ok(answer) => {
+                text.push_str(&answer);
+                true
+            }
+            Err(_) => false,
+        }
     })?;
     let tail = detok.flush();
-    text.push_str(&tail);
+    text.push_str(&show(&mut output, &tail, &mut out)?);
+    if let Output::Chat {
+        reasoning: Some(s), ..
+    } = &mut output
+    {
+        let rest = s.finish();
+        text.push_str(&write_parts(&output, rest, &mut out)?);
+    }
     // Raw completion prints exactly the generated text; a chat answer ends its line.
-    write!(out, "{tail}{}", if raw { "" } else { "\n" })?;
+    if !raw {
+        writeln!(out)?;
+    }
     out.flush()?;
     let prefill = t_first.map_or(0.0, |t| (t - t0).as_secs_f64());
     let decode = t_first.map_or(0.0, |t| t.elapsed().as_secs_f64());
