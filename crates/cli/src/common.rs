@@ -75,7 +75,9 @@ impl Loaded {
     /// Refuses a context whose memory would exceed what the machine has, unless told not to check.
     pub fn check_memory(&self, n_ctx: usize, args: &ModelArgs) -> Result<()> {
         if !args.no_mem_check {
-            hearth_store::memory::estimate(&self.model.gguf, n_ctx as u64, 2)?.check()?;
+            // Bytes per cached element, rounded up (q8_0 is 34 bytes per 32).
+            let kv_bytes = if args.kv_type == KvType::F32 { 4 } else { 2 };
+            hearth_store::memory::estimate(&self.model.gguf, n_ctx as u64, kv_bytes)?.check()?;
         }
         Ok(())
     }

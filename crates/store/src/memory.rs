@@ -10,7 +10,8 @@ use hearth_gguf::{Gguf, GgufError, Value};
 pub struct MemoryEstimate {
     /// Tensor data (mapped from the file).
     pub weights: u64,
-    /// K and V for every layer and position: n_layer × n_ctx × n_head_kv × (key_length + value_length) × bytes.
+    /// K and V for every layer and position: n_layer × n_ctx × n_head_kv × (key_length + value_length) × bytes
+    /// (for multi-head latent attention: n_layer × n_ctx × (kv_lora_rank + rope dims) × bytes).
     pub kv_cache: u64,
     /// Activations, logits and runtime overhead.
     pub scratch: u64,
@@ -68,15 +69,23 @@ pub fn estimate_parts(
         .flat_map(|p| p.tensors())
         .map(|t| t.n_bytes)
         .sum();
-    let kv_per_pos: u64 = n_head_kv.iter().map(|h| h * (k_len + v_len)).sum();
+    // Multi-head latent attention (deepseek2) caches one compressed row per position and layer: the latent
+    // (kv_lora_rank) and the shared RoPE key part, whatever the head count.
+    let kv_per_pos: u64 = match g.get_uint(&key("attention.kv_lora_rank"))? {
+        Some(rank) => {
+            let rope = g.get_uint(&key("rope.dimension_count"))?.unwrap_or(0);
+            n_layer * (rank + rope)
+        }
+        None => n_head_kv.iter().map(|h| h * (k_len + v_len)).sum(),
+    };
     let kv_cache = kv_per_pos
         .saturating_mul(n_ctx)
         .saturating_mul(kv_bytes_per_elem);
     let batch = n_ctx.clamp(1, BATCH);
     let activations = batch * (4 * n_embd + 3 * n_ff + max_head * (k_len + 2 * v_len));
-    let scores = max_head.saturating_mul(batch).saturating_mul(n_ctx);
+    // Attention folds tiles of keys into running softmaxes: no (heads, batch, n_ctx) score matrix is stored.
     let scratch = 4u64
-        .saturating_mul(n_vocab + activations + scores)
+        .saturating_mul(n_vocab + activations)
         .saturating_add(OVERHEAD);
     Ok(MemoryEstimate {
         weights,
