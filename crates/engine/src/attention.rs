@@ -3,7 +3,8 @@
 
 use crate::kv_cache::LayerKv;
 use half::f16;
-use hearth_kernels::ops::softmax;
+use half::slice::HalfFloatSliceExt;
+use hearth_kernels::ops::{axpy, dot_f32, softmax};
 
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -37,33 +38,34 @@ pub fn attend_one(
     let n = pos + 1 - first;
     scores.clear();
     scores.resize(n, 0.0);
+    // One row of keys or values widened to f32 at a time: the slice conversion uses F16C when the CPU has it,
+    // where a per-element `to_f32` would not.
+    let mut row = [0f32; 512];
     for (j, sc) in scores.iter_mut().enumerate() {
         let p = first + j;
         let k = &kv.k[p * k_dim + kv_head * s.head_dim..][..s.head_dim];
-        *sc = dot_f16(q, k) * s.scale;
+        *sc = dot_f16(q, k, &mut row) * s.scale;
     }
     softmax(scores);
     out.fill(0.0);
     for (j, &w) in scores.iter().enumerate() {
         let p = first + j;
         let v = &kv.v[p * v_dim + kv_head * s.head_dim_v..][..s.head_dim_v];
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o += w * x.to_f32();
+        for (vc, oc) in v.chunks(row.len()).zip(out.chunks_mut(row.len())) {
+            let r = &mut row[..vc.len()];
+            vc.convert_to_f32_slice(r);
+            axpy(w, r, oc);
         }
     }
 }
 
-fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l].to_f32();
-        }
+/// `a · b` for f32 `a` and f16 `b`, widening `b` through `row` in chunks.
+fn dot_f16(a: &[f32], b: &[f16], row: &mut [f32]) -> f32 {
+    let mut sum = 0.0;
+    for (ac, bc) in a.chunks(row.len()).zip(b.chunks(row.len())) {
+        let r = &mut row[..bc.len()];
+        bc.convert_to_f32_slice(r);
+        sum += dot_f32(ac, r);
     }
-    let mut s: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        s += a[i] * b[i].to_f32();
-    }
-    s
+    sum
 }

@@ -42,13 +42,20 @@ pub struct SwaSpec {
 }
 
 /// Architectures the engine runs.
-pub const SUPPORTED: &[&str] = &["llama", "gemma3"];
+pub const SUPPORTED: &[&str] = &["llama", "gemma3", "qwen2", "qwen3"];
 
 impl ArchSpec {
     pub fn for_arch(arch: &str) -> Result<ArchSpec, EngineError> {
         Ok(match arch {
             "llama" => ArchSpec {
                 rope_style: RopeStyle::Adjacent,
+                activation: Activation::Silu,
+                scale_embeddings: false,
+                swa: None,
+            },
+            // q/k/v biases (qwen2) and q/k norms (qwen3) switch on by presence in weights.rs.
+            "qwen2" | "qwen3" => ArchSpec {
+                rope_style: RopeStyle::HalfSplit,
                 activation: Activation::Silu,
                 scale_embeddings: false,
                 swa: None,
@@ -161,7 +168,7 @@ impl ModelConfig {
         let window = g
             .get_uint(&k("attention.sliding_window"))?
             .map(|v| v as usize);
-        let layers = (0..n_layer)
+        let layers: Vec<LayerConfig> = (0..n_layer)
             .map(|il| {
                 let swa = spec.swa.filter(|s| (il + 1) % s.period != 0).zip(window);
                 match swa {
@@ -176,6 +183,28 @@ impl ModelConfig {
                 }
             })
             .collect();
+        // Llama 3 RoPE scaling: llama.cpp's converter stores per-frequency divisors as `rope_freqs.weight`.
+        let mut layers: Vec<LayerConfig> = layers;
+        if let Some(t) = g.tensor("rope_freqs.weight") {
+            let n = n_rot / 2;
+            let mut factors = vec![0f32; n];
+            if t.dims != [n as u64]
+                || hearth_kernels::dequantize_row(t.dtype, g.tensor_data(t), &mut factors).is_err()
+            {
+                return Err(EngineError::BadTensorShape {
+                    name: t.name.clone(),
+                    expected: vec![n as u64],
+                    found: t.dims.clone(),
+                });
+            }
+            for l in &mut layers {
+                l.rope
+                    .inv_freq
+                    .iter_mut()
+                    .zip(&factors)
+                    .for_each(|(f, d)| *f /= d);
+            }
+        }
         let n_vocab = match g.get_uint(&k("vocab_size"))? {
             Some(v) => v as usize,
             None => g.get_array("tokenizer.ggml.tokens")?.map_or(0, |a| a.len()),

@@ -21,10 +21,12 @@
 mod error;
 mod parse;
 mod value;
+mod writer;
 
 pub use error::GgufError;
 pub use hearth_kernels::DType;
 pub use value::{Array, Value, ValueType};
+pub use writer::{GgufWriter, MetaArray, MetaValue, TensorSpec, WriteError, DEFAULT_ALIGNMENT};
 
 use std::collections::HashMap;
 use std::ops::Range;

@@ -24,8 +24,12 @@ pub mod dtype;
 pub mod formats;
 pub mod isa;
 pub mod matmul;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod ops;
 pub mod pool;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use dtype::DType;
 pub use formats::{dequantize_row, quantize_row};

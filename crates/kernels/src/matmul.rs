@@ -1,7 +1,7 @@
 //! `y = W x` for quantized weight matrices: activations quantized to the weight format's partner, integer dot products,
 //! rows split over the thread pool.
 
-use crate::formats::{self, quantize_row};
+use crate::formats;
 use crate::isa::{selected_isa, Isa, IsaError};
 use crate::{DType, ThreadPool};
 use std::cell::Cell;
@@ -62,18 +62,59 @@ pub enum MatmulError {
     Isa(#[from] IsaError),
 }
 
-/// A dot product of one weight row with one activation row (both as bytes of whole blocks).
+/// One tile of work: `nr` weight rows starting at `w` (`w_stride` bytes apart, `row_bytes` used of each) against `nt`
+/// activation rows starting at `a` (`a_stride` bytes apart, `act_bytes` used of each); the output for (row r, token t)
+/// goes to `out[t * out_t + r]`.
+#[derive(Clone, Copy)]
+pub(crate) struct TileArgs {
+    pub w: *const u8,
+    pub w_stride: usize,
+    pub row_bytes: usize,
+    pub nr: usize,
+    pub a: *const u8,
+    pub a_stride: usize,
+    pub act_bytes: usize,
+    pub nt: usize,
+    pub out: *mut f32,
+    pub out_t: usize,
+}
+
+/// Computes one tile (see [`TileArgs`]).
 ///
 /// # Safety
-/// The function must belong to an ISA the CPU supports; `w` and `a` must hold the same number of blocks.
-pub(crate) type DotFn = unsafe fn(w: &[u8], a: &[u8]) -> f32;
+/// The function must belong to an ISA the CPU supports, and the arguments must describe valid memory holding whole
+/// blocks of the kernel's weight and activation formats.
+pub(crate) type TileFn = unsafe fn(TileArgs);
+
+/// A scalar (safe) dot product of one weight row with one activation row.
+pub(crate) type ScalarDotFn = fn(w: &[u8], a: &[u8]) -> f32;
+
+/// Quantizes a whole number of blocks of f32 into an activation format.
+///
+/// # Safety
+/// The function must belong to an ISA the CPU supports; `dst` must be exactly the quantized size of `src`.
+pub(crate) type QuantizeFn = unsafe fn(src: &[f32], dst: &mut [u8]);
 
 /// The kernels for one weight format on one ISA, chosen once per matmul call.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernel {
-    /// The format activations are quantized to.
+    /// The format activations are quantized to, and how.
     pub act: DType,
-    pub dot: DotFn,
+    pub quantize: QuantizeFn,
+    pub tile: TileFn,
+}
+
+/// The scalar quantizer of each activation format.
+fn scalar_quantizer(act: DType) -> Option<QuantizeFn> {
+    Some(match act {
+        DType::F32 => formats::f32::quantize,
+        DType::F16 => formats::f16::quantize,
+        DType::BF16 => formats::bf16::quantize,
+        DType::Q8_0 => formats::q8_0::quantize,
+        DType::Q8_1 => formats::q8_1::quantize,
+        DType::Q8_K => formats::q8_k::quantize,
+        _ => return None,
+    })
 }
 
 /// The activation format ggml pairs with each weight format.
@@ -89,9 +130,6 @@ pub fn activation_dtype(weight: DType) -> Option<DType> {
         _ => return None,
     })
 }
-
-/// A scalar (safe) dot product.
-pub(crate) type ScalarDotFn = fn(w: &[u8], a: &[u8]) -> f32;
 
 /// The scalar (specification) dot product for a weight format against its activation partner.
 pub(crate) fn scalar_dot(weight: DType) -> Option<ScalarDotFn> {
@@ -114,11 +152,183 @@ pub(crate) fn scalar_dot(weight: DType) -> Option<ScalarDotFn> {
     })
 }
 
-/// The best dot product for `weight` on `isa` (falls back to scalar for pairs without a SIMD version).
-pub(crate) fn kernel(weight: DType, _isa: Isa) -> Option<Kernel> {
+/// A tile of scalar dot products, one (row, token) pair at a time.
+///
+/// # Safety
+/// As [`TileFn`].
+unsafe fn scalar_tile<const F: u32>(p: TileArgs) {
+    let Some(dot) = DType::from_id(F).and_then(scalar_dot) else {
+        return;
+    };
+    for r in 0..p.nr {
+        // SAFETY: the caller guarantees nr rows of row_bytes bytes at w_stride apart.
+        let w = unsafe { std::slice::from_raw_parts(p.w.add(r * p.w_stride), p.row_bytes) };
+        for t in 0..p.nt {
+            // SAFETY: as above for the activations, and (r, t) is inside the output.
+            unsafe {
+                let a = std::slice::from_raw_parts(p.a.add(t * p.a_stride), p.act_bytes);
+                *p.out.add(t * p.out_t + r) = dot(w, a);
+            }
+        }
+    }
+}
+
+/// The scalar tile function for `weight`.
+fn scalar_tile_fn(weight: DType) -> Option<TileFn> {
+    use DType::*;
+    Some(match weight {
+        F32 => scalar_tile::<{ F32 as u32 }>,
+        F16 => scalar_tile::<{ F16 as u32 }>,
+        BF16 => scalar_tile::<{ BF16 as u32 }>,
+        Q4_0 => scalar_tile::<{ Q4_0 as u32 }>,
+        Q4_1 => scalar_tile::<{ Q4_1 as u32 }>,
+        Q5_0 => scalar_tile::<{ Q5_0 as u32 }>,
+        Q5_1 => scalar_tile::<{ Q5_1 as u32 }>,
+        Q8_0 => scalar_tile::<{ Q8_0 as u32 }>,
+        Q2_K => scalar_tile::<{ Q2_K as u32 }>,
+        Q3_K => scalar_tile::<{ Q3_K as u32 }>,
+        Q4_K => scalar_tile::<{ Q4_K as u32 }>,
+        Q5_K => scalar_tile::<{ Q5_K as u32 }>,
+        Q6_K => scalar_tile::<{ Q6_K as u32 }>,
+        _ => return None,
+    })
+}
+
+/// The tile kernel for `weight` on `isa` for rows of `cols` elements. Falls back to scalar where an ISA has no
+/// version of a format (and for float rows whose length is not a multiple of the SIMD width).
+pub(crate) fn kernel(weight: DType, isa: Isa, cols: usize) -> Option<Kernel> {
     let act = activation_dtype(weight)?;
-    let dot = scalar_dot(weight)?;
-    Some(Kernel { act, dot })
+    let scalar = scalar_tile_fn(weight)?;
+    let scalar_q = scalar_quantizer(act)?;
+    let (simd, simd_q) = match isa {
+        Isa::Scalar => (None, None),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => (
+            crate::x86::kernels::tile_fn(weight, isa, cols),
+            crate::x86::kernels::act_quantizer(act, isa),
+        ),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => (crate::neon::tile_fn(weight, cols), None),
+        #[allow(unreachable_patterns)]
+        _ => (None, None),
+    };
+    Some(Kernel {
+        act,
+        quantize: simd_q.unwrap_or(scalar_q),
+        tile: simd.unwrap_or(scalar),
+    })
+}
+
+/// Quantizes `src` to the activation format `act` with the quantizer `matmul` uses on `isa` (tests compare it with
+/// the scalar reference byte for byte).
+pub fn quantize_activations_with_isa(
+    act: DType,
+    isa: Isa,
+    src: &[f32],
+    dst: &mut [u8],
+) -> Result<(), MatmulError> {
+    if !isa.is_available() {
+        return Err(IsaError::Unsupported {
+            value: isa.name().to_string(),
+            isa,
+            best: crate::detected_isa(),
+        }
+        .into());
+    }
+    // Checks the lengths (and that `act` is a format with a quantizer).
+    formats::quantize_row(act, src, dst)?;
+    let simd: Option<QuantizeFn> = match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => crate::x86::kernels::act_quantizer(act, isa),
+        _ => None,
+    };
+    if let Some(q) = simd {
+        // SAFETY: the ISA is available and the lengths were checked by quantize_row.
+        unsafe { q(src, dst) };
+    }
+    Ok(())
+}
+
+/// The dot product of one weight row with one activation row (already in the activation format) on `isa`, as the
+/// matmul kernels compute it. For tests and tools; `matmul` is the fast path.
+pub fn dot_with_isa(weight: DType, isa: Isa, w: &[u8], a: &[u8]) -> Result<f32, MatmulError> {
+    let mut out = [0f32];
+    tile_with_isa(weight, isa, w, 1, a, 1, &mut out)?;
+    Ok(out[0])
+}
+
+/// `out[t * nr + r] = dot(w row r, a row t)` for `nr` weight rows in `w` and `nt` activation rows in `a`, on `isa`,
+/// through the same tile kernels `matmul` uses (tests drive every tile shape with it).
+pub fn tile_with_isa(
+    weight: DType,
+    isa: Isa,
+    w: &[u8],
+    nr: usize,
+    a: &[u8],
+    nt: usize,
+    out: &mut [f32],
+) -> Result<(), MatmulError> {
+    if !isa.is_available() {
+        return Err(IsaError::Unsupported {
+            value: isa.name().to_string(),
+            isa,
+            best: crate::detected_isa(),
+        }
+        .into());
+    }
+    let unsupported = MatmulError::Unsupported {
+        dtype: weight,
+        op: "dot",
+    };
+    let act = activation_dtype(weight).ok_or(unsupported.clone())?;
+    if nr == 0
+        || nt == 0
+        || !w.len().is_multiple_of(nr)
+        || !a.len().is_multiple_of(nt)
+        || out.len() != nr * nt
+    {
+        return Err(MatmulError::ByteLength {
+            dtype: weight,
+            n: nr,
+            expected: nr * nt,
+            got: out.len(),
+        });
+    }
+    let row_bytes = w.len() / nr;
+    let n = row_bytes / weight.type_size() * weight.block_size();
+    if weight.row_bytes(n as u64) != Some(row_bytes as u64) {
+        return Err(MatmulError::ByteLength {
+            dtype: weight,
+            n,
+            expected: n,
+            got: row_bytes,
+        });
+    }
+    let act_bytes = a.len() / nt;
+    if act.row_bytes(n as u64) != Some(act_bytes as u64) {
+        return Err(MatmulError::ByteLength {
+            dtype: act,
+            n,
+            expected: n,
+            got: act_bytes,
+        });
+    }
+    let k = kernel(weight, isa, n).ok_or(unsupported)?;
+    let args = TileArgs {
+        w: w.as_ptr(),
+        w_stride: row_bytes,
+        row_bytes,
+        nr,
+        a: a.as_ptr(),
+        a_stride: act_bytes,
+        act_bytes,
+        nt,
+        out: out.as_mut_ptr(),
+        out_t: nr,
+    };
+    // SAFETY: the ISA is available and the sizes were checked above.
+    unsafe { (k.tile)(args) };
+    Ok(())
 }
 
 /// A raw output pointer shared by the workers; each writes a disjoint set of elements.
@@ -174,7 +384,7 @@ pub fn matmul_with_isa(
         .into());
     }
     let (rows, cols, dtype) = (w.rows, w.cols, w.dtype);
-    let k = kernel(dtype, isa).ok_or(MatmulError::Unsupported {
+    let k = kernel(dtype, isa, cols).ok_or(MatmulError::Unsupported {
         dtype,
         op: "matmul",
     })?;
@@ -231,8 +441,8 @@ pub fn matmul_with_isa(
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(act_out.get().add(t * act_row_bytes), act_row_bytes)
             };
-            // Lengths were checked above, so this cannot fail.
-            let _ = quantize_row(k.act, &x[t * cols..(t + 1) * cols], dst);
+            // SAFETY: the quantizer's ISA was checked above; dst is exactly one quantized row of cols elements.
+            unsafe { (k.quantize)(&x[t * cols..(t + 1) * cols], dst) };
         };
         if n_tokens > 1 {
             pool.parallel_for(n_tokens, quantize_token);
@@ -241,22 +451,39 @@ pub fn matmul_with_isa(
         }
     }
 
-    let rows_per_item = (rows / (pool.n_threads() * 8)).clamp(1, 64);
+    let rows_per_item = (rows / (pool.n_threads() * 8)).clamp(4, 64) / 4 * 4;
     let n_items = rows.div_ceil(rows_per_item);
     let out = SharedOut(y.as_mut_ptr());
-    let act_ref = &act;
+    let (w_ptr, a_ptr) = (
+        SharedOut(w.data.as_ptr() as *mut u8),
+        SharedOut(act.as_ptr() as *mut u8),
+    );
+    // Tokens per pass over an item's rows: the item's weights stay in cache while this many tokens stream by.
+    const TOKENS_PER_PASS: usize = 64;
     pool.parallel_for(n_items, |item| {
         let r0 = item * rows_per_item;
-        let r1 = (r0 + rows_per_item).min(rows);
-        for r in r0..r1 {
-            let wr = &w.data[r * row_bytes..(r + 1) * row_bytes];
-            for t in 0..n_tokens {
-                let a = &act_ref[t * act_row_bytes..(t + 1) * act_row_bytes];
-                // SAFETY: `kernel` returned a dot product for an ISA checked above; both rows hold cols/block blocks.
-                let v = unsafe { (k.dot)(wr, a) };
-                // SAFETY: (t, r) is inside y (checked above) and written by this item only.
-                unsafe { *out.get().add(t * rows + r) = v };
-            }
+        let nr = rows_per_item.min(rows - r0);
+        let mut t0 = 0;
+        while t0 < n_tokens {
+            let nt = TOKENS_PER_PASS.min(n_tokens - t0);
+            let args = TileArgs {
+                // SAFETY: rows r0..r0+nr and tokens t0..t0+nt are inside the checked buffers.
+                w: unsafe { w_ptr.get().add(r0 * row_bytes) },
+                w_stride: row_bytes,
+                row_bytes,
+                nr,
+                // SAFETY: as above.
+                a: unsafe { a_ptr.get().add(t0 * act_row_bytes) },
+                a_stride: act_row_bytes,
+                act_bytes: act_row_bytes,
+                nt,
+                // SAFETY: as above; this item is the only writer of rows r0..r0+nr.
+                out: unsafe { out.get().add(t0 * rows + r0) },
+                out_t: rows,
+            };
+            // SAFETY: `kernel` returned a tile function for an ISA checked above; sizes were checked above.
+            unsafe { (k.tile)(args) };
+            t0 += nt;
         }
     });
     ACT_SCRATCH.with(|c| c.set(act));

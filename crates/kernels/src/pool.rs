@@ -2,17 +2,29 @@
 //!
 //! The calling thread takes part as worker 0. Idle workers spin briefly (a decode step issues the next job within
 //! microseconds) and then park, so an idle pool costs no CPU.
+//!
+//! Workers *enter* a job before touching it and the caller *closes* it once every item is claimed, so the caller
+//! waits only for workers that are actually running items: a worker the OS has descheduled (a busy machine) never
+//! holds up a call, it simply skips the job.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// How many times an idle worker polls for a new job before parking.
-const SPIN_ITERS: u32 = 20_000;
-/// How many times the caller polls for stragglers before yielding its time slice between polls.
-const WAIT_SPIN_ITERS: u32 = 2_000;
+/// How long an idle worker polls for a new job before parking (the gap between two matmuls of a decode step is
+/// usually shorter; parking and waking costs several microseconds).
+const SPIN_TIME: Duration = Duration::from_micros(100);
+/// How many times the caller polls for running workers before yielding its time slice between polls.
+const WAIT_SPIN_ITERS: u32 = 1_000;
+
+/// `Shared::state` layout: bits 0..32 count the workers inside the current job, bit 32 marks it closed, the bits
+/// above hold its generation.
+const ACTIVE_MASK: u64 = 0xFFFF_FFFF;
+const CLOSED: u64 = 1 << 32;
+const GEN_SHIFT: u32 = 33;
 
 /// A job as the workers see it: the closure with its lifetime erased, and the work counter.
 struct Job {
@@ -22,21 +34,20 @@ struct Job {
 }
 
 struct Shared {
-    /// Bumped (SeqCst) once per job; workers compare it with the last one they ran.
-    generation: AtomicU64,
-    /// The current job; written by the caller only while every worker is idle.
+    /// Generation, closed flag and active-worker count of the current job (see `ACTIVE_MASK`).
+    state: AtomicU64,
+    /// The current job; written by the caller only while the previous job is closed with no worker inside.
     job: std::cell::UnsafeCell<Job>,
     /// Next item to claim.
     next: AtomicUsize,
-    /// Workers (not counting the caller) that have not finished the current job.
-    running: AtomicUsize,
     /// Set when a worker's closure panicked during the current job.
     panicked: AtomicBool,
     shutdown: AtomicBool,
 }
 
-// SAFETY: `job` is written only by the thread holding `ThreadPool::lock` while `running == 0` (no worker reads it),
-// and read by workers only between observing a new `generation` (Acquire) and decrementing `running` (Release).
+// SAFETY: `job` is written only by the thread holding `ThreadPool::lock` while the state is closed with no active
+// worker, and read by workers only between entering the job (a successful CAS on an open state, Acquire) and leaving
+// it (fetch_sub, Release).
 unsafe impl Sync for Shared {}
 // SAFETY: the raw closure pointer inside `Job` is only dereferenced under the protocol above.
 unsafe impl Send for Shared {}
@@ -50,8 +61,8 @@ thread_local! {
 pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    /// Serialises `parallel_for` calls from different threads.
-    lock: Mutex<()>,
+    /// Serialises `parallel_for` calls from different threads; holds the last generation used.
+    lock: Mutex<u64>,
 }
 
 impl ThreadPool {
@@ -60,14 +71,13 @@ impl ThreadPool {
         let n_threads = n_threads.max(1);
         let noop: &(dyn Fn(usize) + Sync) = &|_| {};
         let shared = Arc::new(Shared {
-            generation: AtomicU64::new(0),
+            state: AtomicU64::new(CLOSED),
             job: std::cell::UnsafeCell::new(Job {
                 f: noop as *const _,
                 n_items: 0,
                 chunk: 1,
             }),
             next: AtomicUsize::new(0),
-            running: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });
@@ -83,7 +93,7 @@ impl ThreadPool {
         ThreadPool {
             shared,
             workers,
-            lock: Mutex::new(()),
+            lock: Mutex::new(0),
         }
     }
 
@@ -103,13 +113,13 @@ impl ThreadPool {
             (0..n_items).for_each(f);
             return;
         }
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut generation = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let sh = &*self.shared;
-        let n_threads = self.n_threads();
-        let chunk = (n_items / (n_threads * 4)).max(1);
+        let chunk = (n_items / (self.n_threads() * 4)).max(1);
         let f_dyn: &(dyn Fn(usize) + Sync) = &f;
-        // SAFETY: we hold `lock` and the previous job ended with `running == 0`, so no worker reads `job` now.
-        // The erased lifetime is sound because this function does not return before every worker is done with `f`.
+        // SAFETY: we hold `lock` and the previous job was closed with no worker inside, so nobody reads `job` now.
+        // The erased lifetime is sound because this function does not return before every worker that entered the
+        // job has left it, and no worker can enter after it is closed.
         unsafe {
             *sh.job.get() = Job {
                 f: std::mem::transmute::<
@@ -122,8 +132,8 @@ impl ThreadPool {
         }
         sh.next.store(0, Ordering::Relaxed);
         sh.panicked.store(false, Ordering::Relaxed);
-        sh.running.store(self.workers.len(), Ordering::Relaxed);
-        sh.generation.fetch_add(1, Ordering::SeqCst);
+        *generation = generation.wrapping_add(1) & (u64::MAX >> GEN_SHIFT);
+        sh.state.store(*generation << GEN_SHIFT, Ordering::Release);
         for w in &self.workers {
             // Cheap (one atomic swap) when the worker is still spinning.
             w.thread().unpark();
@@ -133,8 +143,10 @@ impl ThreadPool {
         let result = catch_unwind(AssertUnwindSafe(|| run_chunks(sh, f_dyn, n_items, chunk)));
         IN_POOL.with(|c| c.set(false));
 
+        // Every item is claimed now: close the job and wait for the workers still inside it.
+        sh.state.fetch_or(CLOSED, Ordering::AcqRel);
         let mut spins = 0u32;
-        while sh.running.load(Ordering::Acquire) != 0 {
+        while sh.state.load(Ordering::Acquire) & ACTIVE_MASK != 0 {
             if spins < WAIT_SPIN_ITERS {
                 std::hint::spin_loop();
                 spins += 1;
@@ -163,30 +175,55 @@ fn run_chunks(sh: &Shared, f: &(dyn Fn(usize) + Sync), n_items: usize, chunk: us
     }
 }
 
+/// Tries to enter the open job of generation `generation`; false when it is closed or already replaced.
+fn enter(sh: &Shared, generation: u64) -> bool {
+    let mut s = sh.state.load(Ordering::Acquire);
+    loop {
+        if s >> GEN_SHIFT != generation || s & CLOSED != 0 {
+            return false;
+        }
+        match sh
+            .state
+            .compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return true,
+            Err(now) => s = now,
+        }
+    }
+}
+
 fn worker_loop(sh: &Shared) {
     IN_POOL.with(|c| c.set(true));
     let mut seen = 0u64;
     loop {
         let mut spins = 0u32;
-        loop {
-            let g = sh.generation.load(Ordering::Acquire);
+        let mut spin_start: Option<Instant> = None;
+        let generation = loop {
+            let g = sh.state.load(Ordering::Acquire) >> GEN_SHIFT;
             if g != seen {
-                seen = g;
-                break;
+                break g;
             }
             if sh.shutdown.load(Ordering::Acquire) {
                 return;
             }
-            if spins < SPIN_ITERS {
+            spins = spins.wrapping_add(1);
+            // Check the clock only every 64 polls.
+            let spinning = !spins.is_multiple_of(64)
+                || spin_start.get_or_insert_with(Instant::now).elapsed() < SPIN_TIME;
+            if spinning {
                 std::hint::spin_loop();
-                spins += 1;
             } else {
-                // The caller unparks every worker after bumping `generation`; park's token makes this race-free.
+                spin_start = None;
+                // The caller unparks every worker after publishing a job; park's token makes this race-free.
                 std::thread::park();
             }
+        };
+        seen = generation;
+        if !enter(sh, generation) {
+            continue;
         }
-        // SAFETY: a new generation was observed (Acquire) and `running` is not yet decremented, so the caller keeps
-        // `job` and the closure it points to alive and unchanged.
+        // SAFETY: we are inside an open job (entered above), so the caller keeps `job` and its closure alive and
+        // unchanged until we leave.
         let (f, n_items, chunk) = unsafe {
             let job = &*sh.job.get();
             (&*job.f, job.n_items, job.chunk)
@@ -194,7 +231,7 @@ fn worker_loop(sh: &Shared) {
         if catch_unwind(AssertUnwindSafe(|| run_chunks(sh, f, n_items, chunk))).is_err() {
             sh.panicked.store(true, Ordering::Relaxed);
         }
-        sh.running.fetch_sub(1, Ordering::Release);
+        sh.state.fetch_sub(1, Ordering::Release);
     }
 }
 

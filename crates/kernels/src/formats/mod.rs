@@ -39,6 +39,26 @@ pub(crate) fn f32_at(b: &[u8], off: usize) -> f32 {
     f32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
+/// `roundf`: round half away from zero (without a libm call on baseline x86-64).
+#[inline(always)]
+pub(crate) fn round_half_away(x: f32) -> f32 {
+    if x.is_nan() || x.abs() >= 8_388_608.0 {
+        return x; // already integral, or NaN
+    }
+    let t = x as i32 as f32;
+    if (x - t).abs() >= 0.5 {
+        t + 1f32.copysign(x)
+    } else {
+        t
+    }
+}
+
+/// ggml's `nearest_int`: round half to even through the float adder (valid for |x| < 2^22).
+#[inline(always)]
+pub(crate) fn nearest_int(x: f32) -> i32 {
+    ((x + 12_582_912.0).to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+}
+
 /// Checks that `bytes` bytes of `dtype` hold exactly `n` elements; returns the number of blocks.
 fn check_lengths(dtype: DType, bytes: usize, n: usize) -> Result<usize, MatmulError> {
     let block = dtype.block_size();

@@ -51,3 +51,84 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     }
     sum
 }
+
+/// x86-64 kernels for Q2_K x Q8_K.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use crate::x86::*;
+
+    /// A Q2_K block with its scales unpacked (the quants stay in memory).
+    #[derive(Clone, Copy)]
+    pub(crate) struct U {
+        w: *const u8,
+        /// [d, dmin, 0, 0]
+        dd: __m128,
+        /// For each 32-element chunk i: [scale 2i x 8 | scale 2i+1 x 8] as i16.
+        sc: [__m256i; 8],
+        /// The 16 mins as i16.
+        mins: __m256i,
+    }
+
+    pub(crate) struct Avx2;
+
+    impl Block for Avx2 {
+        const W: usize = super::BLOCK_BYTES;
+        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
+        type U = U;
+        type Acc = __m256;
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> U {
+            let s = _mm_loadu_si128(w as *const __m128i);
+            U {
+                w,
+                dd: f16x2(w.add(80)),
+                sc: std::array::from_fn(|i| {
+                    _mm256_set_m128i(
+                        _mm_set1_epi16((*w.add(2 * i + 1) & 0x0F) as i16),
+                        _mm_set1_epi16((*w.add(2 * i) & 0x0F) as i16),
+                    )
+                }),
+                mins: _mm256_cvtepu8_epi16(_mm_and_si128(
+                    _mm_srli_epi16::<4>(s),
+                    _mm_set1_epi8(0x0F),
+                )),
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+            let m3 = _mm256_set1_epi8(3);
+            let aq = a.add(4);
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..2 {
+                let mut q = load256(u.w.add(16 + 32 * c));
+                for j in 0..4 {
+                    let v = _mm256_and_si256(q, m3);
+                    q = _mm256_srli_epi16::<2>(q);
+                    let p = _mm256_maddubs_epi16(v, load256(aq.add(128 * c + 32 * j)));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, u.sc[4 * c + j]));
+                }
+            }
+            let summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(u.mins, load256(a.add(260))));
+            let dd = _mm_mul_ps(u.dd, _mm_set1_ps((a as *const f32).read_unaligned()));
+            let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+            let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
+            _mm256_fnmadd_ps(dmin, summ, acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn reduce(acc: __m256) -> f32 {
+            hsum256(acc)
+        }
+    }
+}

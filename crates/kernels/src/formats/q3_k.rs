@@ -60,3 +60,87 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     }
     sum
 }
+
+/// x86-64 kernels for Q3_K x Q8_K: the quants are used unsigned (0..8) and the -4 offset is taken off once per
+/// block through the activations' group sums.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use crate::x86::*;
+
+    /// A Q3_K block with its scales unpacked (the quants stay in memory).
+    #[derive(Clone, Copy)]
+    pub(crate) struct U {
+        w: *const u8,
+        d: __m128,
+        /// For each 32-element chunk i: [scale 2i x 8 | scale 2i+1 x 8] as i16.
+        sc: [__m256i; 8],
+        /// The 16 scales as i16.
+        sc16: __m256i,
+    }
+
+    pub(crate) struct Avx2;
+
+    impl Block for Avx2 {
+        const W: usize = super::BLOCK_BYTES;
+        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
+        type U = U;
+        type Acc = __m256;
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> U {
+            let s = super::scales(std::slice::from_raw_parts(w, super::BLOCK_BYTES));
+            let s16: [i16; 16] = std::array::from_fn(|i| s[i] as i16);
+            U {
+                w,
+                d: f16x1(w.add(108)),
+                sc: std::array::from_fn(|i| {
+                    _mm256_set_m128i(_mm_set1_epi16(s16[2 * i + 1]), _mm_set1_epi16(s16[2 * i]))
+                }),
+                sc16: _mm256_loadu_si256(s16.as_ptr() as *const __m256i),
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+            let m3 = _mm256_set1_epi8(3);
+            let m4 = _mm256_set1_epi8(4);
+            let aq = a.add(4);
+            // Bit (4c + j) of hmask[l] is the high bit of chunk (c, j); shift one chunk down per step.
+            let mut hb = load256(u.w);
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..2 {
+                let mut q = load256(u.w.add(32 + 32 * c));
+                for j in 0..4 {
+                    let low = _mm256_and_si256(q, m3);
+                    q = _mm256_srli_epi16::<2>(q);
+                    let high = _mm256_and_si256(_mm256_slli_epi16::<2>(hb), m4);
+                    hb = _mm256_srli_epi16::<1>(hb);
+                    let p = _mm256_maddubs_epi16(
+                        _mm256_or_si256(low, high),
+                        load256(aq.add(128 * c + 32 * j)),
+                    );
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, u.sc[4 * c + j]));
+                }
+            }
+            // sum (q - 4) a sc = sum q a sc - 4 sum_g sc_g bsum_g
+            let corr = _mm256_madd_epi16(u.sc16, load256(a.add(260)));
+            let sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<2>(corr));
+            let d = _mm_mul_ss(u.d, _mm_load_ss(a as *const f32));
+            _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sumi), acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn reduce(acc: __m256) -> f32 {
+            hsum256(acc)
+        }
+    }
+}

@@ -56,3 +56,122 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     }
     sum
 }
+
+/// x86-64 kernels for Q4_0 x Q8_0: weights unpacked to signed bytes, then |w| . (a with w's sign).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use crate::x86::*;
+
+    macro_rules! kernel {
+        ($name:ident, $features:literal, $dot:ident) => {
+            pub(crate) struct $name;
+
+            impl Block for $name {
+                const W: usize = super::BLOCK_BYTES;
+                const A: usize = crate::formats::q8_0::BLOCK_BYTES;
+                /// ([d, 0, 0, 0], |w| as bytes, w as signed bytes)
+                type U = (__m128, __m256i, __m256i);
+                type Acc = __m256;
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn zero() -> __m256 {
+                    _mm256_setzero_ps()
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn unpack(w: *const u8) -> Self::U {
+                    let q = _mm256_sub_epi8(nibbles32(w.add(2)), _mm256_set1_epi8(8));
+                    (f16x1(w), _mm256_sign_epi8(q, q), q)
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn dot(u: &Self::U, a: *const u8, acc: __m256) -> __m256 {
+                    let dd = _mm_mul_ss(u.0, f16x1(a));
+                    let s = _mm256_cvtepi32_ps($dot(u.1, _mm256_sign_epi8(load256(a.add(2)), u.2)));
+                    _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), s, acc)
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn reduce(acc: __m256) -> f32 {
+                    hsum256(acc)
+                }
+            }
+        };
+    }
+
+    kernel!(Avx2, "avx2,fma,f16c", dot_u8i8);
+    kernel!(
+        Vnni,
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
+        dot_u8i8_vnni
+    );
+}
+
+/// 512-bit AVX512-VNNI kernel for Q4_0 x Q8_0, two blocks per step (rows of an even number of blocks).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_512 {
+    use crate::x86::*;
+
+    pub(crate) struct Vnni512;
+
+    impl Block for Vnni512 {
+        const W: usize = 2 * super::BLOCK_BYTES;
+        const A: usize = 2 * crate::formats::q8_0::BLOCK_BYTES;
+        /// ([d0, 0, d1, 0], quants 0..16 as bytes)
+        type U = (__m128, __m512i);
+        type Acc = __m512;
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> Self::U {
+            let q = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(nibbles32(w.add(2))),
+                nibbles32(w.add(20)),
+            );
+            let d = _mm_cvtph_ps(_mm_set_epi32(
+                0,
+                0,
+                (w.add(18) as *const u16).read_unaligned() as i32,
+                (w as *const u16).read_unaligned() as i32,
+            ));
+            (d, q)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(u: &Self::U, a: *const u8, acc: __m512) -> __m512 {
+            let da = _mm_cvtph_ps(_mm_set_epi32(
+                0,
+                0,
+                (a.add(34) as *const u16).read_unaligned() as i32,
+                (a as *const u16).read_unaligned() as i32,
+            ));
+            let qa = load2x256(a.add(2), a.add(36));
+            // sum (q - 8) a = sum q a - 8 sum a
+            let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.1, qa);
+            let sa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), qa);
+            let s = _mm512_sub_epi32(s, sa);
+            _mm512_fmadd_ps(
+                spread2::<0, 2>(_mm_mul_ps(u.0, da)),
+                _mm512_cvtepi32_ps(s),
+                acc,
+            )
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn reduce(acc: __m512) -> f32 {
+            hsum512(acc)
+        }
+    }
+}

@@ -50,3 +50,145 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     }
     sum
 }
+
+/// x86-64 kernels for Q4_1 x Q8_1.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use crate::x86::*;
+
+    macro_rules! kernel {
+        ($name:ident, $features:literal, $dot:ident) => {
+            pub(crate) struct $name;
+
+            impl Block for $name {
+                const W: usize = super::BLOCK_BYTES;
+                const A: usize = crate::formats::q8_1::BLOCK_BYTES;
+                /// ([d, m, 0, 0], the 32 quants as bytes)
+                type U = (__m128, __m256i);
+                type Acc = __m256;
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn zero() -> __m256 {
+                    _mm256_setzero_ps()
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn unpack(w: *const u8) -> Self::U {
+                    (f16x2(w), nibbles32(w.add(4)))
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn dot(u: &Self::U, a: *const u8, acc: __m256) -> __m256 {
+                    // [d_w * d_a, m_w * s_a, 0, 0]
+                    let p = _mm_mul_ps(u.0, f16x2(a));
+                    let s = _mm256_cvtepi32_ps($dot(u.1, load256(a.add(4))));
+                    let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), s, acc);
+                    _mm256_add_ps(
+                        acc,
+                        _mm256_zextps128_ps256(_mm_blend_ps::<0b0010>(_mm_setzero_ps(), p)),
+                    )
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn reduce(acc: __m256) -> f32 {
+                    hsum256(acc)
+                }
+            }
+        };
+    }
+
+    kernel!(Avx2, "avx2,fma,f16c", dot_u8i8);
+    kernel!(
+        Vnni,
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
+        dot_u8i8_vnni
+    );
+}
+
+/// aarch64 NEON dot product for Q4_1 x Q8_1.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    use crate::neon::{dot_i8x16, load_i8};
+    use std::arch::aarch64::*;
+
+    /// [`super::vec_dot`] with NEON.
+    ///
+    /// # Safety
+    /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
+    #[target_feature(enable = "neon")]
+    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+        let mut sum = vdupq_n_f32(0.0);
+        let mut sum_m = 0.0f32;
+        for (bw, ba) in w
+            .chunks_exact(super::BLOCK_BYTES)
+            .zip(a.chunks_exact(crate::formats::q8_1::BLOCK_BYTES))
+        {
+            let (pw, pa) = (bw.as_ptr(), ba.as_ptr());
+            let q = vld1q_u8(pw.add(4));
+            let lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F)));
+            let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(q));
+            let acc = dot_i8x16(vdupq_n_s32(0), lo, load_i8(pa.add(4)));
+            let acc = dot_i8x16(acc, hi, load_i8(pa.add(20)));
+            let d = super::f16_at(bw, 0) * super::f16_at(ba, 0);
+            sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
+            sum_m += super::f16_at(bw, 2) * super::f16_at(ba, 2);
+        }
+        vaddvq_f32(sum) + sum_m
+    }
+}
+
+/// 512-bit AVX512-VNNI kernel for Q4_1 x Q8_1, two blocks per step (rows of an even number of blocks).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_512 {
+    use crate::x86::*;
+
+    pub(crate) struct Vnni512;
+
+    impl Block for Vnni512 {
+        const W: usize = 2 * super::BLOCK_BYTES;
+        const A: usize = 2 * crate::formats::q8_1::BLOCK_BYTES;
+        /// ([d0, m0, d1, m1], quants as bytes)
+        type U = (__m128, __m512i);
+        type Acc = __m512;
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> Self::U {
+            let q = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(nibbles32(w.add(4))),
+                nibbles32(w.add(24)),
+            );
+            (f16x2x2(w, w.add(20)), q)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(u: &Self::U, a: *const u8, acc: __m512) -> __m512 {
+            // [d0 da0, m0 s0, d1 da1, m1 s1]
+            let p = _mm_mul_ps(u.0, f16x2x2(a, a.add(36)));
+            let s =
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.1, load2x256(a.add(4), a.add(40)));
+            let acc = _mm512_fmadd_ps(spread2::<0, 2>(p), _mm512_cvtepi32_ps(s), acc);
+            _mm512_add_ps(
+                acc,
+                _mm512_zextps128_ps512(_mm_blend_ps::<0b1010>(_mm_setzero_ps(), p)),
+            )
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn reduce(acc: __m512) -> f32 {
+            hsum512(acc)
+        }
+    }
+}

@@ -63,3 +63,158 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     }
     sum
 }
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+/// The 8 scales and 8 mins of a Q4_K/Q5_K block packed as bytes of two u64 (scale/min g in byte g).
+#[inline(always)]
+pub(crate) fn scale_min_u64(s: &[u8]) -> (u64, u64) {
+    let rd = |o: usize| u32::from_le_bytes([s[o], s[o + 1], s[o + 2], s[o + 3]]);
+    let (u0, u1, u2) = (rd(0), rd(4), rd(8));
+    let sc_lo = u0 & 0x3f3f_3f3f;
+    let sc_hi = (u2 & 0x0f0f_0f0f) | (((u0 >> 6) & 0x0303_0303) << 4);
+    let mn_lo = u1 & 0x3f3f_3f3f;
+    let mn_hi = ((u2 >> 4) & 0x0f0f_0f0f) | (((u1 >> 6) & 0x0303_0303) << 4);
+    (
+        sc_lo as u64 | (sc_hi as u64) << 32,
+        mn_lo as u64 | (mn_hi as u64) << 32,
+    )
+}
+
+/// x86-64 kernels for Q4_K x Q8_K.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use crate::x86::*;
+
+    /// A Q4_K block with its scales unpacked (the quants stay in memory; they are re-read per token from L1).
+    #[derive(Clone, Copy)]
+    pub(crate) struct U {
+        w: *const u8,
+        /// [d, dmin, 0, 0]
+        dd: __m128,
+        /// Scale g broadcast to 16 x i16.
+        sc: [__m256i; 8],
+        /// The 8 mins as i16.
+        mins: __m128i,
+    }
+
+    pub(crate) struct Avx2;
+
+    impl Block for Avx2 {
+        const W: usize = super::BLOCK_BYTES;
+        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
+        type U = U;
+        type Acc = __m256;
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> U {
+            let (sc, mn) = super::scale_min_u64(std::slice::from_raw_parts(w.add(4), 12));
+            U {
+                w,
+                dd: f16x2(w),
+                sc: std::array::from_fn(|g| _mm256_set1_epi16(((sc >> (8 * g)) & 0xFF) as i16)),
+                mins: _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64)),
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let aq = a.add(4);
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..4 {
+                let q = load256(u.w.add(16 + 32 * c));
+                let lo = _mm256_and_si256(q, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                let p0 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(lo, load256(aq.add(64 * c))),
+                    u.sc[2 * c],
+                );
+                let p1 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, load256(aq.add(64 * c + 32))),
+                    u.sc[2 * c + 1],
+                );
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            }
+            // Sums of the activations per group of 32, times the mins.
+            let bs = a.add(260) as *const __m128i;
+            let g8 = _mm_hadd_epi16(_mm_loadu_si128(bs), _mm_loadu_si128(bs.add(1)));
+            let m = _mm_cvtepi32_ps(_mm_madd_epi16(g8, u.mins));
+            let dd = _mm_mul_ps(u.dd, _mm_set1_ps((a as *const f32).read_unaligned()));
+            let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+            let dmin = _mm_permute_ps::<0b01_01_01_01>(dd);
+            _mm256_sub_ps(acc, _mm256_zextps128_ps256(_mm_mul_ps(m, dmin)))
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn reduce(acc: __m256) -> f32 {
+            hsum256(acc)
+        }
+    }
+}
+
+/// aarch64 NEON dot product for Q4_K x Q8_K.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    use crate::neon::{dot_i8x16, load_i8};
+    use std::arch::aarch64::*;
+
+    /// [`super::vec_dot`] with NEON.
+    ///
+    /// # Safety
+    /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
+    #[target_feature(enable = "neon")]
+    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+        use crate::formats::q8_k;
+        let mut sum = 0.0f32;
+        for (bw, ba) in w
+            .chunks_exact(super::BLOCK_BYTES)
+            .zip(a.chunks_exact(q8_k::BLOCK_BYTES))
+        {
+            let (pw, pa) = (bw.as_ptr(), ba.as_ptr().add(q8_k::QS));
+            let (sc, mn) = super::scale_min(&bw[4..16]);
+            let m4 = vdupq_n_u8(0x0F);
+            let mut isum = 0i32;
+            for c in 0..4 {
+                let q0 = vld1q_u8(pw.add(16 + 32 * c));
+                let q1 = vld1q_u8(pw.add(16 + 32 * c + 16));
+                let lo = dot_i8x16(
+                    dot_i8x16(
+                        vdupq_n_s32(0),
+                        vreinterpretq_s8_u8(vandq_u8(q0, m4)),
+                        load_i8(pa.add(64 * c)),
+                    ),
+                    vreinterpretq_s8_u8(vandq_u8(q1, m4)),
+                    load_i8(pa.add(64 * c + 16)),
+                );
+                let hi = dot_i8x16(
+                    dot_i8x16(
+                        vdupq_n_s32(0),
+                        vreinterpretq_s8_u8(vshrq_n_u8::<4>(q0)),
+                        load_i8(pa.add(64 * c + 32)),
+                    ),
+                    vreinterpretq_s8_u8(vshrq_n_u8::<4>(q1)),
+                    load_i8(pa.add(64 * c + 48)),
+                );
+                isum += sc[2 * c] as i32 * vaddvq_s32(lo) + sc[2 * c + 1] as i32 * vaddvq_s32(hi);
+            }
+            let summs: i32 = mn
+                .iter()
+                .enumerate()
+                .map(|(g, m)| *m as i32 * (q8_k::bsum(ba, 2 * g) + q8_k::bsum(ba, 2 * g + 1)))
+                .sum();
+            let da = super::super::f32_at(ba, 0);
+            sum +=
+                da * super::f16_at(bw, 0) * isum as f32 - da * super::f16_at(bw, 2) * summs as f32;
+        }
+        sum
+    }
+}

@@ -63,3 +63,121 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     }
     sum
 }
+
+/// x86-64 kernels for Q5_1 x Q8_1.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use crate::x86::*;
+
+    macro_rules! kernel {
+        ($name:ident, $features:literal, $dot:ident) => {
+            pub(crate) struct $name;
+
+            impl Block for $name {
+                const W: usize = super::BLOCK_BYTES;
+                const A: usize = crate::formats::q8_1::BLOCK_BYTES;
+                /// ([d, m, 0, 0], the 32 five-bit quants as bytes)
+                type U = (__m128, __m256i);
+                type Acc = __m256;
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn zero() -> __m256 {
+                    _mm256_setzero_ps()
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn unpack(w: *const u8) -> Self::U {
+                    let qh = (w.add(4) as *const u32).read_unaligned();
+                    let high = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10));
+                    (f16x2(w), _mm256_or_si256(nibbles32(w.add(8)), high))
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn dot(u: &Self::U, a: *const u8, acc: __m256) -> __m256 {
+                    // [d_w * d_a, m_w * s_a, 0, 0]
+                    let p = _mm_mul_ps(u.0, f16x2(a));
+                    let s = _mm256_cvtepi32_ps($dot(u.1, load256(a.add(4))));
+                    let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), s, acc);
+                    _mm256_add_ps(
+                        acc,
+                        _mm256_zextps128_ps256(_mm_blend_ps::<0b0010>(_mm_setzero_ps(), p)),
+                    )
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn reduce(acc: __m256) -> f32 {
+                    hsum256(acc)
+                }
+            }
+        };
+    }
+
+    kernel!(Avx2, "avx2,fma,f16c", dot_u8i8);
+    kernel!(
+        Vnni,
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
+        dot_u8i8_vnni
+    );
+}
+
+/// 512-bit AVX512-VNNI kernel for Q5_1 x Q8_1, two blocks per step (rows of an even number of blocks).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_512 {
+    use crate::x86::*;
+
+    pub(crate) struct Vnni512;
+
+    impl Block for Vnni512 {
+        const W: usize = 2 * super::BLOCK_BYTES;
+        const A: usize = 2 * crate::formats::q8_1::BLOCK_BYTES;
+        /// ([d0, m0, d1, m1], quants 0..32 as bytes)
+        type U = (__m128, __m512i);
+        type Acc = __m512;
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> Self::U {
+            let low = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(nibbles32(w.add(8))),
+                nibbles32(w.add(32)),
+            );
+            let qh0 = (w.add(4) as *const u32).read_unaligned() as u64;
+            let qh1 = (w.add(28) as *const u32).read_unaligned() as u64;
+            let q = _mm512_or_si512(
+                low,
+                _mm512_maskz_mov_epi8(qh0 | (qh1 << 32), _mm512_set1_epi8(0x10)),
+            );
+            (f16x2x2(w, w.add(24)), q)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(u: &Self::U, a: *const u8, acc: __m512) -> __m512 {
+            // [d0 da0, m0 s0, d1 da1, m1 s1]
+            let p = _mm_mul_ps(u.0, f16x2x2(a, a.add(36)));
+            let s =
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.1, load2x256(a.add(4), a.add(40)));
+            let acc = _mm512_fmadd_ps(spread2::<0, 2>(p), _mm512_cvtepi32_ps(s), acc);
+            _mm512_add_ps(
+                acc,
+                _mm512_zextps128_ps512(_mm_blend_ps::<0b1010>(_mm_setzero_ps(), p)),
+            )
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn reduce(acc: __m512) -> f32 {
+            hsum512(acc)
+        }
+    }
+}

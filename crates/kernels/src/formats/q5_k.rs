@@ -49,3 +49,95 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     }
     sum
 }
+
+/// x86-64 kernels for Q5_K x Q8_K.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use crate::x86::*;
+
+    /// A Q5_K block with its scales unpacked (the quants stay in memory).
+    #[derive(Clone, Copy)]
+    pub(crate) struct U {
+        w: *const u8,
+        /// [d, dmin, 0, 0]
+        dd: __m128,
+        /// Scale g broadcast to 16 x i16.
+        sc: [__m256i; 8],
+        /// The 8 mins as i16.
+        mins: __m128i,
+    }
+
+    pub(crate) struct Avx2;
+
+    impl Block for Avx2 {
+        const W: usize = super::BLOCK_BYTES;
+        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
+        type U = U;
+        type Acc = __m256;
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> U {
+            let (sc, mn) =
+                crate::formats::q4_k::scale_min_u64(std::slice::from_raw_parts(w.add(4), 12));
+            U {
+                w,
+                dd: f16x2(w),
+                sc: std::array::from_fn(|g| _mm256_set1_epi16(((sc >> (8 * g)) & 0xFF) as i16)),
+                mins: _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64)),
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let m10 = _mm256_set1_epi8(0x10);
+            let aq = a.add(4);
+            // Bit g of each qh byte is the fifth bit of group g; shift one group down per step.
+            let mut hb = load256(u.w.add(16));
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..4 {
+                let q = load256(u.w.add(48 + 32 * c));
+                let lo = _mm256_or_si256(
+                    _mm256_and_si256(q, m4),
+                    _mm256_and_si256(_mm256_slli_epi16::<4>(hb), m10),
+                );
+                hb = _mm256_srli_epi16::<1>(hb);
+                let hi = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
+                    _mm256_and_si256(_mm256_slli_epi16::<4>(hb), m10),
+                );
+                hb = _mm256_srli_epi16::<1>(hb);
+                let p0 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(lo, load256(aq.add(64 * c))),
+                    u.sc[2 * c],
+                );
+                let p1 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, load256(aq.add(64 * c + 32))),
+                    u.sc[2 * c + 1],
+                );
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            }
+            let bs = a.add(260) as *const __m128i;
+            let g8 = _mm_hadd_epi16(_mm_loadu_si128(bs), _mm_loadu_si128(bs.add(1)));
+            let m = _mm_cvtepi32_ps(_mm_madd_epi16(g8, u.mins));
+            let dd = _mm_mul_ps(u.dd, _mm_set1_ps((a as *const f32).read_unaligned()));
+            let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+            let dmin = _mm_permute_ps::<0b01_01_01_01>(dd);
+            _mm256_sub_ps(acc, _mm256_zextps128_ps256(_mm_mul_ps(m, dmin)))
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn reduce(acc: __m256) -> f32 {
+            hsum256(acc)
+        }
+    }
+}

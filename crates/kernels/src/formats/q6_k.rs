@@ -47,3 +47,100 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     }
     sum
 }
+
+/// x86-64 kernels for Q6_K x Q8_K: the quants are used unsigned (0..64) and the -32 offset is taken off once per
+/// block through the activations' group sums.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use crate::x86::*;
+
+    /// A Q6_K block with its scales unpacked (the quants stay in memory).
+    #[derive(Clone, Copy)]
+    pub(crate) struct U {
+        w: *const u8,
+        d: __m128,
+        /// For each 32-element chunk i: [scale 2i x 8 | scale 2i+1 x 8] as i16.
+        sc: [__m256i; 8],
+        /// The 16 scales as i16.
+        sc16: __m256i,
+    }
+
+    pub(crate) struct Avx2;
+
+    impl Block for Avx2 {
+        const W: usize = super::BLOCK_BYTES;
+        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
+        type U = U;
+        type Acc = __m256;
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> U {
+            let s = w.add(192) as *const i8;
+            U {
+                w,
+                d: f16x1(w.add(208)),
+                sc: std::array::from_fn(|i| {
+                    _mm256_set_m128i(
+                        _mm_set1_epi16(*s.add(2 * i + 1) as i16),
+                        _mm_set1_epi16(*s.add(2 * i) as i16),
+                    )
+                }),
+                sc16: _mm256_cvtepi8_epi16(_mm_loadu_si128(s as *const __m128i)),
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let m30 = _mm256_set1_epi8(0x30);
+            let aq = a.add(4);
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..2 {
+                let ql0 = load256(u.w.add(64 * c));
+                let ql1 = load256(u.w.add(64 * c + 32));
+                let qh = load256(u.w.add(128 + 32 * c));
+                let q = [
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql0, m4),
+                        _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql1, m4),
+                        _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
+                        _mm256_and_si256(qh, m30),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
+                        _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
+                    ),
+                ];
+                for (k, qk) in q.iter().enumerate() {
+                    let p = _mm256_maddubs_epi16(*qk, load256(aq.add(128 * c + 32 * k)));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, u.sc[4 * c + k]));
+                }
+            }
+            // sum (q - 32) a sc = sum q a sc - 32 sum_g sc_g bsum_g
+            let corr = _mm256_madd_epi16(u.sc16, load256(a.add(260)));
+            let sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(corr));
+            let d = _mm_mul_ss(u.d, _mm_load_ss(a as *const f32));
+            _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sumi), acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn reduce(acc: __m256) -> f32 {
+            hsum256(acc)
+        }
+    }
+}

