@@ -41,6 +41,8 @@ enum Command {
     Convert(cmd::convert::Args),
     /// Re-quantize a GGUF file to another tensor type.
     Quantize(cmd::quantize::Args),
+    /// Measure prompt-processing and generation speed (llama-bench's tests and JSON fields).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Import(a) => ok(cmd::import::run(a)),
         Command::Convert(a) => ok(cmd::convert::run(a)),
         Command::Quantize(a) => ok(cmd::quantize::run(a)),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,26 @@
-//! Causal multi-head attention of new queries over a sequence's KV cache, with grouped KV heads and an optional
-//! sliding window. The scalar f32 path; keys and values are read from the f16 cache.
+//! Causal multi-head attention of a batch's new tokens over each sequence's KV cache: grouped KV heads, sliding
+//! windows, values stored inside the keys (multi-head latent attention).
+//!
+//! Flash-attention style: the pool's tasks are (sequence, KV head, block of up to `BLOCK_Q` tokens, span of keys).
+//! A task gathers the block's queries of every query head sharing the KV head, walks its keys a tile at a time
+//! (each tile widened to f32 once for all those queries) and folds each tile into a running softmax
+//! (`hearth_kernels::attention`). Decoding has one token per sequence, so long contexts are also split into spans
+//! of keys, and the spans' partial softmaxes are merged at the end (flash-decoding), which keeps every thread
+//! busy even for a model with a single KV head.
 
-use crate::kv_cache::LayerKv;
-use half::f16;
-use half::slice::HalfFloatSliceExt;
-use hearth_kernels::ops::{axpy, dot_f32, softmax};
+use crate::kv_cache::{KvLayout, LayerKv};
+use crate::parallel::for_each_row;
+use crate::EngineError;
+use hearth_kernels::attention::{fold_tile, widen_rows, SoftmaxState, Tile};
+use hearth_kernels::{Isa, ThreadPool};
+use std::cell::RefCell;
+
+/// Tokens per block of queries.
+const BLOCK_Q: usize = 16;
+/// Keys per tile.
+const TILE_K: usize = 32;
+/// Fewest keys worth a task of their own when a context is split.
+const MIN_SPAN: usize = 256;
 
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -18,54 +34,413 @@ pub struct AttnShape {
     pub window: Option<usize>,
 }
 
-/// Computes one head of one query: `out (head_dim_v) = softmax(scale · K q) V` over positions `0..=pos` (or the
-/// window). `q`: (head_dim). `scores`: scratch of at least pos+1.
-pub fn attend_one(
+/// One sequence's part of an attention call. Its new tokens' keys and values are already in `kv`.
+pub struct SeqAttn<'a> {
+    pub kv: &'a LayerKv,
+    pub layout: &'a KvLayout,
+    /// Position of the sequence's first new token.
+    pub pos0: usize,
+    /// Its new tokens are rows `row0..row0 + n` of the call's queries and outputs.
+    pub row0: usize,
+    pub n: usize,
+}
+
+/// One task: KV head `g` of sequence `seq`, its tokens `t0..t1` (counted from the sequence's first new token),
+/// keys at positions `k0..k1`.
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    seq: usize,
+    g: usize,
+    t0: usize,
+    t1: usize,
+    k0: usize,
+    k1: usize,
+}
+
+/// Per-thread scratch: gathered queries, widened key and value tiles, scores, per-query key ranges.
+#[derive(Default)]
+struct Scratch {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    scores: Vec<f32>,
+    ranges: Vec<(usize, usize)>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// `out (n_tokens, n_head * head_dim_v) = softmax(scale · Q Kᵀ + causal mask) V` for every sequence.
+/// `q`: (n_tokens, n_head * head_dim), rows as [`SeqAttn::row0`] says.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    pool: &ThreadPool,
+    isa: Isa,
     s: &AttnShape,
-    kv: &LayerKv,
+    seqs: &[SeqAttn<'_>],
     q: &[f32],
-    head: usize,
-    pos: usize,
-    scores: &mut Vec<f32>,
     out: &mut [f32],
-) {
-    let kv_head = head / (s.n_head / s.n_head_kv);
-    let (k_dim, v_dim) = (s.n_head_kv * s.head_dim, s.n_head_kv * s.head_dim_v);
-    let first = match s.window {
+) -> Result<(), EngineError> {
+    let group = s.n_head / s.n_head_kv; // query heads per KV head
+    let per_task = BLOCK_Q * group * (s.head_dim_v + 2); // m, l, acc of each query of a task
+
+    // Tasks in (sequence, block, KV head, span) order; `blocks[i]` is the first task of block-and-head i.
+    let mut tasks = Vec::new();
+    let mut blocks = Vec::new();
+    let n_blocks: usize = seqs.iter().map(|sq| sq.n.div_ceil(BLOCK_Q)).sum::<usize>() * s.n_head_kv;
+    if n_blocks == 0 {
+        return Ok(());
+    }
+    let want_tasks = 4 * pool.n_threads();
+    for (si, sq) in seqs.iter().enumerate() {
+        for t0 in (0..sq.n).step_by(BLOCK_Q) {
+            let t1 = (t0 + BLOCK_Q).min(sq.n);
+            let (k0, k1) = (first_key(s, sq.pos0 + t0), sq.pos0 + t1);
+            let n_spans = if n_blocks >= want_tasks {
+                1
+            } else {
+                want_tasks
+                    .div_ceil(n_blocks)
+                    .min((k1 - k0) / MIN_SPAN)
+                    .max(1)
+            };
+            // Span boundaries on whole tiles.
+            let span = (k1 - k0).div_ceil(n_spans).div_ceil(TILE_K) * TILE_K;
+            for g in 0..s.n_head_kv {
+                blocks.push(tasks.len());
+                for a in (k0..k1).step_by(span) {
+                    tasks.push(Task {
+                        seq: si,
+                        g,
+                        t0,
+                        t1,
+                        k0: a,
+                        k1: (a + span).min(k1),
+                    });
+                }
+            }
+        }
+    }
+    blocks.push(tasks.len());
+
+    let mut partial = vec![0f32; tasks.len() * per_task];
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    for_each_row(pool, &mut partial, per_task, |i, row| {
+        SCRATCH.with(|sc| {
+            let task = &tasks[i];
+            if run_task(isa, s, &seqs[task.seq], task, q, row, &mut sc.borrow_mut()).is_err() {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    });
+    if failed.into_inner() {
+        // Only a cache whose type cannot hold the head size fails, and caches are checked when made.
+        for sq in seqs {
+            sq.layout.check()?;
+        }
+        return Err(EngineError::BadConfig(
+            "attention could not read the KV cache".to_string(),
+        ));
+    }
+
+    // Merge each query's spans: out = Σ acc_i e^(m_i - M) / Σ l_i e^(m_i - M), M = max m_i.
+    let mut block_of_row = Vec::new(); // (sequence's first block index, token within the sequence)
+    let mut first_block = 0;
+    for sq in seqs {
+        block_of_row.extend((0..sq.n).map(|t| (first_block, t)));
+        first_block += sq.n.div_ceil(BLOCK_Q) * s.n_head_kv;
+    }
+    let hdv = s.head_dim_v;
+    let nq_max = BLOCK_Q * group;
+    for_each_row(pool, out, s.n_head * hdv, |row, o| {
+        let (fb, t) = block_of_row[row];
+        for h in 0..s.n_head {
+            let (g, r) = (h / group, (t % BLOCK_Q) * group + h % group);
+            let b = fb + (t / BLOCK_Q) * s.n_head_kv + g;
+            let parts = &partial[blocks[b] * per_task..blocks[b + 1] * per_task];
+            let m_of = |p: &[f32]| p[r];
+            let big_m = parts
+                .chunks_exact(per_task)
+                .map(m_of)
+                .fold(f32::NEG_INFINITY, f32::max);
+            let oh = &mut o[h * hdv..][..hdv];
+            oh.fill(0.0);
+            let mut l = 0.0;
+            for p in parts.chunks_exact(per_task) {
+                if p[r] == f32::NEG_INFINITY {
+                    continue; // a span with no visible key
+                }
+                let w = (p[r] - big_m).exp();
+                l += p[nq_max + r] * w;
+                let acc = &p[2 * nq_max + r * hdv..][..hdv];
+                oh.iter_mut().zip(acc).for_each(|(a, b)| *a += w * b);
+            }
+            if l > 0.0 {
+                oh.iter_mut().for_each(|a| *a /= l);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The first key a query at `pos` sees.
+fn first_key(s: &AttnShape, pos: usize) -> usize {
+    match s.window {
         Some(w) => (pos + 1).saturating_sub(w),
         None => 0,
-    };
-    let n = pos + 1 - first;
-    scores.clear();
-    scores.resize(n, 0.0);
-    // One row of keys or values widened to f32 at a time: the slice conversion uses F16C when the CPU has it,
-    // where a per-element `to_f32` would not.
-    let mut row = [0f32; 512];
-    for (j, sc) in scores.iter_mut().enumerate() {
-        let p = first + j;
-        let k = &kv.k[p * k_dim + kv_head * s.head_dim..][..s.head_dim];
-        *sc = dot_f16(q, k, &mut row) * s.scale;
-    }
-    softmax(scores);
-    out.fill(0.0);
-    for (j, &w) in scores.iter().enumerate() {
-        let p = first + j;
-        let v = &kv.v[p * v_dim + kv_head * s.head_dim_v..][..s.head_dim_v];
-        for (vc, oc) in v.chunks(row.len()).zip(out.chunks_mut(row.len())) {
-            let r = &mut row[..vc.len()];
-            vc.convert_to_f32_slice(r);
-            axpy(w, r, oc);
-        }
     }
 }
 
-/// `a · b` for f32 `a` and f16 `b`, widening `b` through `row` in chunks.
-fn dot_f16(a: &[f32], b: &[f16], row: &mut [f32]) -> f32 {
-    let mut sum = 0.0;
-    for (ac, bc) in a.chunks(row.len()).zip(b.chunks(row.len())) {
-        let r = &mut row[..bc.len()];
-        bc.convert_to_f32_slice(r);
-        sum += dot_f32(ac, r);
+/// Computes one task's partial softmax into `row`: m (BLOCK_Q · group), l (same), acc (same, head_dim_v).
+#[allow(clippy::too_many_arguments)]
+fn run_task(
+    isa: Isa,
+    s: &AttnShape,
+    sq: &SeqAttn<'_>,
+    task: &Task,
+    q: &[f32],
+    row: &mut [f32],
+    sc: &mut Scratch,
+) -> Result<(), EngineError> {
+    let (hd, hdv) = (s.head_dim, s.head_dim_v);
+    let group = s.n_head / s.n_head_kv;
+    let nq_max = BLOCK_Q * group;
+    let n_q = (task.t1 - task.t0) * group;
+    let q_dim = s.n_head * hd;
+
+    // Queries of the block, row r = token * group + head within the group: (n_q, head_dim).
+    sc.q.clear();
+    for t in task.t0..task.t1 {
+        let qt = &q[(sq.row0 + t) * q_dim..][..q_dim];
+        sc.q.extend_from_slice(&qt[task.g * group * hd..][..group * hd]);
     }
-    sum
+    let (m, rest) = row.split_at_mut(nq_max);
+    let (l, acc) = rest.split_at_mut(nq_max);
+    m.fill(f32::NEG_INFINITY);
+    l.fill(0.0);
+    acc.fill(0.0);
+
+    let layout = sq.layout;
+    let dt = layout.kv_type.dtype();
+    let (k_row, v_row) = (layout.k_row_bytes(), layout.v_row_bytes());
+    let values_in_keys = layout.v_dim == 0;
+    sc.k.resize(TILE_K * hd, 0.0);
+    sc.v.resize(TILE_K * hdv, 0.0);
+    sc.scores.resize(TILE_K, 0.0);
+    for kp in (task.k0..task.k1).step_by(TILE_K) {
+        let nk = TILE_K.min(task.k1 - kp);
+        sc.ranges.clear();
+        let mut any = false;
+        for r in 0..n_q {
+            let pos = sq.pos0 + task.t0 + r / group;
+            let lo = first_key(s, pos).clamp(kp, kp + nk);
+            let hi = (pos + 1).clamp(lo, kp + nk);
+            any |= hi > lo;
+            sc.ranges.push((lo - kp, hi - kp));
+        }
+        if !any {
+            continue;
+        }
+        let k_src = &sq.kv.k[kp * k_row + layout.bytes(task.g * hd)..];
+        widen_rows(isa, dt, k_src, k_row, nk, hd, &mut sc.k)?;
+        let (v, v_stride) = if values_in_keys {
+            (&sc.k[..], hd)
+        } else {
+            let v_src = &sq.kv.v[kp * v_row + layout.bytes(task.g * hdv)..];
+            widen_rows(isa, dt, v_src, v_row, nk, hdv, &mut sc.v)?;
+            (&sc.v[..], hdv)
+        };
+        let tile = Tile {
+            k: &sc.k,
+            v,
+            v_stride,
+            n_keys: nk,
+        };
+        let mut state = SoftmaxState {
+            m: &mut m[..n_q],
+            l: &mut l[..n_q],
+            acc: &mut acc[..n_q * hdv],
+        };
+        fold_tile(
+            isa,
+            &sc.q,
+            hd,
+            hdv,
+            s.scale,
+            &tile,
+            &sc.ranges,
+            &mut state,
+            &mut sc.scores,
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv_cache::{KvCache, KvType};
+
+    fn pseudo(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Naive attention of one query head over widened keys and values (positions, dims), in f64.
+    fn naive(
+        s: &AttnShape,
+        k: &[f32],
+        v: &[f32],
+        q: &[f32],
+        h: usize,
+        pos: usize,
+        vk: bool,
+    ) -> Vec<f64> {
+        let g = h / (s.n_head / s.n_head_kv);
+        let (kd, vd) = (s.n_head_kv * s.head_dim, s.n_head_kv * s.head_dim_v);
+        let first = first_key(s, pos);
+        let sc: Vec<f64> = (first..=pos)
+            .map(|p| {
+                let kr = &k[p * kd + g * s.head_dim..][..s.head_dim];
+                s.scale as f64
+                    * kr.iter()
+                        .zip(q)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+            })
+            .collect();
+        let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = sc.iter().map(|x| (x - m).exp()).sum();
+        let mut out = vec![0f64; s.head_dim_v];
+        for (p, x) in (first..=pos).zip(&sc) {
+            let vr = if vk {
+                &k[p * kd + g * s.head_dim..][..s.head_dim_v]
+            } else {
+                &v[p * vd + g * s.head_dim_v..][..s.head_dim_v]
+            };
+            for (o, vv) in out.iter_mut().zip(vr) {
+                *o += (x - m).exp() / z * *vv as f64;
+            }
+        }
+        out
+    }
+
+    /// Several sequences (one decoding at depth, one prefilling, one short), and a decoding sequence alone (split
+    /// into spans of keys), with and without a window, on every cache type and with values read from the keys:
+    /// the tiled, split attention equals the naive one over what the cache holds.
+    #[test]
+    fn tiled_split_attention_equals_naive() {
+        let pool = ThreadPool::new(2);
+        let isa = hearth_kernels::selected_isa().unwrap();
+        for kv_type in [KvType::F32, KvType::F16, KvType::Q8_0] {
+            for window in [None, Some(100)] {
+                for (values_in_keys, shapes) in [
+                    (false, &[(1500usize, 1usize), (7, 40), (0, 3)][..]),
+                    (true, &[(1500, 1), (7, 40), (0, 3)][..]),
+                    (false, &[(1500, 1)][..]),
+                    (true, &[(1500, 1)][..]),
+                ] {
+                    let s = AttnShape {
+                        n_head: 6,
+                        n_head_kv: 2,
+                        head_dim: 64,
+                        head_dim_v: if values_in_keys { 32 } else { 64 },
+                        scale: 0.125,
+                        window,
+                    };
+                    let layout = KvLayout {
+                        kv_type,
+                        k_dim: s.n_head_kv * s.head_dim,
+                        v_dim: if values_in_keys {
+                            0
+                        } else {
+                            s.n_head_kv * s.head_dim_v
+                        },
+                        head_dim: s.head_dim,
+                        head_dim_v: s.head_dim_v,
+                    };
+                    let mut caches = Vec::new();
+                    let mut widened = Vec::new(); // what the cache holds, as f32, for the naive reference
+                    for (i, &(depth, n)) in shapes.iter().enumerate() {
+                        let total = depth + n;
+                        let k = pseudo(total * layout.k_dim, 10 + i as u64);
+                        let v = pseudo(total * layout.v_dim, 20 + i as u64);
+                        let mut c = KvCache::new(layout, 1, total);
+                        c.append(0, &k, &v).unwrap();
+                        c.advance(depth);
+                        let (kb, vb) = (layout.k_row_bytes(), layout.v_row_bytes());
+                        let dt = kv_type.dtype();
+                        let mut kw = vec![0f32; k.len()];
+                        let mut vw = vec![0f32; v.len()];
+                        for p in 0..total {
+                            let kr = &c.layers[0].k[p * kb..][..kb];
+                            hearth_kernels::dequantize_row(
+                                dt,
+                                kr,
+                                &mut kw[p * layout.k_dim..][..layout.k_dim],
+                            )
+                            .unwrap();
+                            if vb > 0 {
+                                let vr = &c.layers[0].v[p * vb..][..vb];
+                                hearth_kernels::dequantize_row(
+                                    dt,
+                                    vr,
+                                    &mut vw[p * layout.v_dim..][..layout.v_dim],
+                                )
+                                .unwrap();
+                            }
+                        }
+                        widened.push((kw, vw));
+                        caches.push(c);
+                    }
+                    let n_rows: usize = shapes.iter().map(|x| x.1).sum();
+                    let q = pseudo(n_rows * s.n_head * s.head_dim, 99);
+                    let mut row0 = 0;
+                    let seqs: Vec<SeqAttn> = caches
+                        .iter()
+                        .zip(shapes)
+                        .map(|(c, &(depth, n))| {
+                            let sq = SeqAttn {
+                                kv: &c.layers[0],
+                                layout: &c.layout,
+                                pos0: depth,
+                                row0,
+                                n,
+                            };
+                            row0 += n;
+                            sq
+                        })
+                        .collect();
+                    let mut out = vec![0f32; n_rows * s.n_head * s.head_dim_v];
+                    attention(&pool, isa, &s, &seqs, &q, &mut out).unwrap();
+                    for (sq, (kw, vw)) in seqs.iter().zip(&widened) {
+                        for t in 0..sq.n {
+                            let row = sq.row0 + t;
+                            for h in 0..s.n_head {
+                                let qh = &q[row * s.n_head * s.head_dim + h * s.head_dim..]
+                                    [..s.head_dim];
+                                let want = naive(&s, kw, vw, qh, h, sq.pos0 + t, values_in_keys);
+                                let got = &out[row * s.n_head * s.head_dim_v + h * s.head_dim_v..]
+                                    [..s.head_dim_v];
+                                for (g, w) in got.iter().zip(&want) {
+                                    assert!(
+                                        (*g as f64 - w).abs() < 2e-5,
+                                        "{kv_type:?} window {window:?} vk {values_in_keys}: row {row} head {h}: {g} vs {w}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

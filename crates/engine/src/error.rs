@@ -30,6 +30,11 @@ pub enum EngineError {
     ContextFull { needed: usize, n_ctx: usize },
     #[error("token id {id} is outside the vocabulary of {n_vocab}")]
     BadToken { id: u32, n_vocab: usize },
+    #[error("KV cache type {kv_type} cannot be used with this model: {reason}")]
+    KvType {
+        kv_type: &'static str,
+        reason: String,
+    },
     #[error(transparent)]
     Kernel(#[from] MatmulError),
 }

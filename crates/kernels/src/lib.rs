@@ -20,6 +20,7 @@
 //! assert!((y[0] - w_f32[..32].iter().sum::<f32>()).abs() < 0.05);
 //! ```
 
+pub mod attention;
 pub mod dtype;
 pub mod formats;
 pub mod isa;

@@ -1,5 +1,6 @@
 //! One module per `hearth` subcommand, each with its `Args` and `run`.
 
+pub mod bench;
 pub mod convert;
 pub mod import;
 pub mod inspect;

@@ -1,7 +1,7 @@
 //! The prefix cache: KV of recently finished sequences, kept (up to a byte budget, least recently used first out)
 //! so that a request sharing a prefix with one of them starts from a copy instead of recomputing it.
 
-use crate::{KvCache, ModelConfig};
+use crate::KvCache;
 
 struct Entry {
     /// The tokens whose keys and values `cache` holds (`tokens.len() == cache.len()`).
@@ -71,7 +71,7 @@ impl PrefixCache {
 
     /// A cache holding the longest prefix (at most `max` tokens) that `prompt` shares with an entry, or None
     /// when no entry shares a token with it.
-    pub fn lookup(&mut self, config: &ModelConfig, prompt: &[u32], max: usize) -> Option<KvCache> {
+    pub fn lookup(&mut self, prompt: &[u32], max: usize) -> Option<KvCache> {
         let (best, n) = self
             .entries
             .iter()
@@ -82,7 +82,7 @@ impl PrefixCache {
             return None;
         }
         let e = self.entries.remove(best);
-        let copy = copy_prefix(config, &e.cache, n);
+        let copy = e.cache.prefix_copy(n);
         self.entries.push(e);
         Some(copy)
     }
@@ -92,21 +92,7 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// A new cache (same context) holding the first `n` positions of `src`.
-fn copy_prefix(config: &ModelConfig, src: &KvCache, n: usize) -> KvCache {
-    let mut dst = KvCache::new(config, src.n_ctx());
-    for (d, s) in dst.layers.iter_mut().zip(&src.layers) {
-        d.k.extend_from_slice(&s.k[..n * src.k_dim]);
-        d.v.extend_from_slice(&s.v[..n * src.v_dim]);
-    }
-    dst.advance(n);
-    dst
-}
-
 /// Gives back the spare capacity a growing cache keeps.
 fn shrink(cache: &mut KvCache) {
-    for l in &mut cache.layers {
-        l.k.shrink_to_fit();
-        l.v.shrink_to_fit();
-    }
+    cache.shrink_to_fit();
 }

@@ -142,7 +142,7 @@ impl Scheduler {
             let reusable = req.prompt.len() - 1;
             let cache = self
                 .prefix
-                .lookup(&self.model.config, &req.prompt, reusable)
+                .lookup(&req.prompt, reusable)
                 .unwrap_or_else(|| self.model.new_cache(self.config.n_ctx));
             let cached_tokens = cache.len();
             if cached_tokens > 0 {

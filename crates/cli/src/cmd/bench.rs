@@ -1,0 +1,265 @@
+//! `hearth bench MODEL`: prompt-processing and generation speed, measured the way llama.cpp's llama-bench does.
+//!
+//! Each test runs on a fresh cache: `--depth D` tokens are processed first (untimed), then either one batch of
+//! `-p N` prompt tokens (`ppN`) or `-n N` single-token steps (`tgN`), timed. Tokens are random ids, as in
+//! llama-bench, so no tokenizer is involved. One untimed warm-up run precedes the `-r` timed repetitions.
+//! `docs/bench.md` shows the llama-bench command line for a side-by-side.
+
+use crate::common::{resolve_model, ModelArgs};
+use anyhow::{bail, Context, Result};
+use hearth_engine::{KvType, Model, SeqBatch, ThreadPool};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A model name (e.g. smollm2-135m) or a path to a .gguf file.
+    model: String,
+    /// Prompt lengths to test, comma-separated (0: none).
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        default_value = "512",
+        value_delimiter = ','
+    )]
+    n_prompt: Vec<usize>,
+    /// Generation lengths to test, comma-separated (0: none).
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        default_value = "128",
+        value_delimiter = ','
+    )]
+    n_gen: Vec<usize>,
+    /// Tokens already in the KV cache before each test, comma-separated.
+    #[arg(
+        short = 'd',
+        long = "depth",
+        default_value = "0",
+        value_delimiter = ','
+    )]
+    depth: Vec<usize>,
+    /// Thread counts to test, comma-separated (default: all cores).
+    #[arg(short = 't', long = "threads", value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Timed repetitions of each test.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    repetitions: usize,
+    /// Prompt tokens per forward pass (llama-bench's -ub).
+    #[arg(short = 'b', long = "batch", default_value_t = 512)]
+    batch: usize,
+    /// KV cache element type: f16, f32 or q8_0.
+    #[arg(long = "kv-type", default_value = "f16")]
+    kv_type: KvType,
+    /// Print a JSON array (llama-bench's field names) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One line of the result: a test at one thread count and depth.
+struct TestResult {
+    n_prompt: usize,
+    n_gen: usize,
+    n_depth: usize,
+    n_threads: usize,
+    /// Seconds of each timed repetition.
+    samples: Vec<f64>,
+}
+
+impl TestResult {
+    fn tokens(&self) -> usize {
+        self.n_prompt + self.n_gen
+    }
+
+    /// Tokens per second of each repetition.
+    fn rates(&self) -> Vec<f64> {
+        self.samples
+            .iter()
+            .map(|s| self.tokens() as f64 / s)
+            .collect()
+    }
+
+    fn name(&self) -> String {
+        let test = if self.n_prompt > 0 {
+            format!("pp{}", self.n_prompt)
+        } else {
+            format!("tg{}", self.n_gen)
+        };
+        if self.n_depth > 0 {
+            format!("{test} @ d{}", self.n_depth)
+        } else {
+            test
+        }
+    }
+}
+
+/// Mean and sample standard deviation.
+fn mean_std(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    if x.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if a.repetitions == 0 || a.batch == 0 {
+        bail!("--repetitions and --batch must be at least 1");
+    }
+    let path = resolve_model(&a.model)?;
+    let model = Model::load(&path).with_context(|| format!("cannot load {}", path.display()))?;
+    let threads = if a.threads.is_empty() {
+        vec![ModelArgs::default_threads()]
+    } else {
+        a.threads.clone()
+    };
+    // Tests in llama-bench's order: every prompt length, then every generation length.
+    let tests: Vec<(usize, usize)> = a
+        .n_prompt
+        .iter()
+        .filter(|&&p| p > 0)
+        .map(|&p| (p, 0))
+        .chain(a.n_gen.iter().filter(|&&n| n > 0).map(|&n| (0, n)))
+        .collect();
+    let mut results = Vec::new();
+    let mut rng = 0x2545_f491_4f6c_dd1du64; // xorshift state for the random token ids
+    for &n_threads in &threads {
+        if n_threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        let pool = ThreadPool::new(n_threads);
+        for &n_depth in &a.depth {
+            for &(n_prompt, n_gen) in &tests {
+                let n_ctx = n_depth + n_prompt + n_gen;
+                if n_ctx > model.config.n_ctx_train {
+                    bail!(
+                        "depth {n_depth} + test {} tokens exceeds the model's context of {}",
+                        n_prompt + n_gen,
+                        model.config.n_ctx_train
+                    );
+                }
+                let n_vocab = model.config.n_vocab as u64;
+                let mut random_tokens = |n: usize| -> Vec<u32> {
+                    (0..n)
+                        .map(|_| {
+                            rng ^= rng << 13;
+                            rng ^= rng >> 7;
+                            rng ^= rng << 17;
+                            (rng % n_vocab) as u32
+                        })
+                        .collect()
+                };
+                let mut samples = Vec::new();
+                for rep in 0..=a.repetitions {
+                    let depth_tokens = random_tokens(n_depth);
+                    let test_tokens = random_tokens(n_prompt.max(n_gen));
+                    let mut cache = model.new_cache_typed(n_ctx, a.kv_type)?;
+                    process(&model, &pool, &mut cache, &depth_tokens, a.batch)?;
+                    let t0 = Instant::now();
+                    if n_prompt > 0 {
+                        process(&model, &pool, &mut cache, &test_tokens, a.batch)?;
+                    } else {
+                        for t in &test_tokens {
+                            process(&model, &pool, &mut cache, std::slice::from_ref(t), 1)?;
+                        }
+                    }
+                    // Repetition 0 warms caches and page tables up, as llama-bench's warm-up run does.
+                    if rep > 0 {
+                        samples.push(t0.elapsed().as_secs_f64());
+                    }
+                }
+                let r = TestResult {
+                    n_prompt,
+                    n_gen,
+                    n_depth,
+                    n_threads,
+                    samples,
+                };
+                if !a.json {
+                    print_row(&r, &path, results.is_empty());
+                }
+                results.push(r);
+            }
+        }
+    }
+    if a.json {
+        print_json(&results, &path, &model, a.kv_type)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Feeds `tokens` through the model `batch` at a time, asking for the last token's logits as generation would.
+fn process(
+    model: &Model,
+    pool: &ThreadPool,
+    cache: &mut hearth_engine::KvCache,
+    tokens: &[u32],
+    batch: usize,
+) -> Result<()> {
+    for chunk in tokens.chunks(batch) {
+        model.forward(
+            pool,
+            &mut [SeqBatch {
+                cache,
+                tokens: chunk,
+                logits_from: chunk.len() - 1,
+            }],
+        )?;
+    }
+    Ok(())
+}
+
+fn print_row(r: &TestResult, path: &std::path::Path, header: bool) {
+    if header {
+        println!("| model | threads | test | t/s |");
+        println!("| --- | ---: | ---: | ---: |");
+    }
+    let (avg, std) = mean_std(&r.rates());
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    println!(
+        "| {name} | {} | {} | {avg:.2} ± {std:.2} |",
+        r.n_threads,
+        r.name()
+    );
+}
+
+fn print_json(
+    results: &[TestResult],
+    path: &std::path::Path,
+    model: &Model,
+    kv_type: KvType,
+) -> Result<()> {
+    let rows: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            let ns: Vec<u64> = r.samples.iter().map(|s| (s * 1e9) as u64).collect();
+            let ns_f: Vec<f64> = ns.iter().map(|&v| v as f64).collect();
+            let (avg_ns, stddev_ns) = mean_std(&ns_f);
+            let (avg_ts, stddev_ts) = mean_std(&r.rates());
+            serde_json::json!({
+                "model_filename": path.display().to_string(),
+                "model_type": model.config.arch,
+                "model_size": model.gguf.bytes().len(),
+                "n_threads": r.n_threads,
+                "type_k": kv_type.name(),
+                "type_v": kv_type.name(),
+                "n_prompt": r.n_prompt,
+                "n_gen": r.n_gen,
+                "n_depth": r.n_depth,
+                "avg_ns": avg_ns as u64,
+                "stddev_ns": stddev_ns as u64,
+                "avg_ts": avg_ts,
+                "stddev_ts": stddev_ts,
+                "samples_ns": ns,
+                "samples_ts": r.rates(),
+            })
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&rows)?);
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! Flash-attention building blocks: widen a tile of cached keys or values to f32, and fold one tile of keys and
+//! values into the running softmax state of a block of queries (the online softmax, so no score matrix of the
+//! whole context is ever stored and every key is read once per block of queries).
+//!
+//! For each query row r the state is (m_r, l_r, acc_r): the largest score seen, the sum of exp(score - m_r), and
+//! the sum of exp(score - m_r) · v. The attention output is acc_r / l_r once every key has been folded in.
+//!
+//! ```
+//! use hearth_kernels::attention::{fold_tile, SoftmaxState, Tile};
+//! use hearth_kernels::Isa;
+//! // One query (head_dim 2) against two keys; values are (1, 0) and (0, 1).
+//! let q = [1.0f32, 0.0];
+//! let (k, v) = ([1.0f32, 0.0, 0.0, 1.0], [1.0f32, 0.0, 0.0, 1.0]);
+//! let (mut m, mut l, mut acc) = ([f32::NEG_INFINITY], [0.0f32], [0.0f32; 2]);
+//! let tile = Tile { k: &k, v: &v, v_stride: 2, n_keys: 2 };
+//! let mut state = SoftmaxState { m: &mut m, l: &mut l, acc: &mut acc };
+//! fold_tile(Isa::Scalar, &q, 2, 2, 1.0, &tile, &[(0, 2)], &mut state, &mut vec![0.0; 2]);
+//! let w0 = 1f32.exp() / (1f32.exp() + 1.0);
+//! assert!((acc[0] / l[0] - w0).abs() < 1e-6);
+//! ```
+
+use crate::{DType, Isa, MatmulError};
+
+/// Keys and values of up to a tile of positions, widened to f32.
+pub struct Tile<'a> {
+    /// (n_keys, head_dim)
+    pub k: &'a [f32],
+    /// Row `j` of the values is `v[j * v_stride..][..head_dim_v]` (values may live inside the key rows, as in
+    /// multi-head latent attention, where they are the first `head_dim_v` columns).
+    pub v: &'a [f32],
+    pub v_stride: usize,
+    pub n_keys: usize,
+}
+
+/// The running softmax of a block of queries: m, l (n_q) and acc (n_q, head_dim_v).
+pub struct SoftmaxState<'a> {
+    pub m: &'a mut [f32],
+    pub l: &'a mut [f32],
+    pub acc: &'a mut [f32],
+}
+
+/// Folds a tile into the state of `n_q = ranges.len()` queries `q` (n_q, head_dim): query r sees the tile's keys
+/// `ranges[r].0..ranges[r].1` only (causal masks and sliding windows are ranges). `scores`: scratch of at least
+/// `tile.n_keys`. The SIMD paths need `head_dim` and `head_dim_v` to be multiples of 8 and fall back otherwise.
+#[allow(clippy::too_many_arguments)]
+pub fn fold_tile(
+    isa: Isa,
+    q: &[f32],
+    head_dim: usize,
+    head_dim_v: usize,
+    scale: f32,
+    tile: &Tile<'_>,
+    ranges: &[(usize, usize)],
+    state: &mut SoftmaxState<'_>,
+    scores: &mut [f32],
+) {
+    let n_q = ranges.len();
+    assert!(q.len() >= n_q * head_dim && state.acc.len() >= n_q * head_dim_v);
+    assert!(tile.k.len() >= tile.n_keys * head_dim && scores.len() >= tile.n_keys);
+    assert!(tile.n_keys == 0 || tile.v.len() >= (tile.n_keys - 1) * tile.v_stride + head_dim_v);
+    assert!(ranges.iter().all(|&(lo, hi)| lo <= hi && hi <= tile.n_keys));
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2
+        && isa != Isa::Neon
+        && head_dim.is_multiple_of(8)
+        && head_dim_v.is_multiple_of(8)
+    {
+        // SAFETY: `isa` is at least AVX2 (+FMA, F16C), which callers only pass when the CPU has it (see
+        // `selected_isa`); the bounds were asserted above.
+        unsafe { x86::fold_tile(q, head_dim, head_dim_v, scale, tile, ranges, state, scores) };
+        return;
+    }
+    let _ = isa;
+    fold_tile_scalar(q, head_dim, head_dim_v, scale, tile, ranges, state, scores);
+}
+
+/// Scalar specification of [`fold_tile`].
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+pub fn fold_tile_scalar(
+    q: &[f32],
+    head_dim: usize,
+    head_dim_v: usize,
+    scale: f32,
+    tile: &Tile<'_>,
+    ranges: &[(usize, usize)],
+    state: &mut SoftmaxState<'_>,
+    scores: &mut [f32],
+) {
+    for (r, &(lo, hi)) in ranges.iter().enumerate() {
+        if lo >= hi {
+            continue;
+        }
+        let qr = &q[r * head_dim..][..head_dim];
+        let mut m_new = state.m[r];
+        for j in lo..hi {
+            let kj = &tile.k[j * head_dim..][..head_dim];
+            scores[j] = scale * qr.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>();
+            m_new = m_new.max(scores[j]);
+        }
+        // exp(-inf) = 0 wipes the empty initial state.
+        let c = (state.m[r] - m_new).exp();
+        let acc = &mut state.acc[r * head_dim_v..][..head_dim_v];
+        acc.iter_mut().for_each(|a| *a *= c);
+        let mut l = state.l[r] * c;
+        for j in lo..hi {
+            let p = (scores[j] - m_new).exp();
+            l += p;
+            let vj = &tile.v[j * tile.v_stride..][..head_dim_v];
+            acc.iter_mut().zip(vj).for_each(|(a, v)| *a += p * v);
+        }
+        state.l[r] = l;
+        state.m[r] = m_new;
+    }
+}
+
+/// Widens `n` rows of `width` elements, stored in `dtype` at `src[i * src_stride..]`, into `dst` (n, width).
+/// `dtype` is F32, F16 or Q8_0 (the KV cache's types).
+pub fn widen_rows(
+    isa: Isa,
+    dtype: DType,
+    src: &[u8],
+    src_stride: usize,
+    n: usize,
+    width: usize,
+    dst: &mut [f32],
+) -> Result<(), MatmulError> {
+    let row_bytes = dtype
+        .row_bytes(width as u64)
+        .filter(|_| width.is_multiple_of(dtype.block_size()))
+        .ok_or(MatmulError::Unsupported {
+            dtype,
+            op: "widen a row whose width is not a whole number of blocks",
+        })? as usize;
+    assert!(n == 0 || src.len() >= (n - 1) * src_stride + row_bytes);
+    assert!(dst.len() >= n * width);
+    #[cfg(target_arch = "x86_64")]
+    if dtype == DType::F16 && isa >= Isa::Avx2 && isa != Isa::Neon && width.is_multiple_of(8) {
+        for i in 0..n {
+            let s = &src[i * src_stride..][..row_bytes];
+            // SAFETY: AVX2/F16C present (see `fold_tile`); `s` holds `width` f16 and the row of `dst` as many f32.
+            unsafe { x86::widen_f16(s, &mut dst[i * width..][..width]) };
+        }
+        return Ok(());
+    }
+    let _ = isa;
+    for i in 0..n {
+        crate::dequantize_row(
+            dtype,
+            &src[i * src_stride..][..row_bytes],
+            &mut dst[i * width..][..width],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{SoftmaxState, Tile};
+    use crate::x86::hsum256;
+    use std::arch::x86_64::*;
+
+    /// e^x for x ≤ 0 (8 lanes), relative error about 2e-7; x < -87 gives 0. Cody–Waite reduction to
+    /// x = n ln2 + r, |r| ≤ ln2/2, then a degree-6 Taylor polynomial of e^r, scaled by 2^n through the exponent.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn exp256(x: __m256) -> __m256 {
+        let x = _mm256_max_ps(x, _mm256_set1_ps(-87.0));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm256_set1_ps(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let pow2n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
+        let e = _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
+        // Below -87 the true value is under 2^-125; flush to 0 so masked-out keys weigh nothing.
+        let tiny = _mm256_cmp_ps::<_CMP_LE_OQ>(x, _mm256_set1_ps(-87.0));
+        _mm256_andnot_ps(tiny, e)
+    }
+
+    /// `a · b` for equal lengths, a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 16 <= a.len() {
+            // SAFETY: i + 16 <= len of both slices.
+            unsafe {
+                s0 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                    s0,
+                );
+                s1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(i + 8)),
+                    _mm256_loadu_ps(b.as_ptr().add(i + 8)),
+                    s1,
+                );
+            }
+            i += 16;
+        }
+        if i < a.len() {
+            // SAFETY: lengths are multiples of 8, so 8 elements remain.
+            unsafe {
+                s0 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                    s0,
+                );
+            }
+        }
+        hsum256(_mm256_add_ps(s0, s1))
+    }
+
+    /// `y = y * c + sum_j p[j] v_j`, for `y` a multiple of 8 long.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn scale_accumulate(y: &mut [f32], c: f32, p: &[f32], v: &[f32], v_stride: usize) {
+        let cv = _mm256_set1_ps(c);
+        for d in (0..y.len()).step_by(8) {
+            // SAFETY: d + 8 <= y.len(); row j of v holds at least y.len() elements from j * v_stride (asserted
+            // by `fold_tile`).
+            unsafe {
+                let yp = y.as_mut_ptr().add(d);
+                let mut acc = _mm256_mul_ps(_mm256_loadu_ps(yp), cv);
+                for (j, &pj) in p.iter().enumerate() {
+                    acc = _mm256_fmadd_ps(
+                        _mm256_set1_ps(pj),
+                        _mm256_loadu_ps(v.as_ptr().add(j * v_stride + d)),
+                        acc,
+                    );
+                }
+                _mm256_storeu_ps(yp, acc);
+            }
+        }
+    }
+
+    /// AVX2 [`super::fold_tile`]: same arithmetic, vector exp, FMA dots.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; bounds as asserted by `fold_tile`.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn fold_tile(
+        q: &[f32],
+        head_dim: usize,
+        head_dim_v: usize,
+        scale: f32,
+        tile: &Tile<'_>,
+        ranges: &[(usize, usize)],
+        state: &mut SoftmaxState<'_>,
+        scores: &mut [f32],
+    ) {
+        for (r, &(lo, hi)) in ranges.iter().enumerate() {
+            if lo >= hi {
+                continue;
+            }
+            let qr = &q[r * head_dim..][..head_dim];
+            let mut m_new = state.m[r];
+            for j in lo..hi {
+                scores[j] = scale * dot(qr, &tile.k[j * head_dim..][..head_dim]);
+                m_new = m_new.max(scores[j]);
+            }
+            let s = &mut scores[lo..hi];
+            let mv = _mm256_set1_ps(m_new);
+            let mut sum = _mm256_setzero_ps();
+            let mut j = 0;
+            while j + 8 <= s.len() {
+                // SAFETY: j + 8 <= s.len().
+                unsafe {
+                    let p = s.as_mut_ptr().add(j);
+                    let e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p), mv));
+                    sum = _mm256_add_ps(sum, e);
+                    _mm256_storeu_ps(p, e);
+                }
+                j += 8;
+            }
+            let mut l = hsum256(sum);
+            for x in &mut s[j..] {
+                *x = (*x - m_new).exp();
+                l += *x;
+            }
+            let c = (state.m[r] - m_new).exp();
+            state.l[r] = state.l[r] * c + l;
+            state.m[r] = m_new;
+            let acc = &mut state.acc[r * head_dim_v..][..head_dim_v];
+            scale_accumulate(acc, c, s, &tile.v[lo * tile.v_stride..], tile.v_stride);
+        }
+    }
+
+    /// `src` (f16 bytes) widened into `dst`, 8 at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and F16C; `src.len() == 2 * dst.len()`, a multiple of 16.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn widen_f16(src: &[u8], dst: &mut [f32]) {
+        for (s, d) in src.chunks_exact(16).zip(dst.chunks_exact_mut(8)) {
+            // SAFETY: each chunk holds 8 f16 (16 bytes) and 8 f32.
+            unsafe {
+                let h = _mm_loadu_si128(s.as_ptr() as *const __m128i);
+                _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attention of each query over all its visible keys, computed directly in f64.
+    fn reference(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        hd: usize,
+        hdv: usize,
+        scale: f32,
+        ranges: &[(usize, usize)],
+    ) -> Vec<f64> {
+        let mut out = vec![0f64; ranges.len() * hdv];
+        for (r, &(lo, hi)) in ranges.iter().enumerate() {
+            let s: Vec<f64> = (lo..hi)
+                .map(|j| {
+                    scale as f64
+                        * (0..hd)
+                            .map(|d| q[r * hd + d] as f64 * k[j * hd + d] as f64)
+                            .sum::<f64>()
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = w.iter().sum();
+            for (j, wj) in (lo..hi).zip(&w) {
+                for d in 0..hdv {
+                    out[r * hdv + d] += wj / z * v[j * hdv + d] as f64;
+                }
+            }
+        }
+        out
+    }
+
+    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tiles_fold_to_the_full_softmax_on_every_isa() {
+        let (hd, hdv, n_keys, tile) = (64, 64, 100, 32);
+        let ranges = [(0, 100), (0, 1), (37, 90), (99, 100), (5, 64)];
+        let q = pseudo(ranges.len() * hd, 1);
+        let k = pseudo(n_keys * hd, 2);
+        let v = pseudo(n_keys * hdv, 3);
+        let want = reference(&q, &k, &v, hd, hdv, 0.3, &ranges);
+        for isa in Isa::available() {
+            let n_q = ranges.len();
+            let (mut m, mut l, mut acc) = (
+                vec![f32::NEG_INFINITY; n_q],
+                vec![0.0; n_q],
+                vec![0.0; n_q * hdv],
+            );
+            let mut scores = vec![0.0; tile];
+            for t0 in (0..n_keys).step_by(tile) {
+                let nk = tile.min(n_keys - t0);
+                let r: Vec<_> = ranges
+                    .iter()
+                    .map(|&(lo, hi)| {
+                        let (a, b) = (lo.clamp(t0, t0 + nk), hi.clamp(t0, t0 + nk));
+                        (a - t0, b.max(a) - t0)
+                    })
+                    .collect();
+                let t = Tile {
+                    k: &k[t0 * hd..][..nk * hd],
+                    v: &v[t0 * hdv..][..nk * hdv],
+                    v_stride: hdv,
+                    n_keys: nk,
+                };
+                let mut st = SoftmaxState {
+                    m: &mut m,
+                    l: &mut l,
+                    acc: &mut acc,
+                };
+                fold_tile(isa, &q, hd, hdv, 0.3, &t, &r, &mut st, &mut scores);
+            }
+            for r in 0..n_q {
+                for d in 0..hdv {
+                    let got = acc[r * hdv + d] / l[r];
+                    let w = want[r * hdv + d];
+                    assert!(
+                        (got as f64 - w).abs() < 1e-5,
+                        "{isa}: query {r} dim {d}: {got} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn widen_matches_dequantize_on_every_isa() {
+        let x = pseudo(4 * 64, 9);
+        for dtype in [DType::F32, DType::F16, DType::Q8_0] {
+            let rb = dtype.row_bytes(64).unwrap() as usize;
+            let mut bytes = vec![0u8; 4 * rb];
+            for (xr, br) in x.chunks(64).zip(bytes.chunks_mut(rb)) {
+                crate::quantize_row(dtype, xr, br).unwrap();
+            }
+            let mut want = vec![0f32; 4 * 64];
+            for (br, wr) in bytes.chunks(rb).zip(want.chunks_mut(64)) {
+                crate::dequantize_row(dtype, br, wr).unwrap();
+            }
+            for isa in Isa::available() {
+                let mut got = vec![0f32; 4 * 64];
+                widen_rows(isa, dtype, &bytes, rb, 4, 64, &mut got).unwrap();
+                assert_eq!(got, want, "{isa} {dtype:?}");
+            }
+        }
+    }
+}
