@@ -87,7 +87,12 @@ const COMMON_KEYS: &[&str] = &[
     "store",
     "service_tier",
 ];
-pub const CHAT_KEYS: &[&str] = &["messages", "max_completion_tokens", "logprobs", "top_logprobs"];
+pub const CHAT_KEYS: &[&str] = &[
+    "messages",
+    "max_completion_tokens",
+    "logprobs",
+    "top_logprobs",
+];
 pub const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs"];
 
 /// OpenAI fields hearth does not implement, refused when set to anything but their neutral value.
@@ -97,7 +102,10 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("functions", "function calling is not supported"),
     ("function_call", "function calling is not supported"),
     ("logit_bias", "logit_bias is not supported"),
-    ("response_format", "only response_format {\"type\": \"text\"} is supported"),
+    (
+        "response_format",
+        "only response_format {\"type\": \"text\"} is supported",
+    ),
     ("echo", "echo is not supported"),
     ("suffix", "suffix is not supported"),
     ("best_of", "best_of > 1 is not supported"),
@@ -177,7 +185,9 @@ impl Message {
                 Ok(out)
             }
             _ => Err(ApiError::invalid(
-                format!("Invalid value for '{param}': expected a string or an array of content parts"),
+                format!(
+                    "Invalid value for '{param}': expected a string or an array of content parts"
+                ),
                 Some(&param),
             )),
         }
@@ -245,7 +255,10 @@ impl Common {
             }
         }
         if self.max_tokens == Some(0) {
-            return Err(ApiError::invalid("'max_tokens' must be at least 1", Some("max_tokens")));
+            return Err(ApiError::invalid(
+                "'max_tokens' must be at least 1",
+                Some("max_tokens"),
+            ));
         }
         if self.stops().len() > 16 {
             return Err(ApiError::invalid("At most 16 stop sequences", Some("stop")));

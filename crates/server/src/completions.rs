@@ -53,20 +53,31 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             ApiError::internal(format!("The model's chat template cannot be used: {e}"))
         })?;
         if body.messages.is_empty() {
-            return Err(ApiError::invalid("'messages' must not be empty", Some("messages")));
+            return Err(ApiError::invalid(
+                "'messages' must not be empty",
+                Some("messages"),
+            ));
         }
         let mut messages = Vec::with_capacity(body.messages.len());
         for (i, m) in body.messages.iter().enumerate() {
-            let role = if m.role == "developer" { "system" } else { m.role.as_str() };
+            let role = if m.role == "developer" {
+                "system"
+            } else {
+                m.role.as_str()
+            };
             messages.push(ChatMessage::new(role, m.text(i)?));
         }
-        let text = template
-            .render(&messages, true)
-            .map_err(|e| ApiError::invalid(format!("The chat template failed: {e}"), Some("messages")))?;
-        let prompt = encode(&state, &text)?;
+        let text = template.render(&messages, true).map_err(|e| {
+            ApiError::invalid(format!("The chat template failed: {e}"), Some("messages"))
+        })?;
+        // The template writes BOS itself when the model wants one, as `hearth run` relies on.
+        let prompt = encode(&state, &text, false)?;
         let top = match (body.logprobs, body.top_logprobs) {
             (_, Some(k)) if k > 20 => {
-                return Err(ApiError::invalid("'top_logprobs' must be at most 20", Some("top_logprobs")))
+                return Err(ApiError::invalid(
+                    "'top_logprobs' must be at most 20",
+                    Some("top_logprobs"),
+                ))
             }
             (Some(true), k) => Some(k.unwrap_or(0) as usize),
             (_, Some(_)) => {
@@ -89,27 +100,39 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     let result = async {
         let (common, body): (Common, CompletionBody) = api::parse(&body, api::COMPLETION_KEYS)?;
         let prompt = match body.prompt()? {
-            Prompt::Text(t) => encode(&state, &t)?,
+            Prompt::Text(t) => encode(&state, &t, true)?,
             Prompt::Tokens(ids) => ids,
         };
         if let Some(k) = body.logprobs {
             if k > 5 {
-                return Err(ApiError::invalid("'logprobs' must be at most 5", Some("logprobs")));
+                return Err(ApiError::invalid(
+                    "'logprobs' must be at most 5",
+                    Some("logprobs"),
+                ));
             }
         }
         let max = common.max_tokens.or(Some(16));
-        job(&state, Kind::Completion, common, prompt, max, body.logprobs.map(|k| k as usize))
+        job(
+            &state,
+            Kind::Completion,
+            common,
+            prompt,
+            max,
+            body.logprobs.map(|k| k as usize),
+        )
     }
     .await;
     run(state, result).await
 }
 
-/// Prompt text to ids, as `hearth run` does: BOS when the model wants one, special tokens parsed.
-fn encode(state: &AppState, text: &str) -> Result<Vec<u32>, ApiError> {
-    state
-        .tok
-        .encode(text, true, true)
-        .map_err(|e| ApiError::invalid(format!("The prompt cannot be tokenized: {e}"), Some("prompt")))
+/// Prompt text to ids, as `hearth run` does: special tokens parsed, BOS (when the model wants one) if `add_bos`.
+fn encode(state: &AppState, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiError> {
+    state.tok.encode(text, add_bos, true).map_err(|e| {
+        ApiError::invalid(
+            format!("The prompt cannot be tokenized: {e}"),
+            Some("prompt"),
+        )
+    })
 }
 
 fn job(
@@ -130,7 +153,11 @@ fn job(
     if prompt.is_empty() {
         return Err(ApiError::invalid("The prompt is empty", Some("prompt")));
     }
-    let param = if kind == Kind::Chat { "messages" } else { "prompt" };
+    let param = if kind == Kind::Chat {
+        "messages"
+    } else {
+        "prompt"
+    };
     let max_tokens = match max_tokens {
         Some(m) => m as usize,
         None => n_ctx.saturating_sub(prompt.len()).max(1),
@@ -161,7 +188,11 @@ fn job(
         seed,
         ..Default::default()
     };
-    let prefix = if kind == Kind::Chat { "chatcmpl" } else { "cmpl" };
+    let prefix = if kind == Kind::Chat {
+        "chatcmpl"
+    } else {
+        "cmpl"
+    };
     Ok(Job {
         head: Head {
             kind,
@@ -187,7 +218,10 @@ fn fresh_seed() -> u64 {
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    (t ^ COUNTER.fetch_add(1, Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15)).rotate_left(17)
+    (t ^ COUNTER
+        .fetch_add(1, Relaxed)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    .rotate_left(17)
 }
 
 async fn run(state: Arc<AppState>, job: Result<Job, ApiError>) -> Response {
@@ -229,7 +263,9 @@ async fn start(state: &Arc<AppState>, job: Job) -> Result<Response, ApiError> {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         tokio::spawn(stream_task(state.clone(), job, rx, out_tx, t0));
         let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx);
-        Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+        Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response())
     } else {
         collect(state, job, rx, t0).await
     }
@@ -296,8 +332,10 @@ async fn follow(
     };
     rx.close();
     let m = &state.metrics;
-    m.prompt_tokens.fetch_add(end.usage.prompt_tokens as u64, Relaxed);
-    m.completion_tokens.fetch_add(end.usage.completion_tokens as u64, Relaxed);
+    m.prompt_tokens
+        .fetch_add(end.usage.prompt_tokens as u64, Relaxed);
+    m.completion_tokens
+        .fetch_add(end.usage.completion_tokens as u64, Relaxed);
     if let Some(f) = first {
         let secs = f.elapsed().as_secs_f64();
         if n > 1 && secs > 0.0 {
@@ -338,7 +376,10 @@ async fn stream_task(
     out: SseTx,
     t0: Instant,
 ) {
-    let send = |v: Value| out.send(Ok(SseEvent::default().data(v.to_string()))).is_ok();
+    let send = |v: Value| {
+        out.send(Ok(SseEvent::default().data(v.to_string())))
+            .is_ok()
+    };
     let usage_null = job.include_usage;
     let head = &job.head;
     if head.kind == Kind::Chat && !send(head.chunk(Some(""), true, Value::Null, None, usage_null)) {

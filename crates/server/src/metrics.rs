@@ -27,7 +27,8 @@ impl Histogram {
         if let Some(i) = self.bounds.iter().position(|&b| v <= b) {
             self.counts[i].fetch_add(1, Relaxed);
         }
-        self.sum_micros.fetch_add((v.max(0.0) * 1e6) as u64, Relaxed);
+        self.sum_micros
+            .fetch_add((v.max(0.0) * 1e6) as u64, Relaxed);
         self.count.fetch_add(1, Relaxed);
     }
 
@@ -40,7 +41,11 @@ impl Histogram {
         }
         let n = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {n}");
     }
 }
@@ -68,7 +73,9 @@ impl Default for Metrics {
             prompt_tokens: AtomicU64::new(0),
             completion_tokens: AtomicU64::new(0),
             ttft: Histogram::new(&[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-            tokens_per_second: Histogram::new(&[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]),
+            tokens_per_second: Histogram::new(&[
+                1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
+            ]),
         }
     }
 }
@@ -77,31 +84,106 @@ impl Metrics {
     pub fn render(&self, engine: &Stats) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, labels: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{labels} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{labels} {v}"
+            );
         };
-        counter("hearth_requests_total", "Completion requests received.", "{endpoint=\"chat\"}", self.chat_requests.load(Relaxed));
-        let _ = writeln!(out, "hearth_requests_total{{endpoint=\"completions\"}} {}", self.completion_requests.load(Relaxed));
+        counter(
+            "hearth_requests_total",
+            "Completion requests received.",
+            "{endpoint=\"chat\"}",
+            self.chat_requests.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "hearth_requests_total{{endpoint=\"completions\"}} {}",
+            self.completion_requests.load(Relaxed)
+        );
         let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
-        counter("hearth_request_errors_total", "Requests answered with an error.", self.errors.load(Relaxed));
-        counter("hearth_requests_rejected_total", "Requests refused because the queue was full (429).", self.rejected_queue_full.load(Relaxed));
-        counter("hearth_prompt_tokens_total", "Prompt tokens of finished requests.", self.prompt_tokens.load(Relaxed));
-        counter("hearth_completion_tokens_total", "Tokens generated.", self.completion_tokens.load(Relaxed));
-        counter("hearth_prompt_tokens_cached_total", "Prompt tokens served from the prefix cache.", engine.cached_tokens);
-        counter("hearth_requests_cancelled_total", "Sequences dropped because the client went away.", engine.cancelled);
-        counter("hearth_engine_steps_total", "Forward passes run.", engine.steps);
-        counter("hearth_engine_tokens_total", "Tokens run through the model (prompt and generated).", engine.tokens_processed);
+        counter(
+            "hearth_request_errors_total",
+            "Requests answered with an error.",
+            self.errors.load(Relaxed),
+        );
+        counter(
+            "hearth_requests_rejected_total",
+            "Requests refused because the queue was full (429).",
+            self.rejected_queue_full.load(Relaxed),
+        );
+        counter(
+            "hearth_prompt_tokens_total",
+            "Prompt tokens of finished requests.",
+            self.prompt_tokens.load(Relaxed),
+        );
+        counter(
+            "hearth_completion_tokens_total",
+            "Tokens generated.",
+            self.completion_tokens.load(Relaxed),
+        );
+        counter(
+            "hearth_prompt_tokens_cached_total",
+            "Prompt tokens served from the prefix cache.",
+            engine.cached_tokens,
+        );
+        counter(
+            "hearth_requests_cancelled_total",
+            "Sequences dropped because the client went away.",
+            engine.cancelled,
+        );
+        counter(
+            "hearth_engine_steps_total",
+            "Forward passes run.",
+            engine.steps,
+        );
+        counter(
+            "hearth_engine_tokens_total",
+            "Tokens run through the model (prompt and generated).",
+            engine.tokens_processed,
+        );
         let mut gauge = |name: &str, help: &str, v: usize| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        gauge("hearth_queue_depth", "Requests waiting to start.", engine.queued);
-        gauge("hearth_running_sequences", "Sequences prefilling or decoding.", engine.running);
-        gauge("hearth_kv_cache_bytes", "KV cache bytes held (running sequences and prefix cache).", engine.kv_bytes);
-        gauge("hearth_prefix_cache_bytes", "KV bytes kept for prefix reuse.", engine.prefix_bytes);
-        gauge("hearth_prefix_cache_entries", "Finished sequences kept for prefix reuse.", engine.prefix_entries);
-        self.ttft.render(&mut out, "hearth_time_to_first_token_seconds", "Time from request to first generated token.");
-        self.tokens_per_second.render(&mut out, "hearth_tokens_per_second", "Generation speed of each request after its first token.");
+        gauge(
+            "hearth_queue_depth",
+            "Requests waiting to start.",
+            engine.queued,
+        );
+        gauge(
+            "hearth_running_sequences",
+            "Sequences prefilling or decoding.",
+            engine.running,
+        );
+        gauge(
+            "hearth_kv_cache_bytes",
+            "KV cache bytes held (running sequences and prefix cache).",
+            engine.kv_bytes,
+        );
+        gauge(
+            "hearth_prefix_cache_bytes",
+            "KV bytes kept for prefix reuse.",
+            engine.prefix_bytes,
+        );
+        gauge(
+            "hearth_prefix_cache_entries",
+            "Finished sequences kept for prefix reuse.",
+            engine.prefix_entries,
+        );
+        self.ttft.render(
+            &mut out,
+            "hearth_time_to_first_token_seconds",
+            "Time from request to first generated token.",
+        );
+        self.tokens_per_second.render(
+            &mut out,
+            "hearth_tokens_per_second",
+            "Generation speed of each request after its first token.",
+        );
         out
     }
 }

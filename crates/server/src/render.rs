@@ -87,7 +87,14 @@ impl Head {
     }
 
     /// One stream chunk with `text` (the chat delta also carries `role` on the first chunk).
-    pub fn chunk(&self, text: Option<&str>, role: bool, logprobs: Value, finish: Option<&str>, usage_null: bool) -> Value {
+    pub fn chunk(
+        &self,
+        text: Option<&str>,
+        role: bool,
+        logprobs: Value,
+        finish: Option<&str>,
+        usage_null: bool,
+    ) -> Value {
         let choice = match self.kind {
             Kind::Chat => {
                 let mut delta = serde_json::Map::new();

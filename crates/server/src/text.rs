@@ -24,7 +24,12 @@ impl StopMatcher {
     pub fn push(&mut self, text: &str) -> (String, bool) {
         self.held.push_str(text);
         // Earlier pushes held no whole stop string, so the earliest match is the right cut.
-        if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let out = self.held[..at].to_string();
             self.held.clear();
             return (out, true);
@@ -166,7 +171,10 @@ mod tests {
 
     #[test]
     fn stop_string_split_over_pieces_is_not_sent() {
-        assert_eq!(run(&["END"], &["abc E", "N", "D more"]), ("abc ".into(), true));
+        assert_eq!(
+            run(&["END"], &["abc E", "N", "D more"]),
+            ("abc ".into(), true)
+        );
         assert_eq!(run(&["\n\n"], &["one\n", "\ntwo"]), ("one".into(), true));
     }
 
