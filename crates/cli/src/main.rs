@@ -43,6 +43,8 @@ enum Command {
     Quantize(cmd::quantize::Args),
     /// Measure prompt-processing and generation speed (llama-bench's tests and JSON fields).
     Bench(cmd::bench::Args),
+    /// Serve a model over an OpenAI-compatible HTTP API (chat and text completions, streaming).
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Convert(a) => ok(cmd::convert::run(a)),
         Command::Quantize(a) => ok(cmd::quantize::run(a)),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(code) => code,

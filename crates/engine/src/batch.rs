@@ -31,7 +31,7 @@
 mod prefix;
 mod scheduler;
 
-use crate::{Finish, Model, SamplingParams, Step};
+use crate::{Finish, KvType, Model, SamplingParams, Step};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -51,6 +51,10 @@ pub struct BatchConfig {
     pub prefill_chunk: usize,
     /// KV bytes kept from finished requests for later ones that share a prefix (0 disables the prefix cache).
     pub prefix_cache_bytes: usize,
+    /// Element type of every sequence's KV cache (check it fits the model with
+    /// [`Model::new_cache_typed`](crate::Model::new_cache_typed) before starting; a type that does not fit falls
+    /// back to f16).
+    pub kv_type: KvType,
 }
 
 impl Default for BatchConfig {
@@ -62,6 +66,7 @@ impl Default for BatchConfig {
             max_queued: 256,
             prefill_chunk: 256,
             prefix_cache_bytes: 256 << 20,
+            kv_type: KvType::F16,
         }
     }
 }

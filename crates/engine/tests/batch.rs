@@ -66,6 +66,7 @@ fn config(prefill_chunk: usize, max_running: usize) -> BatchConfig {
         max_queued: 64,
         prefill_chunk,
         prefix_cache_bytes: 0,
+        kv_type: Default::default(),
     }
 }
 

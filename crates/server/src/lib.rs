@@ -1,1 +1,225 @@
-//! hearth-server.
+//! hearth-server: an OpenAI-compatible HTTP API over hearth's continuously batched engine.
+//!
+//! - [`app`] builds the axum [`Router`] (tests drive it without a socket): `POST /v1/chat/completions`,
+//!   `POST /v1/completions`, `GET /v1/models`, `GET /health`, `GET /metrics`.
+//! - [`AppState`] holds the [`Engine`](hearth_engine::batch::Engine) (its own OS thread), the tokenizer and the
+//!   chat template. Handlers turn requests into token ids, submit them, and map the engine's events to JSON or SSE
+//!   chunks; detokenization and stop strings live here ([`text`]), never in the engine.
+//! - [`serve`] runs the router on a socket until SIGINT/SIGTERM, finishing the requests in flight.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let model = Arc::new(hearth_engine::Model::load("smollm2-135m.gguf")?);
+//! let state = hearth_server::AppState::new(model, hearth_server::ServerConfig::new("smollm2-135m"))?;
+//! hearth_server::serve(state, "127.0.0.1:8080".parse()?)?;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+mod completions;
+pub mod error;
+pub mod metrics;
+mod render;
+pub mod text;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use error::ApiError;
+use hearth_engine::batch::{BatchConfig, Engine};
+use hearth_engine::Model;
+use hearth_text::{ChatTemplate, Tokenizer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What the server is told at start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The id clients name in `model` (and `/v1/models` lists).
+    pub model_id: String,
+    /// When set, `/v1/*` requires `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    pub batch: BatchConfig,
+}
+
+impl ServerConfig {
+    pub fn new(model_id: impl Into<String>) -> ServerConfig {
+        ServerConfig {
+            model_id: model_id.into(),
+            api_key: None,
+            batch: BatchConfig::default(),
+        }
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("reading the model's tokenizer: {0}")]
+    Tokenizer(#[from] hearth_text::TextError),
+    #[error("the context size {n_ctx} is larger than the model's training context {n_ctx_train}")]
+    ContextTooLarge { n_ctx: usize, n_ctx_train: usize },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub engine: Engine,
+    pub tok: Tokenizer,
+    /// None when the file's template does not compile: chat requests then fail with the reason.
+    pub template: Result<ChatTemplate, String>,
+    pub config: ServerConfig,
+    pub metrics: metrics::Metrics,
+    pub created: u64,
+}
+
+impl AppState {
+    /// Builds the tokenizer and chat template from the model file and starts the engine thread.
+    pub fn new(model: Arc<Model>, config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
+        let tok = Tokenizer::from_gguf(&model.gguf)?;
+        let template = ChatTemplate::from_gguf_with(&model.gguf, &tok).map_err(|e| e.to_string());
+        let n_ctx_train = model.config.n_ctx_train;
+        if config.batch.n_ctx > n_ctx_train {
+            return Err(ServerError::ContextTooLarge {
+                n_ctx: config.batch.n_ctx,
+                n_ctx_train,
+            });
+        }
+        let engine = Engine::start(model, config.batch.clone());
+        Ok(Arc::new(AppState {
+            engine,
+            tok,
+            template,
+            config,
+            metrics: metrics::Metrics::default(),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }))
+    }
+}
+
+/// The HTTP API. Authentication (when an API key is set) covers `/v1/*`; `/health` and `/metrics` are open.
+pub fn app(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/chat/completions", post(completions::chat))
+        .route("/v1/completions", post(completions::completions))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .merge(v1)
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
+        .with_state(state)
+}
+
+async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(key) = &state.config.api_key {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.trim().as_bytes(), key.as_bytes())) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn model_json(state: &AppState) -> serde_json::Value {
+    serde_json::json!({
+        "id": state.config.model_id,
+        "object": "model",
+        "created": state.created,
+        "owned_by": "hearth",
+    })
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"object": "list", "data": [model_json(&state)]}))
+}
+
+async fn model(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if id != state.config.model_id {
+        return Err(ApiError::model_not_found(&id, &state.config.model_id));
+    }
+    Ok(Json(model_json(&state)))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let s = state.engine.stats();
+    Json(serde_json::json!({
+        "status": "ok",
+        "model": state.config.model_id,
+        "queued": s.queued,
+        "running": s.running,
+    }))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.engine.stats()),
+    )
+}
+
+/// Serves `app(state)` on `addr` until SIGINT or SIGTERM; requests in flight finish first. Blocks.
+pub fn serve(state: Arc<AppState>, addr: SocketAddr) -> Result<(), ServerError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("hearth-http")
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        eprintln!(
+            "hearth: serving {} on http://{}",
+            state.config.model_id,
+            listener.local_addr()?
+        );
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        eprintln!("hearth: stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    eprintln!("hearth: shutting down, finishing requests in flight");
+}

@@ -10,5 +10,6 @@ pub mod pull;
 pub mod quantize;
 pub mod rm;
 pub mod run;
+pub mod serve;
 pub mod show;
 pub mod tokenize;

@@ -143,7 +143,12 @@ impl Scheduler {
             let cache = self
                 .prefix
                 .lookup(&req.prompt, reusable)
-                .unwrap_or_else(|| self.model.new_cache(self.config.n_ctx));
+                .unwrap_or_else(|| {
+                    let n_ctx = self.config.n_ctx;
+                    self.model
+                        .new_cache_typed(n_ctx, self.config.kv_type)
+                        .unwrap_or_else(|_| self.model.new_cache(n_ctx))
+                });
             let cached_tokens = cache.len();
             if cached_tokens > 0 {
                 self.shared.prefix_hits.fetch_add(1, Relaxed);

@@ -1,0 +1,268 @@
+//! OpenAI request bodies: lenient about shapes clients really send (content-part arrays, a string or a list for
+//! `stop`), strict about fields: a wrong type is a 400 naming the field, an unknown or unsupported one is refused.
+
+use crate::error::ApiError;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Fields both endpoints take.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Common {
+    pub model: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<u32>,
+    pub min_p: Option<f32>,
+    pub repeat_penalty: Option<f32>,
+    pub seed: Option<i64>,
+    pub stop: Option<Stop>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub n: Option<u32>,
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StreamOptions {
+    pub include_usage: bool,
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Debug, Deserialize)]
+pub struct ChatBody {
+    pub messages: Vec<Message>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    #[serde(default)]
+    pub top_logprobs: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    pub role: String,
+    #[serde(default)]
+    pub content: Value,
+}
+
+/// `POST /v1/completions`.
+#[derive(Debug, Deserialize)]
+pub struct CompletionBody {
+    pub prompt: Value,
+    #[serde(default)]
+    pub logprobs: Option<u32>,
+}
+
+/// Fields accepted by both endpoints; `user`, `metadata`, `store` and `service_tier` are accepted and ignored.
+const COMMON_KEYS: &[&str] = &[
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "stream",
+    "stream_options",
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+];
+pub const CHAT_KEYS: &[&str] = &[
+    "messages",
+    "max_completion_tokens",
+    "logprobs",
+    "top_logprobs",
+];
+pub const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs"];
+
+/// OpenAI fields hearth does not implement, refused when set to anything but their neutral value.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("tools", "tool calling is not supported"),
+    ("tool_choice", "tool calling is not supported"),
+    ("functions", "function calling is not supported"),
+    ("function_call", "function calling is not supported"),
+    ("logit_bias", "logit_bias is not supported"),
+    (
+        "response_format",
+        "only response_format {\"type\": \"text\"} is supported",
+    ),
+    ("echo", "echo is not supported"),
+    ("suffix", "suffix is not supported"),
+    ("best_of", "best_of > 1 is not supported"),
+    ("parallel_tool_calls", "tool calling is not supported"),
+];
+
+fn neutral(key: &str, v: &Value) -> bool {
+    match key {
+        "response_format" => v.is_null() || v.get("type").and_then(Value::as_str) == Some("text"),
+        "best_of" => v.is_null() || v.as_u64() == Some(1),
+        "echo" | "parallel_tool_calls" => v.is_null() || v == &Value::Bool(false),
+        "logit_bias" => v.is_null() || v.as_object().is_some_and(Map::is_empty),
+        "tools" | "functions" => v.is_null() || v.as_array().is_some_and(Vec::is_empty),
+        "tool_choice" | "function_call" => v.is_null() || v.as_str() == Some("none"),
+        _ => v.is_null(),
+    }
+}
+
+/// Parses a JSON body into the common fields and the endpoint's own (`keys` lists the latter).
+pub fn parse<T: DeserializeOwned>(body: &[u8], keys: &[&str]) -> Result<(Common, T), ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("The body is not valid JSON: {e}"), None))?;
+    let Value::Object(obj) = &value else {
+        return Err(ApiError::invalid("The body must be a JSON object", None));
+    };
+    for (k, v) in obj {
+        if let Some((_, why)) = UNSUPPORTED.iter().find(|(u, _)| u == k) {
+            if !neutral(k, v) {
+                return Err(ApiError::invalid(format!("{k}: {why}"), Some(k)));
+            }
+        } else if !COMMON_KEYS.contains(&k.as_str()) && !keys.contains(&k.as_str()) {
+            return Err(ApiError::invalid(
+                format!("Unrecognized request argument supplied: {k}"),
+                Some(k),
+            ));
+        }
+    }
+    Ok((typed(&value)?, typed(&value)?))
+}
+
+/// Deserializes with the path of the first bad field in the error.
+fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::invalid(format!("Invalid request: {inner}"), None)
+        } else {
+            ApiError::invalid(format!("Invalid value for '{path}': {inner}"), Some(&path))
+        }
+    })
+}
+
+impl Message {
+    /// The text of the message: a string, or the text parts of a content array.
+    pub fn text(&self, index: usize) -> Result<String, ApiError> {
+        let param = format!("messages[{index}].content");
+        match &self.content {
+            Value::String(s) => Ok(s.clone()),
+            Value::Null => Ok(String::new()),
+            Value::Array(parts) => {
+                let mut out = String::new();
+                for p in parts {
+                    match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                        (Some("text"), Some(Value::String(t))) => out.push_str(t),
+                        (kind, _) => {
+                            return Err(ApiError::invalid(
+                                format!(
+                                    "Only text content parts are supported, got type {:?}",
+                                    kind.unwrap_or("(missing)")
+                                ),
+                                Some(&param),
+                            ))
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            _ => Err(ApiError::invalid(
+                format!(
+                    "Invalid value for '{param}': expected a string or an array of content parts"
+                ),
+                Some(&param),
+            )),
+        }
+    }
+}
+
+/// What a completion prompt is: text, or token ids.
+pub enum Prompt {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+impl CompletionBody {
+    pub fn prompt(&self) -> Result<Prompt, ApiError> {
+        let bad = |m: &str| ApiError::invalid(m, Some("prompt"));
+        match &self.prompt {
+            Value::String(s) => Ok(Prompt::Text(s.clone())),
+            Value::Array(a) if a.len() == 1 && a[0].is_string() => {
+                Ok(Prompt::Text(a[0].as_str().unwrap_or_default().to_string()))
+            }
+            Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_u64) => Ok(Prompt::Tokens(
+                a.iter()
+                    .map(|v| v.as_u64().and_then(|x| u32::try_from(x).ok()))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad("Token ids must fit in 32 bits"))?,
+            )),
+            Value::Array(a) if a.len() > 1 => Err(bad(
+                "Several prompts in one request are not supported; send one request per prompt",
+            )),
+            _ => Err(bad("'prompt' must be a string or an array of token ids")),
+        }
+    }
+}
+
+impl Common {
+    pub fn stops(&self) -> Vec<String> {
+        match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        }
+    }
+
+    /// Range checks, as OpenAI documents them.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let range = |name: &str, v: Option<f32>, lo: f32, hi: f32| match v {
+            Some(x) if !(lo..=hi).contains(&x) => Err(ApiError::invalid(
+                format!("Invalid '{name}': {x} is outside [{lo}, {hi}]"),
+                Some(name),
+            )),
+            _ => Ok(()),
+        };
+        range("temperature", self.temperature, 0.0, 2.0)?;
+        range("top_p", self.top_p, 0.0, 1.0)?;
+        range("min_p", self.min_p, 0.0, 1.0)?;
+        range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
+        range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
+        range("repeat_penalty", self.repeat_penalty, 0.0, 10.0)?;
+        if let Some(n) = self.n {
+            if n != 1 {
+                return Err(ApiError::invalid(
+                    format!("n = {n} is not supported: hearth returns one choice per request; send n requests"),
+                    Some("n"),
+                ));
+            }
+        }
+        if self.max_tokens == Some(0) {
+            return Err(ApiError::invalid(
+                "'max_tokens' must be at least 1",
+                Some("max_tokens"),
+            ));
+        }
+        if self.stops().len() > 16 {
+            return Err(ApiError::invalid("At most 16 stop sequences", Some("stop")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,415 @@
+//! The two generation endpoints: parse and validate, build the prompt ids, submit to the engine, then either
+//! collect the events into one response or stream them as SSE chunks.
+
+use crate::api::{self, ChatBody, Common, CompletionBody, Prompt};
+use crate::error::ApiError;
+use crate::render::{self, Head, Kind};
+use crate::text::{TextStream, TokenInfo};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hearth_engine::batch::{Event, Request, Sink, SubmitError, Usage};
+use hearth_engine::{Finish, SamplingParams};
+use hearth_text::ChatMessage;
+use serde_json::Value;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Engine events into a tokio channel; the engine sees the receiver drop (client gone, stop string) as a cancel.
+struct ChannelSink(mpsc::UnboundedSender<Event>);
+
+impl Sink for ChannelSink {
+    fn send(&mut self, event: Event) -> bool {
+        self.0.send(event).is_ok()
+    }
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+/// A validated generation request.
+struct Job {
+    head: Head,
+    prompt: Vec<u32>,
+    max_tokens: usize,
+    sampling: SamplingParams,
+    stops: Vec<String>,
+    top_logprobs: Option<usize>,
+    stream: bool,
+    include_usage: bool,
+}
+
+pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    state.metrics.chat_requests.fetch_add(1, Relaxed);
+    let result = async {
+        let (common, body): (Common, ChatBody) = api::parse(&body, api::CHAT_KEYS)?;
+        let template = state.template.as_ref().map_err(|e| {
+            ApiError::internal(format!("The model's chat template cannot be used: {e}"))
+        })?;
+        if body.messages.is_empty() {
+            return Err(ApiError::invalid(
+                "'messages' must not be empty",
+                Some("messages"),
+            ));
+        }
+        let mut messages = Vec::with_capacity(body.messages.len());
+        for (i, m) in body.messages.iter().enumerate() {
+            let role = if m.role == "developer" {
+                "system"
+            } else {
+                m.role.as_str()
+            };
+            messages.push(ChatMessage::new(role, m.text(i)?));
+        }
+        let text = template.render(&messages, true).map_err(|e| {
+            ApiError::invalid(format!("The chat template failed: {e}"), Some("messages"))
+        })?;
+        // The template writes BOS itself when the model wants one, as `hearth run` relies on.
+        let prompt = encode(&state, &text, false)?;
+        let top = match (body.logprobs, body.top_logprobs) {
+            (_, Some(k)) if k > 20 => {
+                return Err(ApiError::invalid(
+                    "'top_logprobs' must be at most 20",
+                    Some("top_logprobs"),
+                ))
+            }
+            (Some(true), k) => Some(k.unwrap_or(0) as usize),
+            (_, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "'top_logprobs' requires 'logprobs': true",
+                    Some("top_logprobs"),
+                ))
+            }
+            _ => None,
+        };
+        let max = body.max_completion_tokens.or(common.max_tokens);
+        job(&state, Kind::Chat, common, prompt, max, top)
+    }
+    .await;
+    run(state, result).await
+}
+
+pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    state.metrics.completion_requests.fetch_add(1, Relaxed);
+    let result = async {
+        let (common, body): (Common, CompletionBody) = api::parse(&body, api::COMPLETION_KEYS)?;
+        let prompt = match body.prompt()? {
+            Prompt::Text(t) => encode(&state, &t, true)?,
+            Prompt::Tokens(ids) => ids,
+        };
+        if let Some(k) = body.logprobs {
+            if k > 5 {
+                return Err(ApiError::invalid(
+                    "'logprobs' must be at most 5",
+                    Some("logprobs"),
+                ));
+            }
+        }
+        let max = common.max_tokens.or(Some(16));
+        job(
+            &state,
+            Kind::Completion,
+            common,
+            prompt,
+            max,
+            body.logprobs.map(|k| k as usize),
+        )
+    }
+    .await;
+    run(state, result).await
+}
+
+/// Prompt text to ids, as `hearth run` does: special tokens parsed, BOS (when the model wants one) if `add_bos`.
+fn encode(state: &AppState, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiError> {
+    state.tok.encode(text, add_bos, true).map_err(|e| {
+        ApiError::invalid(
+            format!("The prompt cannot be tokenized: {e}"),
+            Some("prompt"),
+        )
+    })
+}
+
+fn job(
+    state: &AppState,
+    kind: Kind,
+    common: Common,
+    prompt: Vec<u32>,
+    max_tokens: Option<u32>,
+    top_logprobs: Option<usize>,
+) -> Result<Job, ApiError> {
+    common.validate()?;
+    if let Some(m) = &common.model {
+        if m != &state.config.model_id {
+            return Err(ApiError::model_not_found(m, &state.config.model_id));
+        }
+    }
+    let n_ctx = state.config.batch.n_ctx;
+    if prompt.is_empty() {
+        return Err(ApiError::invalid("The prompt is empty", Some("prompt")));
+    }
+    let param = if kind == Kind::Chat {
+        "messages"
+    } else {
+        "prompt"
+    };
+    let max_tokens = match max_tokens {
+        Some(m) => m as usize,
+        None => n_ctx.saturating_sub(prompt.len()).max(1),
+    };
+    if prompt.len() + max_tokens > n_ctx {
+        return Err(ApiError::invalid(
+            format!(
+                "This model's maximum context length is {n_ctx} tokens. However, you requested {} tokens \
+                 ({} in the prompt, {max_tokens} for the completion). Please reduce the prompt or max_tokens.",
+                prompt.len() + max_tokens,
+                prompt.len()
+            ),
+            Some(param),
+        ));
+    }
+    let seed = match common.seed {
+        Some(s) => s as u64,
+        None => fresh_seed(),
+    };
+    let sampling = SamplingParams {
+        temperature: common.temperature.unwrap_or(1.0),
+        top_k: common.top_k.unwrap_or(0) as usize,
+        top_p: common.top_p.unwrap_or(1.0),
+        min_p: common.min_p.unwrap_or(0.0),
+        repeat_penalty: common.repeat_penalty.unwrap_or(1.0),
+        presence_penalty: common.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: common.frequency_penalty.unwrap_or(0.0),
+        seed,
+        ..Default::default()
+    };
+    let prefix = if kind == Kind::Chat {
+        "chatcmpl"
+    } else {
+        "cmpl"
+    };
+    Ok(Job {
+        head: Head {
+            kind,
+            id: format!("{prefix}-{:016x}", fresh_seed()),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            model: state.config.model_id.clone(),
+        },
+        prompt,
+        max_tokens,
+        sampling,
+        stops: common.stops(),
+        top_logprobs,
+        stream: common.stream.unwrap_or(false),
+        include_usage: common.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
+/// A seed nobody asked for: different for every request.
+fn fresh_seed() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (t ^ COUNTER
+        .fetch_add(1, Relaxed)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    .rotate_left(17)
+}
+
+async fn run(state: Arc<AppState>, job: Result<Job, ApiError>) -> Response {
+    let result = match job {
+        Ok(job) => start(&state, job).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            state.metrics.errors.fetch_add(1, Relaxed);
+            e.into_response()
+        }
+    }
+}
+
+async fn start(state: &Arc<AppState>, job: Job) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let req = Request {
+        prompt: job.prompt.clone(),
+        max_tokens: job.max_tokens,
+        sampling: job.sampling.clone(),
+        stop_ids: state.tok.eog_ids().to_vec(),
+        top_logprobs: job.top_logprobs,
+    };
+    state
+        .engine
+        .submit(req, Box::new(ChannelSink(tx)))
+        .map_err(|e| match e {
+            SubmitError::QueueFull { max_queued } => {
+                state.metrics.rejected_queue_full.fetch_add(1, Relaxed);
+                ApiError::queue_full(max_queued)
+            }
+            SubmitError::Stopped => ApiError::unavailable("The server is shutting down"),
+            e => ApiError::invalid(e.to_string(), None),
+        })?;
+    if job.stream {
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        tokio::spawn(stream_task(state.clone(), job, rx, out_tx, t0));
+        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx);
+        Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response())
+    } else {
+        collect(state, job, rx, t0).await
+    }
+}
+
+/// How a generation ended, as the API reports it.
+struct End {
+    finish: &'static str,
+    usage: Usage,
+}
+
+/// Follows one request's events: text deltas go to `on_delta`; returns how it ended.
+async fn follow(
+    state: &AppState,
+    job: &Job,
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    t0: Instant,
+    mut on_delta: impl FnMut(String, Vec<TokenInfo>) -> bool,
+) -> Result<End, ApiError> {
+    let mut text = TextStream::new(&state.tok, job.stops.clone());
+    let mut n = 0;
+    let mut first: Option<Instant> = None;
+    let end = loop {
+        let Some(ev) = rx.recv().await else {
+            return Err(ApiError::internal("The engine dropped the request"));
+        };
+        match ev {
+            Event::Token(step) => {
+                n += 1;
+                if first.is_none() {
+                    first = Some(Instant::now());
+                    state.metrics.ttft.observe(t0.elapsed().as_secs_f64());
+                }
+                let d = text.push(&step);
+                if (!d.text.is_empty() || !d.tokens.is_empty()) && !on_delta(d.text, d.tokens) {
+                    return Err(ApiError::internal("The client went away"));
+                }
+                if text.stopped {
+                    // A stop string or end-of-generation token: dropping `rx` cancels the rest.
+                    break End {
+                        finish: "stop",
+                        usage: Usage {
+                            prompt_tokens: job.prompt.len(),
+                            completion_tokens: n,
+                            cached_tokens: 0,
+                        },
+                    };
+                }
+            }
+            Event::Done { finish, usage } => {
+                let rest = text.finish();
+                if !rest.is_empty() {
+                    on_delta(rest, Vec::new());
+                }
+                let finish = match finish {
+                    Finish::Stop => "stop",
+                    _ if text.stopped => "stop",
+                    _ => "length",
+                };
+                break End { finish, usage };
+            }
+            Event::Failed(m) => return Err(ApiError::internal(m)),
+        }
+    };
+    rx.close();
+    let m = &state.metrics;
+    m.prompt_tokens
+        .fetch_add(end.usage.prompt_tokens as u64, Relaxed);
+    m.completion_tokens
+        .fetch_add(end.usage.completion_tokens as u64, Relaxed);
+    if let Some(f) = first {
+        let secs = f.elapsed().as_secs_f64();
+        if n > 1 && secs > 0.0 {
+            m.tokens_per_second.observe((n - 1) as f64 / secs);
+        }
+    }
+    Ok(end)
+}
+
+async fn collect(
+    state: &AppState,
+    job: Job,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    t0: Instant,
+) -> Result<Response, ApiError> {
+    let mut out = String::new();
+    let mut tokens = Vec::new();
+    let end = follow(state, &job, &mut rx, t0, |t, toks| {
+        out.push_str(&t);
+        tokens.extend(toks);
+        true
+    })
+    .await?;
+    let logprobs = match job.top_logprobs {
+        Some(_) => render::logprobs(job.head.kind, &tokens, &mut 0),
+        None => Value::Null,
+    };
+    Ok(Json(job.head.response(out, logprobs, end.finish, &end.usage)).into_response())
+}
+
+type SseTx = mpsc::UnboundedSender<Result<SseEvent, Infallible>>;
+
+/// Streams one request as SSE chunks; stops (and so cancels the engine sequence) when the client goes away.
+async fn stream_task(
+    state: Arc<AppState>,
+    job: Job,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    out: SseTx,
+    t0: Instant,
+) {
+    let send = |v: Value| {
+        out.send(Ok(SseEvent::default().data(v.to_string())))
+            .is_ok()
+    };
+    let usage_null = job.include_usage;
+    let head = &job.head;
+    if head.kind == Kind::Chat && !send(head.chunk(Some(""), true, Value::Null, None, usage_null)) {
+        return;
+    }
+    let mut offset = 0;
+    let follow = follow(&state, &job, &mut rx, t0, |text, toks| {
+        let lp = match job.top_logprobs {
+            Some(_) => render::logprobs(head.kind, &toks, &mut offset),
+            None => Value::Null,
+        };
+        send(head.chunk(Some(&text), false, lp, None, usage_null))
+    });
+    // The client hanging up shows as `out` closing: stop waiting for the engine then, even mid-prefill.
+    let result = tokio::select! {
+        r = follow => r,
+        _ = out.closed() => return,
+    };
+    match result {
+        Ok(end) => {
+            let text = (head.kind == Kind::Completion).then_some("");
+            send(head.chunk(text, false, Value::Null, Some(end.finish), usage_null));
+            if job.include_usage {
+                send(head.usage_chunk(&end.usage));
+            }
+            let _ = out.send(Ok(SseEvent::default().data("[DONE]")));
+        }
+        Err(e) => {
+            state.metrics.errors.fetch_add(1, Relaxed);
+            send(e.body());
+        }
+    }
+}
