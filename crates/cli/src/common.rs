@@ -1,7 +1,7 @@
 //! What several subcommands share: finding a model by name or path, loading it with its tokenizer, threads.
 
 use anyhow::{bail, Context, Result};
-use hearth_engine::{Model, ThreadPool};
+use hearth_engine::{KvType, Model, ThreadPool};
 use hearth_text::{ChatTemplate, Tokenizer};
 use std::path::PathBuf;
 
@@ -13,6 +13,9 @@ pub struct ModelArgs {
     /// Compute threads (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// KV cache element type: f16, f32 (exact, twice the memory) or q8_0 (about half of f16).
+    #[arg(long = "kv-type", default_value = "f16")]
+    pub kv_type: KvType,
     /// Load even when the estimated memory (weights + KV cache + scratch) exceeds what is available.
     #[arg(long)]
     pub no_mem_check: bool,

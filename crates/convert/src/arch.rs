@@ -159,6 +159,10 @@ pub fn plan(c: &HfConfig, ck: &Checkpoint) -> Result<Plan, ConvertError> {
         kv("expert_count", u32v(m.n_expert));
         kv("expert_used_count", u32v(m.n_expert_used));
         kv("expert_feed_forward_length", u32v(m.n_ff_exp));
+        // llama.cpp always normalises qwen3moe's chosen weights; say so when the checkpoint does not.
+        if a == "qwen3moe" && !m.norm_topk_prob {
+            kv("expert_weights_norm", MetaValue::Bool(false));
+        }
         if a == "deepseek2" {
             kv("leading_dense_block_count", u32v(m.leading_dense));
             kv("expert_shared_count", u32v(m.n_shared));

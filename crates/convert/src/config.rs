@@ -213,7 +213,11 @@ impl HfConfig {
                         })
                     }
                 }),
-                n_group: f.opt_usize("n_group")?,
+                // DeepSeek-V2's `topk_method: greedy` ignores any group settings.
+                n_group: match f.opt_str("topk_method")? {
+                    Some("greedy") => None,
+                    _ => f.opt_usize("n_group")?,
+                },
                 topk_group: f.opt_usize("topk_group")?,
             }),
             _ => None,

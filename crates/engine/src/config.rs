@@ -5,7 +5,7 @@
 
 use crate::EngineError;
 use hearth_gguf::Gguf;
-use hearth_kernels::ops::{Rope, RopeStyle};
+use hearth_kernels::ops::{Rope, RopeStyle, Yarn};
 
 /// The gated feed-forward's activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,12 @@ pub struct ArchSpec {
     /// Sliding-window layers: every `period`-th layer (1-based) is global, the others see `sliding_window` tokens
     /// and use `local_rope_base` (Gemma 3: period 6, base 10 000).
     pub swa: Option<SwaSpec>,
+    /// MoE: whether the chosen experts' weights are normalised to sum 1 when the file has no
+    /// `expert_weights_norm` key (llama.cpp: always for qwen3moe, off by default for deepseek2).
+    pub expert_weights_norm: bool,
+    /// YaRN's magnitude correction goes into the attention scale, squared and with
+    /// `rope.scaling.yarn_log_multiplier`, rather than into sin/cos (DeepSeek-V2/V3, as llama.cpp applies it).
+    pub yarn_in_attn_scale: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -42,23 +48,27 @@ pub struct SwaSpec {
 }
 
 /// Architectures the engine runs.
-pub const SUPPORTED: &[&str] = &["llama", "gemma3", "qwen2", "qwen3"];
+pub const SUPPORTED: &[&str] = &["llama", "gemma3", "qwen2", "qwen3", "qwen3moe", "deepseek2"];
 
 impl ArchSpec {
     pub fn for_arch(arch: &str) -> Result<ArchSpec, EngineError> {
         Ok(match arch {
             "llama" => ArchSpec {
                 rope_style: RopeStyle::Adjacent,
-                activation: Activation::Silu,
-                scale_embeddings: false,
-                swa: None,
+                ..ArchSpec::base()
             },
-            // q/k/v biases (qwen2) and q/k norms (qwen3) switch on by presence in weights.rs.
-            "qwen2" | "qwen3" => ArchSpec {
+            // q/k/v biases (qwen2), q/k norms (qwen3) and routed experts (qwen3moe) switch on by presence in
+            // weights.rs.
+            "qwen2" | "qwen3" | "qwen3moe" => ArchSpec {
                 rope_style: RopeStyle::HalfSplit,
-                activation: Activation::Silu,
-                scale_embeddings: false,
-                swa: None,
+                ..ArchSpec::base()
+            },
+            // Latent attention (`attention.kv_lora_rank`), shared + routed experts after the leading dense layers.
+            "deepseek2" => ArchSpec {
+                rope_style: RopeStyle::Adjacent,
+                expert_weights_norm: false,
+                yarn_in_attn_scale: true,
+                ..ArchSpec::base()
             },
             "gemma3" => ArchSpec {
                 rope_style: RopeStyle::HalfSplit,
@@ -68,6 +78,7 @@ impl ArchSpec {
                     period: 6,
                     local_rope_base: 10_000.0,
                 }),
+                ..ArchSpec::base()
             },
             _ => {
                 return Err(EngineError::UnknownArchitecture {
@@ -77,6 +88,60 @@ impl ArchSpec {
             }
         })
     }
+}
+
+impl ArchSpec {
+    /// The common case the table entries start from.
+    fn base() -> ArchSpec {
+        ArchSpec {
+            rope_style: RopeStyle::HalfSplit,
+            activation: Activation::Silu,
+            scale_embeddings: false,
+            swa: None,
+            expert_weights_norm: true,
+            yarn_in_attn_scale: false,
+        }
+    }
+}
+
+/// How a MoE router turns its logits into expert probabilities (llama.cpp's `expert_gating_func`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gating {
+    Softmax,
+    Sigmoid,
+}
+
+/// Mixture-of-experts routing, from `{arch}.expert_*` keys.
+#[derive(Debug, Clone)]
+pub struct MoeConfig {
+    pub n_expert: usize,
+    /// Experts each token uses (top-k).
+    pub n_expert_used: usize,
+    /// Hidden width of one expert.
+    pub n_ff_exp: usize,
+    /// Always-on shared experts (DeepSeek), one FFN of width `n_shared * n_ff_exp`.
+    pub n_shared: usize,
+    pub gating: Gating,
+    /// Normalise the chosen experts' weights to sum 1.
+    pub norm_weights: bool,
+    /// Multiplies the chosen experts' weights (DeepSeek's `routed_scaling_factor`).
+    pub weights_scale: f32,
+    /// Grouped routing (DeepSeek-V3): experts form `n_group` groups and each token picks among the best
+    /// `n_group_used`; 1 means no grouping.
+    pub n_group: usize,
+    pub n_group_used: usize,
+}
+
+/// Multi-head latent attention sizes (DeepSeek-V2/V3), per head.
+#[derive(Debug, Clone, Copy)]
+pub struct MlaConfig {
+    /// Width of the compressed KV latent that the cache holds.
+    pub kv_lora_rank: usize,
+    /// Query/key dimensions without RoPE (absorbed into the latent) and with RoPE (`rope.dimension_count`).
+    pub n_nope: usize,
+    pub n_rot: usize,
+    /// Value width per head after `attn_v_b`.
+    pub head_dim_v: usize,
 }
 
 /// Per-layer settings that vary along the stack.
@@ -109,6 +174,11 @@ pub struct ModelConfig {
     /// `tanh` soft-capping of the final logits, when the file sets it.
     pub final_logit_softcap: Option<f32>,
     pub layers: Vec<LayerConfig>,
+    /// Routed experts, when the file has them (layers with `ffn_gate_inp` use them).
+    pub moe: Option<MoeConfig>,
+    /// Latent attention. Then the cache holds one shared "KV head" per position: `head_dim` = kv_lora_rank +
+    /// n_rot (normalised latent ++ roped key part), `head_dim_v` = kv_lora_rank (the latent again).
+    pub mla: Option<MlaConfig>,
 }
 
 fn req(g: &Gguf, key: String, what: &'static str) -> Result<usize, EngineError> {
@@ -135,10 +205,10 @@ impl ModelConfig {
                 "n_embd {n_embd}, n_layer {n_layer}, n_head {n_head}, n_head_kv {n_head_kv}"
             )));
         }
-        let head_dim = g
+        let mut head_dim = g
             .get_uint(&k("attention.key_length"))?
             .map_or(n_embd / n_head, |v| v as usize);
-        let head_dim_v = g
+        let mut head_dim_v = g
             .get_uint(&k("attention.value_length"))?
             .map_or(head_dim, |v| v as usize);
         let n_rot = g
@@ -149,22 +219,89 @@ impl ModelConfig {
                 "rope.dimension_count {n_rot} with head size {head_dim}"
             )));
         }
+        let mut n_head_kv = n_head_kv;
+        // The scale's head size: q·k spans the full key (for MLA the decompressed one, not the cache row).
+        let mut qk_dim = head_dim;
+        let mla = match g.get_uint(&k("attention.kv_lora_rank"))? {
+            None => None,
+            Some(kv_lora_rank) => {
+                let kv_lora_rank = kv_lora_rank as usize;
+                // llama.cpp writes the absorbed shapes (key = latent ++ rope, value = latent) since it stores
+                // `attn_k_b`/`attn_v_b`, and the per-head sizes under `*_mla`; older files only the per-head sizes.
+                let (qk, v) = match g.get_uint(&k("attention.key_length_mla"))? {
+                    Some(qk) => (
+                        qk as usize,
+                        req(g, k("attention.value_length_mla"), "MLA value width")?,
+                    ),
+                    None => (head_dim, head_dim_v),
+                };
+                if qk <= n_rot || v == 0 || kv_lora_rank == 0 {
+                    return Err(EngineError::BadConfig(format!(
+                        "MLA key width {qk}, value width {v}, kv_lora_rank {kv_lora_rank}, rope dims {n_rot}"
+                    )));
+                }
+                qk_dim = qk;
+                head_dim = kv_lora_rank + n_rot;
+                head_dim_v = kv_lora_rank;
+                n_head_kv = 1;
+                Some(MlaConfig {
+                    kv_lora_rank,
+                    n_nope: qk - n_rot,
+                    n_rot,
+                    head_dim_v: v,
+                })
+            }
+        };
         let rms_eps = g
             .get_f32(&k("attention.layer_norm_rms_epsilon"))?
             .unwrap_or(1e-5);
         let rope_base = g.get_f32(&k("rope.freq_base"))?.unwrap_or(10_000.0);
-        let freq_scale = match g.get_str(&k("rope.scaling.type"))? {
-            Some("linear") => 1.0 / g.get_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0),
-            Some("none") | None => 1.0,
+        let factor = g.get_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0);
+        if !(factor.is_finite() && factor > 0.0) {
+            return Err(EngineError::BadConfig(format!(
+                "rope.scaling.factor {factor}"
+            )));
+        }
+        let mut attn_scale = 1.0 / (qk_dim as f32).sqrt();
+        let n_ctx_train = g
+            .get_uint(&k("context_length"))?
+            .map_or(4096, |v| v as usize);
+        let (freq_scale, yarn) = match g.get_str(&k("rope.scaling.type"))? {
+            Some("linear") => (1.0 / factor, None),
+            Some("yarn") => {
+                let mut y = Yarn {
+                    factor,
+                    orig_ctx: g
+                        .get_uint(&k("rope.scaling.original_context_length"))?
+                        .map_or(n_ctx_train, |v| v as usize),
+                    beta_fast: g
+                        .get_f32(&k("rope.scaling.yarn_beta_fast"))?
+                        .unwrap_or(32.0),
+                    beta_slow: g.get_f32(&k("rope.scaling.yarn_beta_slow"))?.unwrap_or(1.0),
+                    ext_factor: g
+                        .get_f32(&k("rope.scaling.yarn_ext_factor"))?
+                        .unwrap_or(1.0),
+                    attn_factor: g.get_f32(&k("rope.scaling.attn_factor"))?.unwrap_or(1.0),
+                };
+                if spec.yarn_in_attn_scale {
+                    // llama.cpp's deepseek2: q·k scaled by mscale² with mscale = attn_factor (1 + log_mul ln
+                    // factor), and RoPE's own correction cancelled.
+                    let log_mul = g
+                        .get_f32(&k("rope.scaling.yarn_log_multiplier"))?
+                        .unwrap_or(0.0);
+                    let mscale = y.attn_factor * (1.0 + log_mul * factor.ln());
+                    attn_scale *= mscale * mscale;
+                    y.attn_factor = 1.0 / (1.0 + 0.1 * factor.ln());
+                }
+                (1.0, Some(y))
+            }
+            Some("none") | None => (1.0, None),
             Some(other) => {
                 return Err(EngineError::BadConfig(format!(
                     "RoPE scaling {other:?} is not supported yet"
                 )))
             }
         };
-        let n_ctx_train = g
-            .get_uint(&k("context_length"))?
-            .map_or(4096, |v| v as usize);
         let window = g
             .get_uint(&k("attention.sliding_window"))?
             .map(|v| v as usize);
@@ -178,7 +315,10 @@ impl ModelConfig {
                     },
                     None => LayerConfig {
                         sliding_window: None,
-                        rope: Rope::new(spec.rope_style, n_rot, rope_base, freq_scale),
+                        rope: match &yarn {
+                            Some(y) => Rope::yarn(spec.rope_style, n_rot, rope_base, y),
+                            None => Rope::new(spec.rope_style, n_rot, rope_base, freq_scale),
+                        },
                     },
                 }
             })
@@ -209,8 +349,14 @@ impl ModelConfig {
             Some(v) => v as usize,
             None => g.get_array("tokenizer.ggml.tokens")?.map_or(0, |a| a.len()),
         };
+        let moe = match g.get_uint(&k("expert_count"))? {
+            None | Some(0) => None,
+            Some(n_expert) => Some(moe_config(g, &k, &spec, n_expert as usize)?),
+        };
         Ok(ModelConfig {
-            attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            attn_scale,
+            moe,
+            mla,
             final_logit_softcap: g.get_f32(&k("final_logit_softcapping"))?,
             spec,
             arch,
@@ -227,4 +373,56 @@ impl ModelConfig {
             layers,
         })
     }
+}
+
+fn moe_config(
+    g: &Gguf,
+    k: &dyn Fn(&str) -> String,
+    spec: &ArchSpec,
+    n_expert: usize,
+) -> Result<MoeConfig, EngineError> {
+    let n_expert_used = req(g, k("expert_used_count"), "experts used per token")?;
+    let n_ff_exp = req(g, k("expert_feed_forward_length"), "expert width")?;
+    let gating = match g.get_uint(&k("expert_gating_func"))? {
+        None | Some(1) => Gating::Softmax,
+        Some(2) => Gating::Sigmoid,
+        Some(other) => {
+            return Err(EngineError::BadConfig(format!(
+                "expert_gating_func {other} (1 = softmax and 2 = sigmoid are supported)"
+            )))
+        }
+    };
+    let n_group = g
+        .get_uint(&k("expert_group_count"))?
+        .map_or(1, |v| v as usize)
+        .max(1);
+    let n_group_used = g
+        .get_uint(&k("expert_group_used_count"))?
+        .map_or(n_group, |v| v as usize);
+    if n_expert_used == 0
+        || n_expert_used > n_expert
+        || !n_expert.is_multiple_of(n_group)
+        || n_group_used == 0
+        || n_group_used > n_group
+        || n_expert_used > n_group_used * (n_expert / n_group)
+    {
+        return Err(EngineError::BadConfig(format!(
+            "{n_expert} experts, {n_expert_used} used, {n_group} groups with {n_group_used} used"
+        )));
+    }
+    Ok(MoeConfig {
+        n_expert,
+        n_expert_used,
+        n_ff_exp,
+        n_shared: g
+            .get_uint(&k("expert_shared_count"))?
+            .map_or(0, |v| v as usize),
+        gating,
+        norm_weights: g
+            .get_bool(&k("expert_weights_norm"))?
+            .unwrap_or(spec.expert_weights_norm),
+        weights_scale: g.get_f32(&k("expert_weights_scale"))?.unwrap_or(1.0),
+        n_group,
+        n_group_used,
+    })
 }

@@ -16,8 +16,13 @@ pub struct Session {
 
 impl Session {
     pub fn new(model: &Model, n_ctx: usize) -> Session {
+        Session::with_cache(model.new_cache(n_ctx))
+    }
+
+    /// A session over an empty cache made by the caller (e.g. of another [`crate::KvType`]).
+    pub fn with_cache(cache: KvCache) -> Session {
         Session {
-            cache: model.new_cache(n_ctx),
+            cache,
             tokens: Vec::new(),
         }
     }

@@ -14,7 +14,7 @@ where
     F: Fn(usize, &mut [f32]) + Sync,
 {
     assert!(
-        row_len > 0 && out.len() % row_len == 0,
+        row_len > 0 && out.len().is_multiple_of(row_len),
         "output is not a whole number of rows"
     );
     let n_rows = out.len() / row_len;

@@ -4,7 +4,7 @@
 //! token is replaced by BOS; the second half of each chunk (positions n_ctx/2 … n_ctx−2) is scored against the
 //! next token, each chunk with an empty cache.
 
-use crate::{EngineError, Model, SeqBatch, ThreadPool};
+use crate::{EngineError, KvType, Model, SeqBatch, ThreadPool};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Perplexity {
@@ -23,6 +23,7 @@ pub fn perplexity(
     tokens: &[u32],
     n_ctx: usize,
     bos: Option<u32>,
+    kv_type: KvType,
     mut on_chunk: impl FnMut(usize, usize, f64),
 ) -> Result<Perplexity, EngineError> {
     if n_ctx < 4 {
@@ -44,7 +45,7 @@ pub fn perplexity(
         if let Some(b) = bos {
             chunk[0] = b;
         }
-        let mut cache = model.new_cache(n_ctx);
+        let mut cache = model.new_cache_typed(n_ctx, kv_type)?;
         let logits = model.forward(
             pool,
             &mut [SeqBatch {

@@ -1,8 +1,12 @@
 //! The model's tensors: matrices stay in the GGUF mapping (zero-copy), small vectors (norms, biases) become f32.
 //!
 //! Optional tensors switch behaviour on by being present: q/k/v biases (qwen2), q/k norms (qwen3, gemma3),
-//! post-attention and post-FFN norms (gemma3), and a separate `output.weight` (else the embedding is tied).
+//! post-attention and post-FFN norms (gemma3), a separate `output.weight` (else the embedding is tied), a router
+//! `ffn_gate_inp` (routed experts, qwen3moe/deepseek2; `*_shexp` shared experts, `exp_probs_b` selection bias) and
+//! a low-rank query `attn_q_a` (DeepSeek-V3's MLA). Structurally different parts are enum variants:
+//! [`Attention::{Gqa, Mla}`](Attention), [`Ffn::{Dense, Moe}`](Ffn).
 
+use crate::config::{MlaConfig, MoeConfig};
 use crate::{EngineError, ModelConfig};
 use hearth_gguf::{DType, Gguf, TensorInfo};
 use hearth_kernels::WeightMatrix;
@@ -30,25 +34,141 @@ impl Matrix {
     }
 }
 
+/// `n` matrices of `rows` × `cols` stacked in one 3-D tensor (GGUF dims `[cols, rows, n]`): experts, or MLA's
+/// per-head `attn_k_b`/`attn_v_b`. Usually in the file; `owned` when computed at load time.
+#[derive(Debug, Clone)]
+pub struct MatrixStack {
+    pub name: String,
+    pub dtype: DType,
+    pub n: usize,
+    pub rows: usize,
+    pub cols: usize,
+    range: Range<usize>,
+    owned: Option<Vec<u8>>,
+}
+
+impl MatrixStack {
+    /// A view of matrix `i` over the file's bytes (or its own).
+    pub fn view<'a>(&'a self, file: &'a [u8], i: usize) -> WeightMatrix<'a> {
+        let all = match &self.owned {
+            Some(b) => &b[..],
+            None => &file[self.range.clone()],
+        };
+        let bytes = all.len() / self.n;
+        WeightMatrix {
+            dtype: self.dtype,
+            data: &all[i * bytes..][..bytes],
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// `n` matrices (rows, cols) from f32 data, stored as `dtype` (F32 or F16).
+    fn from_f32(
+        name: String,
+        dtype: DType,
+        (n, rows, cols): (usize, usize, usize),
+        data: &[f32],
+    ) -> MatrixStack {
+        let owned: Vec<u8> = match dtype {
+            DType::F32 => data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            _ => data
+                .iter()
+                .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                .collect(),
+        };
+        MatrixStack {
+            name,
+            dtype: if dtype == DType::F32 {
+                DType::F32
+            } else {
+                DType::F16
+            },
+            n,
+            rows,
+            cols,
+            range: 0..0,
+            owned: Some(owned),
+        }
+    }
+}
+
+/// Grouped-query attention (multi-head and multi-query included).
+#[derive(Debug)]
+pub struct GqaWeights {
+    pub wq: Matrix,               // (n_head * head_dim, n_embd)
+    pub wk: Matrix,               // (n_head_kv * head_dim, n_embd)
+    pub wv: Matrix,               // (n_head_kv * head_dim_v, n_embd)
+    pub wo: Matrix,               // (n_embd, n_head * head_dim_v)
+    pub bq: Option<Vec<f32>>,     // (n_head * head_dim)
+    pub bk: Option<Vec<f32>>,     // (n_head_kv * head_dim)
+    pub bv: Option<Vec<f32>>,     // (n_head_kv * head_dim_v)
+    pub q_norm: Option<Vec<f32>>, // (head_dim), shared by all heads
+    pub k_norm: Option<Vec<f32>>, // (head_dim)
+}
+
+/// The query projection of latent attention: direct (DeepSeek-V2-Lite) or through a normalised low-rank bottleneck.
+#[derive(Debug)]
+pub enum MlaQuery {
+    Direct(Matrix), // (n_head * (n_nope + n_rot), n_embd)
+    LowRank {
+        a: Matrix,        // (q_lora_rank, n_embd)
+        a_norm: Vec<f32>, // (q_lora_rank)
+        b: Matrix,        // (n_head * (n_nope + n_rot), q_lora_rank)
+    },
+}
+
+/// Multi-head latent attention (DeepSeek-V2/V3), in llama.cpp's absorbed layout.
+#[derive(Debug)]
+pub struct MlaWeights {
+    pub q: MlaQuery,
+    pub kv_a: Matrix, // (kv_lora_rank + n_rot, n_embd): latent ++ shared roped key
+    pub kv_a_norm: Vec<f32>, // (kv_lora_rank)
+    pub k_b: MatrixStack, // n_head × (kv_lora_rank, n_nope): takes q_nope into latent space
+    pub v_b: MatrixStack, // n_head × (head_dim_v, kv_lora_rank): latent → value
+    pub wo: Matrix,   // (n_embd, n_head * head_dim_v)
+}
+
+#[derive(Debug)]
+pub enum Attention {
+    Gqa(GqaWeights),
+    Mla(MlaWeights),
+}
+
+/// A gated feed-forward network.
+#[derive(Debug)]
+pub struct DenseFfn {
+    pub gate: Matrix, // (n_ff, n_embd)
+    pub up: Matrix,   // (n_ff, n_embd)
+    pub down: Matrix, // (n_embd, n_ff)
+}
+
+/// Routed experts, plus always-on shared experts (DeepSeek).
+#[derive(Debug)]
+pub struct MoeWeights {
+    pub router: Matrix,                // (n_expert, n_embd)
+    pub select_bias: Option<Vec<f32>>, // (n_expert): added for choosing only (DeepSeek-V3 e_score_correction)
+    pub gate: MatrixStack,             // n_expert × (n_ff_exp, n_embd)
+    pub up: MatrixStack,               // n_expert × (n_ff_exp, n_embd)
+    pub down: MatrixStack,             // n_expert × (n_embd, n_ff_exp)
+    pub shared: Option<DenseFfn>,      // n_ff = n_shared * n_ff_exp
+}
+
+#[derive(Debug)]
+pub enum Ffn {
+    Dense(DenseFfn),
+    Moe(Box<MoeWeights>),
+}
+
 /// One transformer block's weights. Shapes in (rows, cols) = (out, in).
 #[derive(Debug)]
 pub struct LayerWeights {
-    pub attn_norm: Vec<f32>,              // (n_embd)
-    pub wq: Matrix,                       // (n_head * head_dim, n_embd)
-    pub wk: Matrix,                       // (n_head_kv * head_dim, n_embd)
-    pub wv: Matrix,                       // (n_head_kv * head_dim_v, n_embd)
-    pub wo: Matrix,                       // (n_embd, n_head * head_dim_v)
-    pub bq: Option<Vec<f32>>,             // (n_head * head_dim)
-    pub bk: Option<Vec<f32>>,             // (n_head_kv * head_dim)
-    pub bv: Option<Vec<f32>>,             // (n_head_kv * head_dim_v)
-    pub q_norm: Option<Vec<f32>>,         // (head_dim), shared by all heads
-    pub k_norm: Option<Vec<f32>>,         // (head_dim)
+    pub attn_norm: Vec<f32>, // (n_embd)
+    pub attn: Attention,
     pub post_attn_norm: Option<Vec<f32>>, // (n_embd)
     pub ffn_norm: Vec<f32>,               // (n_embd)
-    pub gate: Matrix,                     // (n_ff, n_embd)
-    pub up: Matrix,                       // (n_ff, n_embd)
-    pub down: Matrix,                     // (n_embd, n_ff)
-    pub post_ffn_norm: Option<Vec<f32>>,  // (n_embd)
+    pub ffn: Ffn,
+    pub post_ffn_norm: Option<Vec<f32>>, // (n_embd)
 }
 
 #[derive(Debug)]
@@ -82,10 +202,16 @@ impl Loader<'_> {
 
     /// A matrix of `rows` × `cols` (GGUF dims `[cols, rows]`).
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, EngineError> {
+        self.matrix_dims(name, &[cols as u64, rows as u64])
+    }
+
+    /// A tensor of GGUF dims `dims` that the matrix kernels can read, as one matrix of its first dim's rows.
+    fn matrix_dims(&self, name: &str, dims: &[u64]) -> Result<Matrix, EngineError> {
         let t = self
             .info(name)
             .ok_or_else(|| EngineError::MissingTensor { name: name.into() })?;
-        self.check_shape(t, &[cols as u64, rows as u64])?;
+        self.check_shape(t, dims)?;
+        let (cols, rows) = (dims[0] as usize, dims[1..].iter().product::<u64>() as usize);
         if hearth_kernels::matmul::activation_dtype(t.dtype).is_none() {
             return Err(EngineError::UnsupportedTensorType {
                 name: name.into(),
@@ -100,6 +226,60 @@ impl Loader<'_> {
             cols,
             range: start..start + t.n_bytes as usize,
         })
+    }
+
+    /// `n` matrices of `rows` × `cols` in one tensor (GGUF dims `[cols, rows, n]`).
+    fn stack(
+        &self,
+        name: &str,
+        n: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<MatrixStack, EngineError> {
+        let m = self.matrix_dims(name, &[cols as u64, rows as u64, n as u64])?;
+        Ok(MatrixStack {
+            name: m.name,
+            dtype: m.dtype,
+            n,
+            rows,
+            cols,
+            range: m.range,
+            owned: None,
+        })
+    }
+
+    /// Older MLA files (before llama.cpp split it) hold `attn_kv_b` (n_head * (n_nope + head_dim_v),
+    /// kv_lora_rank); the absorbed form needs its key part per head transposed, (kv_lora_rank, n_nope), and its
+    /// value part per head, (head_dim_v, kv_lora_rank). Both are made here, f32 from an f32 file, else f16.
+    fn split_kv_b(
+        &self,
+        name: &str,
+        h: usize,
+        m: &MlaConfig,
+    ) -> Result<(MatrixStack, MatrixStack), EngineError> {
+        let (r, nope, v) = (m.kv_lora_rank, m.n_nope, m.head_dim_v);
+        let kv = self.matrix(name, h * (nope + v), r)?;
+        let mut w = vec![0f32; h * (nope + v) * r]; // (n_head * (n_nope + v), kv_lora_rank)
+        hearth_kernels::dequantize_row(kv.dtype, &self.g.bytes()[kv.range.clone()], &mut w)
+            .map_err(|_| EngineError::UnsupportedTensorType {
+                name: name.into(),
+                dtype: kv.dtype,
+            })?;
+        let mut kb = vec![0f32; h * r * nope]; // (n_head, kv_lora_rank, n_nope)
+        let mut vb = Vec::with_capacity(h * v * r); // (n_head, v, kv_lora_rank)
+        for hh in 0..h {
+            for j in 0..nope {
+                let row = &w[(hh * (nope + v) + j) * r..][..r];
+                for (c, &x) in row.iter().enumerate() {
+                    kb[(hh * r + c) * nope + j] = x;
+                }
+            }
+            vb.extend_from_slice(&w[(hh * (nope + v) + nope) * r..][..v * r]);
+        }
+        Ok((
+            MatrixStack::from_f32(name.replace("kv_b", "k_b"), kv.dtype, (h, r, nope), &kb),
+            MatrixStack::from_f32(name.replace("kv_b", "v_b"), kv.dtype, (h, v, r), &vb),
+        ))
     }
 
     fn opt_vector(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>, EngineError> {
@@ -126,12 +306,7 @@ impl Loader<'_> {
 impl Weights {
     pub fn load(g: &Gguf, c: &ModelConfig) -> Result<Weights, EngineError> {
         let l = Loader { g };
-        let (e, q_dim, kv_dim, v_dim) = (
-            c.n_embd,
-            c.n_head * c.head_dim,
-            c.n_head_kv * c.head_dim,
-            c.n_head_kv * c.head_dim_v,
-        );
+        let e = c.n_embd;
         let token_embd = l.matrix("token_embd.weight", c.n_vocab, e)?;
         let output = match l.info("output.weight") {
             Some(_) => l.matrix("output.weight", c.n_vocab, e)?,
@@ -140,23 +315,18 @@ impl Weights {
         let layers = (0..c.n_layer)
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
-                let b = |s: &str| format!("blk.{i}.{s}.bias");
                 Ok(LayerWeights {
                     attn_norm: l.vector(&n("attn_norm"), e)?,
-                    wq: l.matrix(&n("attn_q"), q_dim, e)?,
-                    wk: l.matrix(&n("attn_k"), kv_dim, e)?,
-                    wv: l.matrix(&n("attn_v"), v_dim, e)?,
-                    wo: l.matrix(&n("attn_output"), e, c.n_head * c.head_dim_v)?,
-                    bq: l.opt_vector(&b("attn_q"), q_dim)?,
-                    bk: l.opt_vector(&b("attn_k"), kv_dim)?,
-                    bv: l.opt_vector(&b("attn_v"), v_dim)?,
-                    q_norm: l.opt_vector(&n("attn_q_norm"), c.head_dim)?,
-                    k_norm: l.opt_vector(&n("attn_k_norm"), c.head_dim)?,
+                    attn: match &c.mla {
+                        None => Attention::Gqa(l.gqa(c, i)?),
+                        Some(m) => Attention::Mla(l.mla(c, m, i)?),
+                    },
                     post_attn_norm: l.opt_vector(&n("post_attention_norm"), e)?,
                     ffn_norm: l.vector(&n("ffn_norm"), e)?,
-                    gate: l.matrix(&n("ffn_gate"), c.n_ff, e)?,
-                    up: l.matrix(&n("ffn_up"), c.n_ff, e)?,
-                    down: l.matrix(&n("ffn_down"), e, c.n_ff)?,
+                    ffn: match (&c.moe, l.info(&n("ffn_gate_inp"))) {
+                        (Some(m), Some(_)) => Ffn::Moe(Box::new(l.moe(c, m, i)?)),
+                        _ => Ffn::Dense(l.dense(e, c.n_ff, |s| n(s))?),
+                    },
                     post_ffn_norm: l.opt_vector(&n("post_ffw_norm"), e)?,
                 })
             })
@@ -166,6 +336,94 @@ impl Weights {
             output_norm: l.vector("output_norm.weight", e)?,
             output,
             layers,
+        })
+    }
+}
+
+impl Loader<'_> {
+    fn gqa(&self, c: &ModelConfig, i: usize) -> Result<GqaWeights, EngineError> {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        let b = |s: &str| format!("blk.{i}.{s}.bias");
+        let (e, q_dim, kv_dim, v_dim) = (
+            c.n_embd,
+            c.n_head * c.head_dim,
+            c.n_head_kv * c.head_dim,
+            c.n_head_kv * c.head_dim_v,
+        );
+        Ok(GqaWeights {
+            wq: self.matrix(&n("attn_q"), q_dim, e)?,
+            wk: self.matrix(&n("attn_k"), kv_dim, e)?,
+            wv: self.matrix(&n("attn_v"), v_dim, e)?,
+            wo: self.matrix(&n("attn_output"), e, c.n_head * c.head_dim_v)?,
+            bq: self.opt_vector(&b("attn_q"), q_dim)?,
+            bk: self.opt_vector(&b("attn_k"), kv_dim)?,
+            bv: self.opt_vector(&b("attn_v"), v_dim)?,
+            q_norm: self.opt_vector(&n("attn_q_norm"), c.head_dim)?,
+            k_norm: self.opt_vector(&n("attn_k_norm"), c.head_dim)?,
+        })
+    }
+
+    fn mla(&self, c: &ModelConfig, m: &MlaConfig, i: usize) -> Result<MlaWeights, EngineError> {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        let (e, h, r) = (c.n_embd, c.n_head, m.kv_lora_rank);
+        let q_dim = h * (m.n_nope + m.n_rot);
+        let q = match self.info(&n("attn_q_a")) {
+            Some(t) => {
+                let rank = t.dims.get(1).copied().unwrap_or(0) as usize;
+                MlaQuery::LowRank {
+                    a: self.matrix(&n("attn_q_a"), rank, e)?,
+                    a_norm: self.vector(&n("attn_q_a_norm"), rank)?,
+                    b: self.matrix(&n("attn_q_b"), q_dim, rank)?,
+                }
+            }
+            None => MlaQuery::Direct(self.matrix(&n("attn_q"), q_dim, e)?),
+        };
+        let (k_b, v_b) = match self.info(&n("attn_k_b")) {
+            None if self.info(&n("attn_kv_b")).is_some() => {
+                self.split_kv_b(&n("attn_kv_b"), h, m)?
+            }
+            _ => (
+                self.stack(&n("attn_k_b"), h, r, m.n_nope)?,
+                self.stack(&n("attn_v_b"), h, m.head_dim_v, r)?,
+            ),
+        };
+        Ok(MlaWeights {
+            q,
+            kv_a: self.matrix(&n("attn_kv_a_mqa"), r + m.n_rot, e)?,
+            kv_a_norm: self.vector(&n("attn_kv_a_norm"), r)?,
+            k_b,
+            v_b,
+            wo: self.matrix(&n("attn_output"), e, h * m.head_dim_v)?,
+        })
+    }
+
+    fn dense(
+        &self,
+        e: usize,
+        n_ff: usize,
+        n: impl Fn(&str) -> String,
+    ) -> Result<DenseFfn, EngineError> {
+        Ok(DenseFfn {
+            gate: self.matrix(&n("ffn_gate"), n_ff, e)?,
+            up: self.matrix(&n("ffn_up"), n_ff, e)?,
+            down: self.matrix(&n("ffn_down"), e, n_ff)?,
+        })
+    }
+
+    fn moe(&self, c: &ModelConfig, m: &MoeConfig, i: usize) -> Result<MoeWeights, EngineError> {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        let (e, x, f) = (c.n_embd, m.n_expert, m.n_ff_exp);
+        let shared = match m.n_shared {
+            0 => None,
+            s => Some(self.dense(e, s * f, |t| n(&format!("{t}_shexp")))?),
+        };
+        Ok(MoeWeights {
+            router: self.matrix(&n("ffn_gate_inp"), x, e)?,
+            select_bias: self.opt_vector(&format!("blk.{i}.exp_probs_b.bias"), x)?,
+            gate: self.stack(&n("ffn_gate_exps"), x, f, e)?,
+            up: self.stack(&n("ffn_up_exps"), x, f, e)?,
+            down: self.stack(&n("ffn_down_exps"), x, e, f)?,
+            shared,
         })
     }
 }

@@ -255,6 +255,11 @@ impl<'a> Array<'a> {
             .collect()
     }
 
+    /// The elements as f64 (exact for f64 and f32 arrays); `None` unless they are numbers.
+    pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
+        self.scalars()?.map(|v| v.as_f64()).collect()
+    }
+
     /// The elements as i64; `None` unless they are integers or bools.
     pub fn to_i64_vec(&self) -> Option<Vec<i64>> {
         self.scalars()?.map(|v| v.as_i64()).collect()

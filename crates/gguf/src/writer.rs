@@ -494,14 +494,9 @@ impl MetaArray {
             ValueType::F32 => {
                 MetaArray::F32(a.to_f32_vec().ok_or_else(|| bad("unreadable f32 array"))?)
             }
-            // The reader only offers f32 views of float arrays; f64 arrays are rare (none in llama.cpp's keys).
-            ValueType::F64 => MetaArray::F64(
-                a.to_f32_vec()
-                    .ok_or_else(|| bad("unreadable f64 array"))?
-                    .into_iter()
-                    .map(f64::from)
-                    .collect(),
-            ),
+            ValueType::F64 => {
+                MetaArray::F64(a.to_f64_vec().ok_or_else(|| bad("unreadable f64 array"))?)
+            }
             ValueType::Array => return Err(bad("arrays of arrays are not supported")),
         })
     }
@@ -550,6 +545,11 @@ mod tests {
                 MetaValue::Array(MetaArray::F32(vec![0.5, -0.25])),
             ),
             ("a.arr_u8", MetaValue::Array(MetaArray::U8(vec![]))),
+            (
+                // Values f32 cannot hold: an f64 array must come back as f64 (quantize copies metadata).
+                "a.arr_f64",
+                MetaValue::Array(MetaArray::F64(vec![0.1, -1.5e-300, 1e300])),
+            ),
             (
                 "a.arr_bool",
                 MetaValue::Array(MetaArray::Bool(vec![true, false])),

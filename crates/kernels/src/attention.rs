@@ -12,7 +12,7 @@
 //! let q = [1.0f32, 0.0];
 //! let (k, v) = ([1.0f32, 0.0, 0.0, 1.0], [1.0f32, 0.0, 0.0, 1.0]);
 //! let (mut m, mut l, mut acc) = ([f32::NEG_INFINITY], [0.0f32], [0.0f32; 2]);
-//! let tile = Tile { k: &k, v: &v, v_stride: 2, n_keys: 2 };
+//! let tile = Tile { k: &k, v: &v, v_stride: 2, n_keys: 2, k_t: &[], k_t_stride: 0 };
 //! let mut state = SoftmaxState { m: &mut m, l: &mut l, acc: &mut acc };
 //! fold_tile(Isa::Scalar, &q, 2, 2, 1.0, &tile, &[(0, 2)], &mut state, &mut vec![0.0; 2]);
 //! let w0 = 1f32.exp() / (1f32.exp() + 1.0);
@@ -30,6 +30,21 @@ pub struct Tile<'a> {
     pub v: &'a [f32],
     pub v_stride: usize,
     pub n_keys: usize,
+    /// Optionally the keys again, transposed: (head_dim, k_t_stride) with `k_t_stride >= n_keys` a multiple of 8.
+    /// With many queries per tile, scoring 8 keys per instruction against it beats a dot product per key;
+    /// empty to go without.
+    pub k_t: &'a [f32],
+    pub k_t_stride: usize,
+}
+
+/// Writes `k` (n_keys, head_dim) transposed into `k_t` (head_dim, stride), for [`Tile::k_t`].
+pub fn transpose_keys(k: &[f32], n_keys: usize, head_dim: usize, k_t: &mut [f32], stride: usize) {
+    assert!(n_keys <= stride && k.len() >= n_keys * head_dim && k_t.len() >= head_dim * stride);
+    for (j, row) in k.chunks_exact(head_dim).take(n_keys).enumerate() {
+        for (d, &x) in row.iter().enumerate() {
+            k_t[d * stride + j] = x;
+        }
+    }
 }
 
 /// The running softmax of a block of queries: m, l (n_q) and acc (n_q, head_dim_v).
@@ -59,8 +74,19 @@ pub fn fold_tile(
     assert!(tile.k.len() >= tile.n_keys * head_dim && scores.len() >= tile.n_keys);
     assert!(tile.n_keys == 0 || tile.v.len() >= (tile.n_keys - 1) * tile.v_stride + head_dim_v);
     assert!(ranges.iter().all(|&(lo, hi)| lo <= hi && hi <= tile.n_keys));
+    assert!(
+        tile.k_t.is_empty()
+            || (tile.k_t_stride >= tile.n_keys
+                && tile.k_t_stride.is_multiple_of(8)
+                && tile.k_t.len() >= head_dim * tile.k_t_stride
+                && scores.len() >= tile.k_t_stride)
+    );
     #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2 && isa != Isa::Neon && head_dim % 8 == 0 && head_dim_v % 8 == 0 {
+    if isa >= Isa::Avx2
+        && isa != Isa::Neon
+        && head_dim.is_multiple_of(8)
+        && head_dim_v.is_multiple_of(8)
+    {
         // SAFETY: `isa` is at least AVX2 (+FMA, F16C), which callers only pass when the CPU has it (see
         // `selected_isa`); the bounds were asserted above.
         unsafe { x86::fold_tile(q, head_dim, head_dim_v, scale, tile, ranges, state, scores) };
@@ -71,7 +97,7 @@ pub fn fold_tile(
 }
 
 /// Scalar specification of [`fold_tile`].
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 pub fn fold_tile_scalar(
     q: &[f32],
     head_dim: usize,
@@ -122,7 +148,7 @@ pub fn widen_rows(
 ) -> Result<(), MatmulError> {
     let row_bytes = dtype
         .row_bytes(width as u64)
-        .filter(|_| width % dtype.block_size() == 0)
+        .filter(|_| width.is_multiple_of(dtype.block_size()))
         .ok_or(MatmulError::Unsupported {
             dtype,
             op: "widen a row whose width is not a whole number of blocks",
@@ -130,7 +156,7 @@ pub fn widen_rows(
     assert!(n == 0 || src.len() >= (n - 1) * src_stride + row_bytes);
     assert!(dst.len() >= n * width);
     #[cfg(target_arch = "x86_64")]
-    if dtype == DType::F16 && isa >= Isa::Avx2 && isa != Isa::Neon && width % 8 == 0 {
+    if dtype == DType::F16 && isa >= Isa::Avx2 && isa != Isa::Neon && width.is_multiple_of(8) {
         for i in 0..n {
             let s = &src[i * src_stride..][..row_bytes];
             // SAFETY: AVX2/F16C present (see `fold_tile`); `s` holds `width` f16 and the row of `dst` as many f32.
@@ -215,6 +241,36 @@ mod x86 {
         hsum256(_mm256_add_ps(s0, s1))
     }
 
+    /// `scores[j] = scale * q · k_j` for every key j < stride, from keys transposed (head_dim, stride).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn scores_transposed(q: &[f32], scale: f32, k_t: &[f32], stride: usize, scores: &mut [f32]) {
+        for j in (0..stride).step_by(32.min(stride)) {
+            let n = (stride - j).min(32);
+            // Up to 4 x 8 keys at once: one broadcast of q[d] feeds 4 FMAs.
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (d, &qd) in q.iter().enumerate() {
+                let qv = _mm256_set1_ps(qd);
+                let row = &k_t[d * stride + j..][..n];
+                for (c, a) in acc.iter_mut().enumerate().take(n / 8) {
+                    // SAFETY: c * 8 + 8 <= n = row.len().
+                    *a = _mm256_fmadd_ps(
+                        qv,
+                        unsafe { _mm256_loadu_ps(row.as_ptr().add(c * 8)) },
+                        *a,
+                    );
+                }
+            }
+            let sv = _mm256_set1_ps(scale);
+            for (c, a) in acc.iter().enumerate().take(n / 8) {
+                // SAFETY: j + c * 8 + 8 <= stride <= scores.len() (asserted by `fold_tile`).
+                unsafe {
+                    _mm256_storeu_ps(scores.as_mut_ptr().add(j + c * 8), _mm256_mul_ps(*a, sv))
+                };
+            }
+        }
+    }
+
     /// `y = y * c + sum_j p[j] v_j`, for `y` a multiple of 8 long.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -242,7 +298,7 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C; bounds as asserted by `fold_tile`.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn fold_tile(
         q: &[f32],
@@ -260,9 +316,15 @@ mod x86 {
             }
             let qr = &q[r * head_dim..][..head_dim];
             let mut m_new = state.m[r];
-            for j in lo..hi {
-                scores[j] = scale * dot(qr, &tile.k[j * head_dim..][..head_dim]);
-                m_new = m_new.max(scores[j]);
+            if tile.k_t.is_empty() {
+                for j in lo..hi {
+                    scores[j] = scale * dot(qr, &tile.k[j * head_dim..][..head_dim]);
+                }
+            } else {
+                scores_transposed(qr, scale, tile.k_t, tile.k_t_stride, scores);
+            }
+            for &sj in &scores[lo..hi] {
+                m_new = m_new.max(sj);
             }
             let s = &mut scores[lo..hi];
             let mv = _mm256_set1_ps(m_new);
@@ -361,7 +423,10 @@ mod tests {
         let k = pseudo(n_keys * hd, 2);
         let v = pseudo(n_keys * hdv, 3);
         let want = reference(&q, &k, &v, hd, hdv, 0.3, &ranges);
-        for isa in Isa::available() {
+        for (isa, transposed) in Isa::available()
+            .into_iter()
+            .flat_map(|i| [(i, false), (i, true)])
+        {
             let n_q = ranges.len();
             let (mut m, mut l, mut acc) = (
                 vec![f32::NEG_INFINITY; n_q],
@@ -378,11 +443,15 @@ mod tests {
                         (a - t0, b.max(a) - t0)
                     })
                     .collect();
+                let mut k_t = vec![0.0; hd * tile];
+                transpose_keys(&k[t0 * hd..], nk, hd, &mut k_t, tile);
                 let t = Tile {
                     k: &k[t0 * hd..][..nk * hd],
                     v: &v[t0 * hdv..][..nk * hdv],
                     v_stride: hdv,
                     n_keys: nk,
+                    k_t: if transposed { &k_t } else { &[] },
+                    k_t_stride: tile,
                 };
                 let mut st = SoftmaxState {
                     m: &mut m,
@@ -397,7 +466,7 @@ mod tests {
                     let w = want[r * hdv + d];
                     assert!(
                         (got as f64 - w).abs() < 1e-5,
-                        "{isa}: query {r} dim {d}: {got} vs {w}"
+                        "{isa} (transposed keys: {transposed}): query {r} dim {d}: {got} vs {w}"
                     );
                 }
             }

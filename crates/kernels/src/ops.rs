@@ -70,7 +70,7 @@ pub enum RopeStyle {
 }
 
 /// Precomputed inverse frequencies `base^(-2i/n_rot)` for i in 0..n_rot/2, with optional linear scaling
-/// (`freq_scale` multiplies positions, as llama.cpp's `rope_freq_scale`).
+/// (`freq_scale` multiplies positions, as llama.cpp's `rope_freq_scale`) or YaRN ([`Rope::yarn`]).
 #[derive(Debug, Clone)]
 pub struct Rope {
     pub style: RopeStyle,
@@ -78,6 +78,25 @@ pub struct Rope {
     pub n_rot: usize,
     pub inv_freq: Vec<f32>,
     pub freq_scale: f32,
+    /// Multiplies sin and cos (YaRN's magnitude correction); 1 otherwise.
+    pub mscale: f32,
+}
+
+/// YaRN RoPE scaling parameters, as llama.cpp's `rope.scaling.*` keys give them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Yarn {
+    /// Context extension factor (`rope.scaling.factor`; llama.cpp's `1 / freq_scale`).
+    pub factor: f32,
+    /// The pre-training context (`rope.scaling.original_context_length`).
+    pub orig_ctx: usize,
+    /// Rotations at which the blend starts and ends (`yarn_beta_fast` 32, `yarn_beta_slow` 1 by default).
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+    /// How much of the extrapolated frequencies to blend in (1 for YaRN).
+    pub ext_factor: f32,
+    /// Multiplies the magnitude correction `1 + 0.1 ln(factor)` (1 by default; DeepSeek-V2/V3 move the
+    /// correction into the attention scale instead and pass `1 / (1 + 0.1 ln(factor))`).
+    pub attn_factor: f32,
 }
 
 impl Rope {
@@ -90,7 +109,33 @@ impl Rope {
             n_rot,
             inv_freq,
             freq_scale,
+            mscale: 1.0,
         }
+    }
+
+    /// YaRN (llama.cpp's `rope_yarn`): dimensions that turn fewer than `beta_slow` times over the original context
+    /// are interpolated (frequency / factor), those that turn more than `beta_fast` times keep their frequency, and
+    /// a linear ramp blends the ones between; sin and cos are scaled by `attn_factor * (1 + 0.1 ln(factor))`.
+    pub fn yarn(style: RopeStyle, n_rot: usize, base: f32, y: &Yarn) -> Rope {
+        let mut r = Rope::new(style, n_rot, base, 1.0);
+        // The dimension pair at which a frequency turns `n` times over the original context.
+        let corr_dim = |n: f32| {
+            n_rot as f32 * (y.orig_ctx as f32 / (n * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * base.ln())
+        };
+        let low = corr_dim(y.beta_fast).floor().max(0.0);
+        let high = corr_dim(y.beta_slow).ceil().min(n_rot as f32 - 1.0);
+        let freq_scale = 1.0 / y.factor;
+        for (i, f) in r.inv_freq.iter_mut().enumerate() {
+            let ramp = (i as f32 - low) / (high - low).max(0.001);
+            let mix = (1.0 - ramp.clamp(0.0, 1.0)) * y.ext_factor;
+            *f = *f * freq_scale * (1.0 - mix) + *f * mix;
+        }
+        r.mscale = y.attn_factor;
+        if y.ext_factor != 0.0 {
+            r.mscale *= 1.0 + 0.1 * y.factor.ln();
+        }
+        r
     }
 
     /// Rotates every head of `x` (n_heads × head_dim, row-major) for position `pos`.
@@ -100,6 +145,7 @@ impl Rope {
         for head in x.chunks_exact_mut(head_dim) {
             for (i, &f) in self.inv_freq.iter().enumerate() {
                 let (sin, cos) = (p * f).sin_cos();
+                let (sin, cos) = (sin * self.mscale, cos * self.mscale);
                 let (a, b) = match self.style {
                     RopeStyle::Adjacent => (2 * i, 2 * i + 1),
                     RopeStyle::HalfSplit => (i, i + half),
@@ -181,6 +227,71 @@ mod tests {
         let mut y = [0.3, -0.2, 0.9, 0.1];
         r.apply(&mut y, 4, 0);
         assert_eq!(y, [0.3, -0.2, 0.9, 0.1]);
+    }
+
+    #[test]
+    fn yarn_matches_transformers() {
+        // DeepSeek-V3's RoPE (64 rotated dims, base 10 000, factor 40 over 4096): inverse frequencies from
+        // transformers 5.24 `ROPE_INIT_FUNCTIONS["yarn"]`.
+        let want = [
+            1.0,
+            0.749_894_2,
+            0.562_341_33,
+            0.421_696_5,
+            0.316_227_76,
+            0.237_137_36,
+            0.177_827_94,
+            0.133_352_15,
+            0.1,
+            0.074_989_416,
+            0.056_234_13,
+            0.039_006_926,
+            0.026_879_36,
+            0.018_378_144,
+            0.012_447_956,
+            0.008_334_509,
+            0.005_500_000_4,
+            0.003_561_997_3,
+            0.002_249_365_2,
+            0.001_370_513_5,
+            7.905_694e-4,
+            4.149_904e-4,
+            1.778_279_4e-4,
+            3.333_803_4e-5,
+            2.5e-5,
+            1.874_735_4e-5,
+            1.405_853_3e-5,
+            1.054_241_2e-5,
+            7.905_694_5e-6,
+            5.928_434_3e-6,
+            4.445_698_3e-6,
+            3.333_803_5e-6,
+        ];
+        let y = Yarn {
+            factor: 40.0,
+            orig_ctx: 4096,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            ext_factor: 1.0,
+            attn_factor: 1.0,
+        };
+        let r = Rope::yarn(RopeStyle::Adjacent, 64, 10_000.0, &y);
+        for (i, (&got, &w)) in r.inv_freq.iter().zip(&want).enumerate() {
+            assert!((got - w).abs() <= 2e-6 * w, "dim pair {i}: {got} vs {w}");
+        }
+        // Magnitude correction 0.1 ln(40) + 1 (transformers' `get_mscale`).
+        assert!((r.mscale - (0.1 * 40f32.ln() + 1.0)).abs() < 1e-6);
+        // The tiny fixture's RoPE (8 dims, factor 4 over 32 positions).
+        let y = Yarn {
+            factor: 4.0,
+            orig_ctx: 32,
+            ..y
+        };
+        let r = Rope::yarn(RopeStyle::Adjacent, 8, 10_000.0, &y);
+        let want = [1.0, 0.025, 0.0025, 0.000_25];
+        for (&got, &w) in r.inv_freq.iter().zip(&want) {
+            assert!((got - w).abs() <= 1e-6 * w, "{got} vs {w}");
+        }
     }
 
     #[test]

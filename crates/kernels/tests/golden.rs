@@ -107,6 +107,6 @@ fn bad_lengths_are_errors_not_panics() {
     assert!(e.to_string().contains("256"), "{e}");
     let e = dequantize_row(DType::IQ2_XXS, &[0u8; 66], &mut vec![0f32; 256]).unwrap_err();
     assert!(e.to_string().contains("IQ2_XXS"), "{e}");
-    let e = quantize_row(DType::Q4_K, &[0f32; 256], &mut [0u8; 144]).unwrap_err();
-    assert!(e.to_string().contains("Q4_K"), "{e}");
+    let e = quantize_row(DType::Q5_K, &[0f32; 256], &mut [0u8; 176]).unwrap_err();
+    assert!(e.to_string().contains("Q5_K"), "{e}");
 }

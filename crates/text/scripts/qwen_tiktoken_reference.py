@@ -6,6 +6,10 @@ the qwen.tiktoken ranks and split pattern shipped in the PyPI package `dashscope
 Qwen2/Qwen2.5/DeepSeek-R1-Distill-Qwen give their 151,643 ordinary tokens the ids tiktoken calls ranks, so the
 ids compare directly with hearth's tokenizer built from the DeepSeek-R1-Distill-Qwen GGUF.
 
+dashscope's own `encode` puts the text in NFC first; this script deliberately does not (encode_ordinary on the raw
+text), because hearth's `deepseek-r1-qwen` pre-tokenizer, like llama.cpp, does not normalize. The `qwen2`
+pre-tokenizer does (see scripts/hf_tokenizers_reference.py).
+
 Usage: pip install tiktoken && python3 scripts/qwen_tiktoken_reference.py
 """
 import base64

@@ -22,6 +22,7 @@ mod detok;
 mod error;
 mod pretok;
 mod pyjson;
+mod spm;
 mod template;
 mod tokenizer;
 mod vocab;

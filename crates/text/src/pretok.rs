@@ -2,8 +2,14 @@
 //!
 //! llama.cpp splits text with a list of regexes applied in turn (each one splits the pieces the previous one left,
 //! keeping both matches and the text between them); here each becomes a `Split(regex, Isolated)` in a sequence.
-//! Contractions are spelled `'[sS]` rather than `(?i:'s)`, as llama.cpp does, so Unicode case folding (`'ſ`) does
-//! not change the split.
+//! Most contractions are spelled `'[sS]`, as llama.cpp spells them; Qwen2's keep the `(?i:'s|…)` of its Hub
+//! tokenizer.json, whose Unicode case folding also takes `'ſ` (long s) as a contraction, as HF `tokenizers`,
+//! tiktoken and Qwen's own tokenizer all do (tests/hf_tokenizers.rs, tests/qwen_tiktoken.rs).
+
+use crate::error::TextError;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::SplitDelimiterBehavior;
 
 /// GPT-2's split: contractions, letters, digits, other symbols, whitespace.
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
@@ -11,8 +17,10 @@ const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]
 /// Llama 3's split (numbers in groups of up to three digits).
 const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// Qwen2's split: Llama 3's with one digit per piece.
-const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2's split: Llama 3's with one digit per piece, contractions case-insensitive as in the `Split` of Qwen2.5's
+/// tokenizer.json (and transformers' `Qwen2Converter`). llama.cpp spells them `'[sS]`…, which differs only on
+/// `'ſ` inside a word (`x'ſt`: HF `x`,`'ſ`,`t`; llama.cpp `x`,`'ſt`); we follow HF, as Qwen trained on it.
+const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// DeepSeek-LLM: letters of cased scripts (an explicit list of ranges), ASCII and full-width punctuation, CJK.
 /// Written with escapes: several of its code points (U+1F7D, U+1FBE, U+2126, U+212A, …) have canonical equivalents
@@ -21,7 +29,8 @@ const DEEPSEEK_LLM_LETTERS: &str = "\\s?[A-Za-z\u{B5}\u{C0}-\u{D6}\u{D8}-\u{F6}\
 const DEEPSEEK_LLM_PUNCT: &str = r"\s?[!-/:-~！-／：-～‘-‟　-。]+";
 const CJK_HANGUL: &str = r"[一-龥ࠀ-一가-퟿]+";
 
-/// DeepSeek-V3's main split.
+/// DeepSeek-V3's main split, after `\p{N}{1,3}` and `[一-龥぀-ゟ゠-ヿ]+` (the three `Split`s of the pre-tokenizer
+/// `Sequence` in deepseek-ai/DeepSeek-V3's tokenizer.json, which llama.cpp copies).
 const DEEPSEEK_V3: &str = r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##;
 
 /// How one `tokenizer.ggml.pre` value pre-tokenizes.
@@ -33,6 +42,28 @@ pub(crate) struct PreTokenizer {
     pub ignore_merges: bool,
     /// llama.cpp's default for `add_bos_token` when the file does not say.
     pub add_bos: bool,
+    /// Text is put in Unicode NFC before splitting, as the Hub tokenizer.json's `NFC` normalizer does (Qwen2,
+    /// Qwen2.5, Qwen3; Qwen's own tiktoken tokenizer too). llama.cpp does not normalize, so it differs from HF on
+    /// decomposed text (`e` + U+0301); we follow HF, whose normalized text is what the model was trained on.
+    pub nfc: bool,
+}
+
+impl PreTokenizer {
+    /// One `Split(regex, Isolated)` per regex, in order: the pre-tokenizer without the byte-level map.
+    pub fn split_steps(&self) -> Result<Vec<PreTokenizerWrapper>, TextError> {
+        self.regexes
+            .iter()
+            .map(|r| {
+                Split::new(
+                    SplitPattern::Regex(r.to_string()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map(PreTokenizerWrapper::from)
+                .map_err(|e| TextError::Build(format!("pre-tokenizer regex {r:?}: {e}")))
+            })
+            .collect()
+    }
 }
 
 /// The `tokenizer.ggml.pre` values understood, for error messages.
@@ -45,6 +76,7 @@ pub(crate) fn for_name(name: &str) -> Option<PreTokenizer> {
         regexes,
         ignore_merges: false,
         add_bos: false,
+        nfc: false,
     };
     Some(match name {
         "default" => p(vec![
@@ -61,9 +93,15 @@ pub(crate) fn for_name(name: &str) -> Option<PreTokenizer> {
             regexes: vec![LLAMA3],
             ignore_merges: true,
             add_bos: true,
+            nfc: false,
         },
         "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" => p(vec![LLAMA3]),
-        "qwen2" | "deepseek-r1-qwen" | "stablelm2" | "megrez" | "hunyuan" => p(vec![QWEN2]),
+        // Only "qwen2" is known to come with NFC; DeepSeek-R1-Distill-Qwen and the others keep llama.cpp's way.
+        "qwen2" => PreTokenizer {
+            nfc: true,
+            ..p(vec![QWEN2])
+        },
+        "deepseek-r1-qwen" | "stablelm2" | "megrez" | "hunyuan" => p(vec![QWEN2]),
         "deepseek-llm" => p(vec![
             "[\r\n]",
             DEEPSEEK_LLM_LETTERS,
@@ -87,6 +125,115 @@ pub(crate) fn for_name(name: &str) -> Option<PreTokenizer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pieces `pre`'s split steps make of `text`, after NFC where `pre` asks for it.
+    fn pieces(pre: &PreTokenizer, text: &str) -> Vec<String> {
+        use tokenizers::{
+            NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString,
+            PreTokenizer as _,
+        };
+        let seq = tokenizers::pre_tokenizers::sequence::Sequence::new(
+            pre.split_steps().expect("regexes compile"),
+        );
+        let mut n = NormalizedString::from(text);
+        if pre.nfc {
+            tokenizers::normalizers::unicode::NFC
+                .normalize(&mut n)
+                .expect("NFC");
+        }
+        let mut p = PreTokenizedString::from(n);
+        seq.pre_tokenize(&mut p).expect("split");
+        p.get_splits(OffsetReferential::Normalized, OffsetType::Byte)
+            .into_iter()
+            .map(|(s, _, _)| s.to_string())
+            .collect()
+    }
+
+    /// The pieces our split steps make of every corpus string are the pieces HF `tokenizers` (Oniguruma) makes
+    /// with the Split steps of Qwen2.5's and DeepSeek-V3's Hub tokenizer.json, after their normalizer
+    /// (tests/data/hf-tokenizers-expected.json, from scripts/hf_tokenizers_reference.py). Unlike token ids, this
+    /// sees splits the Qwen vocabulary would hide (it has no multi-digit tokens).
+    #[test]
+    fn pieces_match_hf_tokenizers() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/hf-tokenizers-expected.json"))
+                .expect("fixture JSON");
+        let cases = fixture["cases"].as_array().expect("cases");
+        assert!(cases.len() > 250);
+        let mut bad = Vec::new();
+        for name in ["qwen2", "deepseek-v3"] {
+            let pre = for_name(name).expect("known");
+            for c in cases {
+                let text = c["text"].as_str().expect("text");
+                let want: Vec<&str> = c[format!("{name} pieces")]
+                    .as_array()
+                    .expect("pieces")
+                    .iter()
+                    .map(|p| p.as_str().expect("piece"))
+                    .collect();
+                let got = pieces(&pre, text);
+                if got != want {
+                    bad.push(format!(
+                        "{name} {text:?}\n   hf     {want:?}\n   hearth {got:?}"
+                    ));
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{} of {} (pre-tokenizer, string) pairs split differently from HF tokenizers:\n{}",
+            bad.len(),
+            2 * cases.len(),
+            bad.join("\n")
+        );
+    }
+
+    /// Every code point (but surrogates) in six contexts splits as HF `tokenizers` splits it: this catches Unicode
+    /// table differences between Oniguruma and the regex crate (`\p{L}`, `\p{M}`, `\p{P}`, `\s`, case folding).
+    /// The fixture holds one FNV-1a hash of the pieces per 4,096 code points (scripts/hf_tokenizers_reference.py
+    /// says how); a differing region is named, and the script's `every_code_point` shows its pieces.
+    /// Slow (about 4 minutes on one core): `cargo test -p hearth-text -- --ignored every_code_point`.
+    #[test]
+    #[ignore = "slow: splits 21 million pieces"]
+    fn every_code_point_splits_like_hf() {
+        let fixture: serde_json::Value = serde_json::from_str(include_str!(
+            "../tests/data/hf-pieces-every-code-point.json"
+        ))
+        .expect("fixture JSON");
+        let mut bad = Vec::new();
+        for name in ["qwen2", "deepseek-v3"] {
+            let pre = for_name(name).expect("known");
+            let want = fixture[name].as_array().expect("hashes");
+            assert_eq!(want.len(), 0x110000 / 4096);
+            for (r, want) in want.iter().enumerate() {
+                let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+                let region = r as u32 * 4096;
+                for start in (region..region + 4096).step_by(64) {
+                    let text: String = (start..start + 64)
+                        .filter_map(char::from_u32)
+                        .map(|c| format!("a{c}b 1{c}2 {c}{c} '{c}\n{c}"))
+                        .collect();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    for p in pieces(&pre, &text) {
+                        for &b in p.as_bytes().iter().chain(&[0xFF]) {
+                            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3);
+                        }
+                    }
+                }
+                if format!("{h:016x}") != want.as_str().expect("hash") {
+                    bad.push(format!("{name} U+{region:04X}..U+{:04X}", region + 4095));
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{} regions split differently from HF tokenizers: {}",
+            bad.len(),
+            bad.join(", ")
+        );
+    }
 
     #[test]
     fn every_regex_compiles() {

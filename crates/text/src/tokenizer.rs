@@ -6,28 +6,32 @@
 //! 2. every remaining text fragment goes through the HF `tokenizers` pipeline: for byte-level BPE, the regex
 //!    pre-tokenizer of `tokenizer.ggml.pre`, the byte-to-character map and the file's merges; for SentencePiece,
 //!    spaces become `▁` (with a leading `▁` on a fragment at the start or after a special token when
-//!    `add_space_prefix`) and a BPE whose merges are derived from the piece scores, with byte fallback.
+//!    `add_space_prefix`) and llama.cpp's score-driven merging with byte fallback (`spm.rs`).
 //!
 //! Decoding does not use the HF decoders: every token's exact bytes are tabulated once ([`Tokenizer::token_bytes`],
 //! also what constrained decoding needs) and decoding concatenates them.
 
 use crate::error::{Result, TextError};
+use crate::spm::Spm;
 use crate::vocab::{ModelKind, TokenType, Vocab};
 use aho_corasick::AhoCorasick;
 use hearth_gguf::Gguf;
 use std::collections::HashMap;
 use tokenizers::models::bpe::{Vocab as BpeVocab, BPE};
-use tokenizers::normalizers::Replace;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::SplitDelimiterBehavior;
+
+/// What encodes a text fragment: HF `tokenizers` for byte-level BPE, llama.cpp's score-driven merging for
+/// SentencePiece.
+enum Backend {
+    Hf(Box<tokenizers::Tokenizer>),
+    Spm(Spm),
+}
 
 /// A tokenizer built from GGUF metadata. Cheap to share between threads (`Send + Sync`).
 pub struct Tokenizer {
     kind: ModelKind,
-    hf: tokenizers::Tokenizer,
+    backend: Backend,
     pieces: Vec<String>,
     types: Vec<TokenType>,
     /// The bytes of every token, back to back; token `i` is `bytes[offsets[i]..offsets[i + 1]]`.
@@ -65,10 +69,13 @@ impl Tokenizer {
             }
         }
 
-        let hf = match v.kind {
-            ModelKind::BytePairBpe => build_byte_level(&v, &by_text)?,
-            ModelKind::SentencePiece => build_sentencepiece(&v, &by_text)?,
+        let backend = match v.kind {
+            ModelKind::BytePairBpe => Backend::Hf(Box::new(build_byte_level(&v, &by_text)?)),
+            ModelKind::SentencePiece => {
+                Backend::Spm(Spm::new(&v.pieces, &v.types, &v.scores, v.unk))
+            }
         };
+        drop(by_text);
 
         let (bytes, offsets) = token_byte_table(&v);
 
@@ -90,7 +97,7 @@ impl Tokenizer {
 
         Ok(Tokenizer {
             kind: v.kind,
-            hf,
+            backend,
             bytes,
             offsets,
             special_finder,
@@ -124,13 +131,19 @@ impl Tokenizer {
                     let spm_prefix = self.kind == ModelKind::SentencePiece
                         && self.add_space_prefix
                         && prev_special;
-                    let enc = if spm_prefix {
-                        self.hf.encode_fast(format!(" {s}"), false)
-                    } else {
-                        self.hf.encode_fast(s, false)
-                    };
-                    let enc = enc.map_err(|e| TextError::Encode(e.to_string()))?;
-                    out.extend_from_slice(enc.get_ids());
+                    match &self.backend {
+                        Backend::Hf(hf) => {
+                            let enc = hf
+                                .encode_fast(s, false)
+                                .map_err(|e| TextError::Encode(e.to_string()))?;
+                            out.extend_from_slice(enc.get_ids());
+                        }
+                        Backend::Spm(spm) => {
+                            let prefix = if spm_prefix { "▁" } else { "" };
+                            let text = format!("{prefix}{}", s.replace(' ', "▁"));
+                            spm.encode(&self.pieces, &text, &mut out);
+                        }
+                    }
                     prev_special = false;
                 }
             }
@@ -236,7 +249,10 @@ impl Tokenizer {
 
     /// The id of the piece `text` exactly as stored in the file.
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.hf.token_to_id(text)
+        match &self.backend {
+            Backend::Hf(hf) => hf.token_to_id(text),
+            Backend::Spm(spm) => spm.find(&self.pieces, text),
+        }
     }
 
     /// The token's type from the file (control tokens that llama.cpp recognises as end-of-generation by their
@@ -320,58 +336,15 @@ fn build_byte_level(v: &Vocab, by_text: &HashMap<&str, u32>) -> Result<tokenizer
         .build()
         .map_err(|e| TextError::Build(e.to_string()))?;
 
-    let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(pre.regexes.len() + 1);
-    for r in &pre.regexes {
-        let split = Split::new(
-            SplitPattern::Regex(r.to_string()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(|e| TextError::Build(format!("pre-tokenizer regex {r:?}: {e}")))?;
-        steps.push(split.into());
-    }
+    let mut steps = pre.split_steps()?;
     steps.push(ByteLevel::new(false, false, false).into());
 
     let mut hf = tokenizers::Tokenizer::new(bpe);
+    if pre.nfc {
+        hf.with_normalizer(Some(tokenizers::normalizers::unicode::NFC))
+            .map_err(|e| TextError::Build(e.to_string()))?;
+    }
     hf.with_pre_tokenizer(Some(Sequence::new(steps)));
-    Ok(hf)
-}
-
-/// SentencePiece as BPE: every split of a normal piece into two pieces is a merge, ranked by the merged piece's
-/// score (highest first), which is the order llama.cpp's score-driven merging applies them in.
-fn build_sentencepiece(v: &Vocab, by_text: &HashMap<&str, u32>) -> Result<tokenizers::Tokenizer> {
-    let mut ranked: Vec<(f32, u32, &str, &str)> = Vec::new();
-    for (i, p) in v.pieces.iter().enumerate() {
-        if v.types[i] != TokenType::Normal {
-            continue;
-        }
-        for (pos, _) in p.char_indices().skip(1) {
-            let (l, r) = p.split_at(pos);
-            if by_text.contains_key(l) && by_text.contains_key(r) {
-                ranked.push((v.scores[i], i as u32, l, r));
-            }
-        }
-    }
-    // Highest score first; ties by id so the order is deterministic.
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let merges = ranked
-        .into_iter()
-        .map(|(_, _, l, r)| (l.to_string(), r.to_string()))
-        .collect();
-
-    let mut builder = BPE::builder()
-        .vocab_and_merges(bpe_vocab(v), merges)
-        .byte_fallback(true);
-    if let Some(unk) = v.unk {
-        builder = builder.unk_token(v.pieces[unk as usize].clone());
-    }
-    let bpe = builder
-        .build()
-        .map_err(|e| TextError::Build(e.to_string()))?;
-    let mut hf = tokenizers::Tokenizer::new(bpe);
-    let replace = Replace::new(" ", "▁").map_err(|e| TextError::Build(e.to_string()))?;
-    hf.with_normalizer(Some(replace))
-        .map_err(|e| TextError::Build(e.to_string()))?;
     Ok(hf)
 }
 

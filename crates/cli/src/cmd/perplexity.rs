@@ -35,6 +35,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         &tokens,
         a.ctx,
         bos,
+        a.model.kv_type,
         |i, n, ppl| {
             eprintln!(
                 "chunk {}/{n}: running PPL {ppl:.4} ({:.1}s)",

@@ -89,7 +89,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         t0.elapsed().as_secs_f64(),
         pool.n_threads()
     );
-    let mut session = Session::new(&loaded.model, n_ctx);
+    let mut session = Session::with_cache(loaded.model.new_cache_typed(n_ctx, a.model.kv_type)?);
     let opts = GenerateOptions {
         max_tokens: a.max_tokens.unwrap_or(usize::MAX),
         sampling: a.sampling(),

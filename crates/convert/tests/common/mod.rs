@@ -17,9 +17,11 @@ pub fn tmp(tag: &str) -> PathBuf {
     d
 }
 
-/// Converts the tiny `arch` checkpoint at `outtype` into a temporary file.
+/// Converts the tiny `arch` checkpoint at `outtype` into a temporary file of its own (tests run in parallel).
 pub fn converted(arch: &str, outtype: &str) -> PathBuf {
-    let out = tmp(arch).join(format!("{arch}-{outtype}.gguf"));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let i = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = tmp(arch).join(format!("{arch}-{outtype}-{i}.gguf"));
     let opts = ConvertOptions {
         outtype: OutType::parse(outtype).unwrap(),
         ..Default::default()
@@ -68,4 +70,88 @@ pub fn golden(arch: &str) -> Golden {
         prompt: ids(&v["prompt"]),
         generate: ids(&v["generate"]),
     }
+}
+
+/// Rewrites a converted f32 deepseek2 file into the MLA layout llama.cpp wrote before it split `attn_kv_b`
+/// (April 2025; many published GGUFs): `attn_kv_b` (n_head * (nope + v), kv_lora) instead of `attn_k_b`/`attn_v_b`,
+/// per-head key/value sizes in `key_length`/`value_length`, no `*_mla` keys, `head_count_kv` = `head_count`.
+pub fn legacy_mla(path: &std::path::Path) -> PathBuf {
+    use hearth_gguf::{DType, Gguf, GgufWriter, MetaValue};
+    let g = Gguf::open(path).unwrap();
+    let a = g.architecture().unwrap().to_string();
+    let u = |k: &str| g.get_uint(&format!("{a}.{k}")).unwrap().unwrap() as usize;
+    let (n_head, r, rot) = (
+        u("attention.head_count"),
+        u("attention.kv_lora_rank"),
+        u("rope.dimension_count"),
+    );
+    let (qk, v) = (
+        u("attention.key_length_mla"),
+        u("attention.value_length_mla"),
+    );
+    let nope = qk - rot;
+    let mut w = GgufWriter::new();
+    for key in g.keys() {
+        let val = match key.strip_prefix(&format!("{a}.")) {
+            Some("attention.key_length_mla" | "attention.value_length_mla") => continue,
+            Some("attention.key_length") => MetaValue::U32(qk as u32),
+            Some("attention.value_length") => MetaValue::U32(v as u32),
+            Some("attention.head_count_kv") => MetaValue::U32(n_head as u32),
+            _ => MetaValue::from_value(key, &g.get(key).unwrap()).unwrap(),
+        };
+        w.add_meta(key, val).unwrap();
+    }
+    let f32s = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    // (name, data) in file order, with each layer's k_b/v_b pair replaced by one kv_b.
+    let mut out: Vec<(String, Vec<u64>, Vec<f32>)> = Vec::new();
+    for t in g.tensors() {
+        if t.name.ends_with("attn_v_b.weight") {
+            continue;
+        }
+        if let Some(pre) = t.name.strip_suffix("attn_k_b.weight") {
+            assert_eq!(t.dtype, DType::F32);
+            let kb = f32s(g.tensor_data(t)); // (n_head, kv_lora, nope)
+            let vt = g.tensor(&format!("{pre}attn_v_b.weight")).unwrap();
+            let vb = f32s(g.tensor_data(vt)); // (n_head, v, kv_lora)
+            let mut kv = vec![0f32; n_head * (nope + v) * r]; // (n_head * (nope + v), kv_lora)
+            for h in 0..n_head {
+                for j in 0..nope {
+                    for c in 0..r {
+                        kv[(h * (nope + v) + j) * r + c] = kb[(h * r + c) * nope + j];
+                    }
+                }
+                kv[(h * (nope + v) + nope) * r..][..v * r]
+                    .copy_from_slice(&vb[h * v * r..][..v * r]);
+            }
+            out.push((
+                format!("{pre}attn_kv_b.weight"),
+                vec![r as u64, (n_head * (nope + v)) as u64],
+                kv,
+            ));
+        } else {
+            out.push((t.name.clone(), t.dims.clone(), Vec::new()));
+        }
+    }
+    for (name, dims, _) in &out {
+        let dtype = g.tensor(name).map_or(DType::F32, |t| t.dtype);
+        w.add_tensor(name.clone(), dims.clone(), dtype).unwrap();
+    }
+    let dst = path.with_extension("legacy.gguf");
+    w.write(
+        &dst,
+        |i, buf: &mut Vec<u8>| -> Result<(), hearth_gguf::WriteError> {
+            let (name, _, data) = &out[i];
+            match g.tensor(name) {
+                Some(t) => buf.extend_from_slice(g.tensor_data(t)),
+                None => buf.extend(data.iter().flat_map(|x| x.to_le_bytes())),
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    dst
 }

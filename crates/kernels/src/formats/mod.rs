@@ -33,6 +33,123 @@ pub(crate) fn put_f16(b: &mut [u8], off: usize, v: f32) {
     b[off..off + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
 }
 
+/// Below this a K-quant group counts as all zero (ggml's `GROUP_MAX_EPS`).
+pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// ggml's `make_qkx2_quants` with the Q4_K settings (search 21 scales from (nmax - 1) to (nmax + 1) over the
+/// range): the weighted least-squares fit `x ≈ scale * q - min` with q in 0..=nmax and min ≥ 0. Writes the quants
+/// to `l`; returns (scale, min).
+pub(crate) fn fit_scale_min(x: &[f32], w: &[f32], nmax: i32, l: &mut [u8]) -> (f32, f32) {
+    let (mut min, mut max) = (x[0], x[0]);
+    let (mut sum_w, mut sum_x) = (w[0], w[0] * x[0]);
+    for i in 1..x.len() {
+        min = min.min(x[i]);
+        max = max.max(x[i]);
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l.fill(0);
+        return (0.0, -min);
+    }
+    let nm = nmax as f32;
+    let quant =
+        |iscale: f32, v: f32, min: f32| nearest_int(iscale * (v - min)).clamp(0, nmax) as u8;
+    let mut iscale = nm / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best = 0.0;
+    for i in 0..x.len() {
+        l[i] = quant(iscale, x[i], min);
+        let diff = scale * l[i] as f32 + min - x[i];
+        best += w[i] * (diff * diff);
+    }
+    let mut aux = [0u8; 32];
+    let aux = &mut aux[..x.len()];
+    for step in 0..=20 {
+        iscale = (-1.0 + 0.1 * step as f32 + nm) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0f32, 0f32, 0f32);
+        for i in 0..x.len() {
+            // `min` is the best fit's so far, as in ggml.
+            aux[i] = quant(iscale, x[i], min);
+            let q = aux[i] as f32;
+            sum_l += w[i] * q;
+            sum_l2 += w[i] * q * q;
+            sum_xl += w[i] * q * x[i];
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut err = 0.0;
+            for i in 0..x.len() {
+                let diff = this_scale * aux[i] as f32 + this_min - x[i];
+                err += w[i] * (diff * diff);
+            }
+            if err < best {
+                l.copy_from_slice(aux);
+                best = err;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// ggml's `make_qx_quants` with weights x² (Q6_K's setting): the signed scale minimising the weighted error of
+/// `x ≈ scale * (q - nmax)` with q in 0..2 nmax, searched over 19 candidates around `-nmax / (the extreme value)`.
+/// Writes q to `l`; returns the scale.
+pub(crate) fn fit_symmetric(x: &[f32], nmax: i32, l: &mut [u8]) -> f32 {
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l.fill(0);
+        return 0.0;
+    }
+    let q = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0f32, 0f32);
+        for &v in x {
+            let qi = q(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * qi;
+            suml2 += w * qi * qi;
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = -(nmax as f32) / max;
+    for (li, &v) in l.iter_mut().zip(x) {
+        *li = (q(iscale, v) + nmax) as u8;
+    }
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for step in (-9..=9).filter(|&s| s != 0) {
+        iscale = -(nmax as f32 + 0.1 * step as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (li, &v) in l.iter_mut().zip(x) {
+                *li = (q(iscale, v) + nmax) as u8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
 /// Reads the little-endian f32 at `b[off..off + 4]`.
 #[inline(always)]
 pub(crate) fn f32_at(b: &[u8], off: usize) -> f32 {
@@ -122,6 +239,8 @@ pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<(), Mat
         DType::Q8_0 => q8_0::quantize(src, dst),
         DType::Q8_1 => q8_1::quantize(src, dst),
         DType::Q8_K => q8_k::quantize(src, dst),
+        DType::Q4_K => q4_k::quantize(src, dst),
+        DType::Q6_K => q6_k::quantize(src, dst),
         other => {
             return Err(MatmulError::Unsupported {
                 dtype: other,

@@ -4,7 +4,7 @@
 //! Block (144 bytes): `d: f16` at 0, `dmin: f16` at 2, `scales: [u8; 12]` at 4 (packed, see [`scale_min`]),
 //! `qs: [u8; 128]` at 16. Element `64c + 32h + l` (c < 4, h < 2, l < 32) is nibble h of qs[32c + l], group 2c + h.
 
-use super::{f16_at, q8_k};
+use super::{f16_at, put_f16, q8_k};
 
 pub const QK: usize = 256;
 pub const BLOCK_BYTES: usize = 144;
@@ -37,6 +37,70 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
         for (e, v) in y.iter_mut().enumerate() {
             let g = e / 32;
             *v = (d * sc[g] as f32) * quant(b, e) as f32 - dmin * mn[g] as f32;
+        }
+    }
+}
+
+/// ggml's reference quantizer (`quantize_row_q4_K_ref`, what llama-quantize does without an importance matrix):
+/// each group of 32 gets a weighted least-squares (scale, min) fit ([`super::fit_scale_min`]), the 8 scales and
+/// mins are quantized to 6 bits against the block's largest, and the weights are re-quantized to those.
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        let mut l = [0u8; QK];
+        let (mut scales, mut mins) = ([0f32; 8], [0f32; 8]);
+        let (mut max_scale, mut max_min) = (0f32, 0f32);
+        for g in 0..8 {
+            let xg = &x[32 * g..][..32];
+            let av = (xg.iter().map(|v| v * v).sum::<f32>() / 32.0).sqrt();
+            let mut w = [0f32; 32];
+            w.iter_mut().zip(xg).for_each(|(w, v)| *w = av + v.abs());
+            (scales[g], mins[g]) = super::fit_scale_min(xg, &w, 15, &mut l[32 * g..][..32]);
+            if scales[g] > max_scale {
+                max_scale = scales[g];
+            }
+            if mins[g] > max_min {
+                max_min = mins[g];
+            }
+        }
+        let inv_scale = if max_scale > 0.0 {
+            63.0 / max_scale
+        } else {
+            0.0
+        };
+        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+        let s = &mut b[4..16];
+        s.fill(0);
+        for g in 0..8 {
+            // As ggml: the rounded value is truncated to a byte, then capped at 63.
+            let ls = (super::nearest_int(inv_scale * scales[g]) as u8).min(63);
+            let lm = (super::nearest_int(inv_min * mins[g]) as u8).min(63);
+            if g < 4 {
+                s[g] = ls;
+                s[g + 4] = lm;
+            } else {
+                s[g + 4] = (ls & 0x0F) | ((lm & 0x0F) << 4);
+                s[g - 4] |= (ls >> 4) << 6;
+                s[g] |= (lm >> 4) << 6;
+            }
+        }
+        put_f16(b, 0, max_scale / 63.0);
+        put_f16(b, 2, max_min / 63.0);
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let (sc, mn) = scale_min(&b[4..16]);
+        for g in 0..8 {
+            let dg = d * sc[g] as f32;
+            if dg == 0.0 {
+                continue; // the group keeps its fit's quants, as in ggml
+            }
+            let dm = dmin * mn[g] as f32;
+            for i in 32 * g..32 * g + 32 {
+                l[i] = super::nearest_int((x[i] + dm) / dg).clamp(0, 15) as u8;
+            }
+        }
+        for c in 0..4 {
+            for i in 0..32 {
+                b[16 + 32 * c + i] = l[64 * c + i] | (l[64 * c + 32 + i] << 4);
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Element `128c + 32k + l` (c < 2, k < 4, l < 32): low 4 bits = nibble k/2 of ql[64c + 32(k%2) + l],
 //! high 2 bits = bits 2k..2k+2 of qh[32c + l]. Group = element / 16.
 
-use super::{f16_at, q8_k};
+use super::{f16_at, put_f16, q8_k};
 
 pub const QK: usize = 256;
 pub const BLOCK_BYTES: usize = 210;
@@ -25,6 +25,54 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
         for (e, v) in y.iter_mut().enumerate() {
             let sc = b[192 + e / 16] as i8 as f32;
             *v = (d * sc) * quant(b, e) as f32;
+        }
+    }
+}
+
+/// ggml's reference quantizer (`quantize_row_q6_K_ref`): each group of 16 gets a scale by ggml's
+/// `make_qx_quants` search ([`super::fit_symmetric`]), the 16 scales are quantized to i8 against the largest, and
+/// the weights are re-quantized to those.
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        let mut l = [0u8; QK];
+        let mut scales = [0f32; 16];
+        let (mut max_scale, mut max_abs) = (0f32, 0f32);
+        for g in 0..16 {
+            scales[g] = super::fit_symmetric(&x[16 * g..][..16], 32, &mut l[16 * g..][..16]);
+            if scales[g].abs() > max_abs {
+                max_abs = scales[g].abs();
+                max_scale = scales[g];
+            }
+        }
+        b.fill(0);
+        if max_abs < super::GROUP_MAX_EPS {
+            continue;
+        }
+        let iscale = -128.0 / max_scale;
+        put_f16(b, 208, 1.0 / iscale);
+        for g in 0..16 {
+            b[192 + g] = super::nearest_int(iscale * scales[g]).min(127) as i8 as u8;
+        }
+        let d = f16_at(b, 208);
+        for g in 0..16 {
+            let dg = d * b[192 + g] as i8 as f32;
+            if dg == 0.0 {
+                continue; // the group keeps its fit's quants, as in ggml
+            }
+            for i in 16 * g..16 * g + 16 {
+                l[i] = (super::nearest_int(x[i] / dg).clamp(-32, 31) + 32) as u8;
+            }
+        }
+        for c in 0..2 {
+            let (ql, lc) = (64 * c, &l[128 * c..][..128]);
+            for i in 0..32 {
+                b[ql + i] = (lc[i] & 0x0F) | ((lc[i + 64] & 0x0F) << 4);
+                b[ql + 32 + i] = (lc[i + 32] & 0x0F) | ((lc[i + 96] & 0x0F) << 4);
+                b[128 + 32 * c + i] = (lc[i] >> 4)
+                    | ((lc[i + 32] >> 4) << 2)
+                    | ((lc[i + 64] >> 4) << 4)
+                    | ((lc[i + 96] >> 4) << 6);
+            }
         }
     }
 }
