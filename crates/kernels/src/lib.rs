@@ -30,6 +30,8 @@ mod neon;
 pub mod ops;
 pub mod pool;
 #[cfg(target_arch = "x86_64")]
+mod prefill;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use dtype::DType;

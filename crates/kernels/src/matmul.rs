@@ -346,6 +346,9 @@ unsafe impl<T> Send for SharedOut<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SharedOut<T> {}
 
+/// Token counts from which AVX-512 VNNI matmuls take the prefill path (`crate::prefill`) where it covers the format.
+pub const PREFILL_MIN_TOKENS: usize = 16;
+
 thread_local! {
     /// Reused buffer for quantized activations (avoids an allocation per call).
     static ACT_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
@@ -454,6 +457,37 @@ pub fn matmul_with_isa(
     let rows_per_item = (rows / (pool.n_threads() * 8)).clamp(4, 64) / 4 * 4;
     let n_items = rows.div_ceil(rows_per_item);
     let out = SharedOut(y.as_mut_ptr());
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && n_tokens >= PREFILL_MIN_TOKENS {
+        if let Some(f) = crate::prefill::format(dtype) {
+            let acts = crate::prefill::Acts::new(f, &act, act_row_bytes, n_tokens, cols);
+            pool.parallel_for(n_items, |item| {
+                let r0 = item * rows_per_item;
+                let nr = rows_per_item.min(rows - r0);
+                crate::prefill::STRIP.with(|s| {
+                    let mut strip = s.borrow_mut();
+                    // SAFETY: the ISA was checked above; this item is the only writer of rows r0..r0+nr of y,
+                    // which holds n_tokens x rows elements.
+                    unsafe {
+                        crate::prefill::run(
+                            f,
+                            &mut strip,
+                            &w.data[r0 * row_bytes..(r0 + nr) * row_bytes],
+                            row_bytes,
+                            nr,
+                            cols,
+                            &acts,
+                            n_tokens,
+                            out.get().add(r0),
+                            rows,
+                        )
+                    };
+                });
+            });
+            ACT_SCRATCH.with(|c| c.set(act));
+            return Ok(());
+        }
+    }
     let (w_ptr, a_ptr) = (
         SharedOut(w.data.as_ptr() as *mut u8),
         SharedOut(act.as_ptr() as *mut u8),

@@ -225,6 +225,90 @@ pub(crate) mod x86 {
     }
 }
 
+/// AVX-512 VNNI kernel for Q4_K x Q8_K: each 64-element chunk (two groups) is one `vpdpbusd`; the per-lane sums
+/// (at most 4 x 15 x 128 in magnitude, so they fit in i16) take their group scale with one `vpmaddwd`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_512 {
+    use crate::x86::*;
+
+    /// A Q4_K block unpacked into registers.
+    #[derive(Clone, Copy)]
+    pub(crate) struct U {
+        /// Chunk c's quants: [low nibbles (group 2c) | high nibbles (group 2c + 1)] as bytes.
+        q: [__m512i; 4],
+        /// Chunk c's scales as i32 lanes [scale 2c x 8 | scale 2c+1 x 8] (high i16 halves zero).
+        sc: [__m512i; 4],
+        /// Min g as i16 lanes 2g and 2g + 1 (one per activation group sum of 16).
+        mins: __m256i,
+        d: __m512,
+        dmin: __m512,
+    }
+
+    pub(crate) struct Vnni512;
+
+    impl Block for Vnni512 {
+        const W: usize = super::BLOCK_BYTES;
+        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
+        type U = U;
+        type Acc = __m512;
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> U {
+            let (sc, mn) = super::scale_min_u64(std::slice::from_raw_parts(w.add(4), 12));
+            let m4 = _mm512_set1_epi8(0x0F);
+            let shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
+            let q = std::array::from_fn(|c| {
+                let v = _mm512_broadcast_i64x4(load256(w.add(16 + 32 * c)));
+                _mm512_and_si512(_mm512_srlv_epi64(v, shift), m4)
+            });
+            let sc32 = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128(sc as i64));
+            let idx = |c: i32| {
+                let (a, b) = (2 * c, 2 * c + 1);
+                _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)
+            };
+            let mn8 = _mm_cvtsi64_si128(mn as i64);
+            let dd = f16x2(w);
+            U {
+                q,
+                sc: [0, 1, 2, 3].map(|c| _mm512_permutexvar_epi32(idx(c), sc32)),
+                mins: _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)),
+                d: _mm512_broadcastss_ps(dd),
+                dmin: _mm512_broadcastss_ps(_mm_permute_ps::<0b01_01_01_01>(dd)),
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(u: &U, a: *const u8, acc: __m512) -> __m512 {
+            let aq = a.add(4);
+            let mut sumi = _mm512_setzero_si512();
+            for c in 0..4 {
+                let ac = _mm512_loadu_si512(aq.add(64 * c) as *const _);
+                let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.q[c], ac);
+                sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(s, u.sc[c]));
+            }
+            let bs = _mm256_loadu_si256(a.add(260) as *const __m256i);
+            let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, u.mins));
+            let da = _mm512_set1_ps((a as *const f32).read_unaligned());
+            let acc = _mm512_fmadd_ps(_mm512_mul_ps(da, u.d), _mm512_cvtepi32_ps(sumi), acc);
+            _mm512_fnmadd_ps(_mm512_mul_ps(da, u.dmin), _mm512_zextps256_ps512(m), acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn reduce(acc: __m512) -> f32 {
+            hsum512(acc)
+        }
+    }
+}
+
 /// aarch64 NEON dot product for Q4_K x Q8_K.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {

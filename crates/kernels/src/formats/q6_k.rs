@@ -192,3 +192,100 @@ pub(crate) mod x86 {
         }
     }
 }
+
+/// AVX-512 VNNI kernel for Q6_K x Q8_K: each 64-element chunk (four groups) is one `vpdpbusd` of the unsigned
+/// quants; the per-lane sums (at most 4 x 63 x 128 in magnitude, so they fit in i16) take their group scale with one
+/// `vpmaddwd`, and the -32 offset comes off once per block through the activations' group sums.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_512 {
+    use crate::x86::*;
+
+    /// A Q6_K block unpacked into registers.
+    #[derive(Clone, Copy)]
+    pub(crate) struct U {
+        /// Chunk j's unsigned quants (elements 64j..64j+64) as bytes.
+        q: [__m512i; 4],
+        /// Chunk j's scales as i32 lanes [sc 4j x 4 | sc 4j+1 x 4 | sc 4j+2 x 4 | sc 4j+3 x 4] (low i16 signed, high
+        /// i16 zero).
+        sc: [__m512i; 4],
+        /// The 16 scales as i16.
+        sc16: __m256i,
+        d: __m512,
+    }
+
+    pub(crate) struct Vnni512;
+
+    impl Block for Vnni512 {
+        const W: usize = super::BLOCK_BYTES;
+        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
+        type U = U;
+        type Acc = __m512;
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn unpack(w: *const u8) -> U {
+            let m4 = _mm512_set1_epi8(0x0F);
+            let m30 = _mm512_set1_epi8(0x30);
+            let q = std::array::from_fn(|j| {
+                let (c, h) = (j / 2, j % 2);
+                let ql = _mm512_loadu_si512(w.add(64 * c) as *const _);
+                let qh = _mm512_broadcast_i64x4(load256(w.add(128 + 32 * c)));
+                // Halves hold sub-chunks k = 2h and 2h + 1: high bits 2k..2k+2 of qh moved to bits 4..6.
+                let (lo, hi) = if h == 0 {
+                    (
+                        _mm512_and_si512(ql, m4),
+                        _mm512_sllv_epi64(qh, _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2)),
+                    )
+                } else {
+                    (
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(ql), m4),
+                        _mm512_srlv_epi64(qh, _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2)),
+                    )
+                };
+                _mm512_or_si512(lo, _mm512_and_si512(hi, m30))
+            });
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(192) as *const __m128i));
+            let sc32 = _mm512_cvtepu16_epi32(sc16);
+            let idx = |j: i32| {
+                let g = 4 * j;
+                let (a, b, c, d) = (g, g + 1, g + 2, g + 3);
+                _mm512_setr_epi32(a, a, a, a, b, b, b, b, c, c, c, c, d, d, d, d)
+            };
+            U {
+                q,
+                sc: [0, 1, 2, 3].map(|j| _mm512_permutexvar_epi32(idx(j), sc32)),
+                sc16,
+                d: _mm512_broadcastss_ps(f16x1(w.add(208))),
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(u: &U, a: *const u8, acc: __m512) -> __m512 {
+            let aq = a.add(4);
+            let mut sumi = _mm512_setzero_si512();
+            for j in 0..4 {
+                let aj = _mm512_loadu_si512(aq.add(64 * j) as *const _);
+                let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.q[j], aj);
+                sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(s, u.sc[j]));
+            }
+            // sum (q - 32) a sc = sum q a sc - 32 sum_g sc_g bsum_g
+            let corr = _mm256_madd_epi16(u.sc16, load256(a.add(260)));
+            let sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32::<5>(corr)));
+            let da = _mm512_set1_ps((a as *const f32).read_unaligned());
+            _mm512_fmadd_ps(_mm512_mul_ps(da, u.d), _mm512_cvtepi32_ps(sumi), acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn reduce(acc: __m512) -> f32 {
+            hsum512(acc)
+        }
+    }
+}
