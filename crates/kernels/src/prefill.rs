@@ -14,12 +14,15 @@ use std::arch::x86_64::*;
 /// Tokens per activation group (the 16 lanes of a zmm).
 const TG: usize = 16;
 
+/// Unpacks one weight row into quants `(cols)`, group scales and group min terms `(n_groups)`.
+type UnpackRow = fn(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]);
+
 /// The prefill path's description of a weight format: group size in quads and how to unpack it.
 #[derive(Clone, Copy)]
 pub(crate) struct Format {
     /// Quads (4 elements) per group.
     pub quads: usize,
-    unpack_row: fn(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]),
+    unpack_row: UnpackRow,
     repack_token: fn(act: &[u8], t: usize, groups: &mut ActGroups),
 }
 
