@@ -349,6 +349,14 @@ unsafe impl<T> Sync for SharedOut<T> {}
 /// Token counts from which AVX-512 VNNI matmuls take the prefill path (`crate::prefill`) where it covers the format.
 pub const PREFILL_MIN_TOKENS: usize = 16;
 
+/// Whether the prefill path is on: only when `HEARTH_FAST_PREFILL=1` (read once per process). Its sums run in
+/// another order than the per-token kernels', so a token's logits would depend on how many tokens share its
+/// batch; the server promises that a request's greedy text does not depend on what else is being served.
+pub fn fast_prefill_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("HEARTH_FAST_PREFILL").is_ok_and(|v| v.trim() == "1"))
+}
+
 thread_local! {
     /// Reused buffer for quantized activations (avoids an allocation per call).
     static ACT_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
@@ -458,7 +466,7 @@ pub fn matmul_with_isa(
     let n_items = rows.div_ceil(rows_per_item);
     let out = SharedOut(y.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512Vnni && n_tokens >= PREFILL_MIN_TOKENS {
+    if isa == Isa::Avx512Vnni && n_tokens >= PREFILL_MIN_TOKENS && fast_prefill_enabled() {
         if let Some(f) = crate::prefill::format(dtype) {
             let acts = crate::prefill::Acts::new(f, &act, act_row_bytes, n_tokens, cols);
             pool.parallel_for(n_items, |item| {

@@ -13,6 +13,9 @@ fn prefill_matches_scalar_on_odd_shapes() {
         eprintln!("no AVX-512 VNNI on this CPU: the prefill path is not under test");
         return;
     }
+    // The path is opt-in (see `fast_prefill_enabled`); this binary's only test turns it on before any matmul.
+    std::env::set_var("HEARTH_FAST_PREFILL", "1");
+    assert!(hearth_kernels::matmul::fast_prefill_enabled());
     let pool = ThreadPool::new(2);
     let mut rng = Rng(7);
     for dtype in [DType::Q4_1, DType::Q4_K, DType::Q6_K, DType::Q8_0] {
