@@ -22,7 +22,7 @@ const TILE_K: usize = 32;
 /// Fewest queries in a task for which transposing each key tile pays (see `Tile::k_t`). Off for now: its sums
 /// run in another order, which flipped a near-tie in the deepseek2 q8_0 fixture test past its bar; about 7 % of
 /// SmolLM2 prefill when on (threshold 8).
-const MIN_QUERIES_TRANSPOSED: usize = usize::MAX;
+const MIN_QUERIES_TRANSPOSED: Option<usize> = None;
 /// Fewest keys worth a task of their own when a context is split.
 const MIN_SPAN: usize = 256;
 
@@ -232,7 +232,7 @@ fn run_task(
     let (k_row, v_row) = (layout.k_row_bytes(), layout.v_row_bytes());
     let values_in_keys = layout.v_dim == 0;
     sc.k.resize(TILE_K * hd, 0.0);
-    let transposed = n_q >= MIN_QUERIES_TRANSPOSED;
+    let transposed = MIN_QUERIES_TRANSPOSED.is_some_and(|m| n_q >= m);
     if transposed {
         sc.k_t.clear();
         sc.k_t.resize(hd * TILE_K, 0.0);
