@@ -11,7 +11,7 @@
 use crate::kv_cache::{KvLayout, LayerKv};
 use crate::parallel::for_each_row;
 use crate::EngineError;
-use hearth_kernels::attention::{fold_tile, transpose_keys, widen_rows, SoftmaxState, Tile};
+use hearth_kernels::attention::{fold_tile, widen_rows, SoftmaxState, Tile};
 use hearth_kernels::{Isa, ThreadPool};
 use std::cell::RefCell;
 
@@ -19,10 +19,6 @@ use std::cell::RefCell;
 const BLOCK_Q: usize = 16;
 /// Keys per tile.
 const TILE_K: usize = 32;
-/// Fewest queries in a task for which transposing each key tile pays (see `Tile::k_t`). Off for now: its sums
-/// run in another order, which flipped a near-tie in the deepseek2 q8_0 fixture test past its bar; about 7 % of
-/// SmolLM2 prefill when on (threshold 8).
-const MIN_QUERIES_TRANSPOSED: Option<usize> = None;
 /// Fewest keys worth a task of their own when a context is split.
 const MIN_SPAN: usize = 256;
 
@@ -66,8 +62,6 @@ struct Task {
 struct Scratch {
     q: Vec<f32>,
     k: Vec<f32>,
-    /// The key tile transposed (head_dim, TILE_K), when a task has enough queries to profit.
-    k_t: Vec<f32>,
     v: Vec<f32>,
     scores: Vec<f32>,
     ranges: Vec<(usize, usize)>,
@@ -232,11 +226,6 @@ fn run_task(
     let (k_row, v_row) = (layout.k_row_bytes(), layout.v_row_bytes());
     let values_in_keys = layout.v_dim == 0;
     sc.k.resize(TILE_K * hd, 0.0);
-    let transposed = MIN_QUERIES_TRANSPOSED.is_some_and(|m| n_q >= m);
-    if transposed {
-        sc.k_t.clear();
-        sc.k_t.resize(hd * TILE_K, 0.0);
-    }
     sc.v.resize(TILE_K * hdv, 0.0);
     sc.scores.resize(TILE_K, 0.0);
     for kp in (task.k0..task.k1).step_by(TILE_K) {
@@ -255,9 +244,6 @@ fn run_task(
         }
         let k_src = &sq.kv.k[kp * k_row + layout.bytes(task.g * hd)..];
         widen_rows(isa, dt, k_src, k_row, nk, hd, &mut sc.k)?;
-        if transposed {
-            transpose_keys(&sc.k, nk, hd, &mut sc.k_t, TILE_K);
-        }
         let (v, v_stride) = if values_in_keys {
             (&sc.k[..], hd)
         } else {
@@ -270,8 +256,11 @@ fn run_task(
             v,
             v_stride,
             n_keys: nk,
-            k_t: if transposed { &sc.k_t } else { &[] },
-            k_t_stride: TILE_K,
+            // Keys are scored one dot product each: the transposed scoring (`Tile::k_t`, about 7 % off SmolLM2's
+            // prefill with 8+ queries per task) sums in another order and flipped a near-tie in the deepseek2
+            // q8_0 fixture test, which sits at its bar.
+            k_t: &[],
+            k_t_stride: 0,
         };
         let mut state = SoftmaxState {
             m: &mut m[..n_q],

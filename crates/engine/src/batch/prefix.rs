@@ -49,7 +49,7 @@ impl PrefixCache {
             self.entries.push(e);
             return;
         }
-        shrink(&mut cache);
+        cache.shrink_to_fit();
         let size = cache.bytes();
         if size > self.budget {
             return;
@@ -90,9 +90,4 @@ impl PrefixCache {
 
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
-
-/// Gives back the spare capacity a growing cache keeps.
-fn shrink(cache: &mut KvCache) {
-    cache.shrink_to_fit();
 }
