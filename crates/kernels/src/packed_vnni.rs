@@ -1,0 +1,185 @@
+//! The AVX-512 VNNI kernel over packed weights (layout and arithmetic in `crate::packed`): a tile is `P` panels of
+//! 16 rows x `T` tokens; each (row, token) lane runs exactly the scalar reference's chain of operations.
+
+use crate::packed::{ActRows, PackedMatrix, PANEL};
+use std::arch::x86_64::*;
+
+/// One tile: pointers at its first panel / first token.
+#[derive(Clone, Copy)]
+struct Tile {
+    /// Group 0 of the first panel.
+    w: *const u8,
+    panel_bytes: usize,
+    group_bytes: usize,
+    n_groups: usize,
+    group: usize,
+    /// Quants of the first token (tokens `cols` apart).
+    aq: *const u8,
+    cols: usize,
+    /// Scales, scaled sums and offset sums of the first token (tokens `n_groups` apart).
+    ad: *const f32,
+    as_: *const f32,
+    ao: *const i32,
+    /// Output of (first token, first row); tokens `out_t` apart.
+    out: *mut f32,
+    out_t: usize,
+    /// Valid rows from the first (the last panel may be partial).
+    rows: usize,
+}
+
+type TileFn = unsafe fn(Tile);
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn bcast(p: *const u8) -> __m512i {
+    _mm512_set1_epi32((p as *const i32).read_unaligned())
+}
+
+/// # Safety
+/// AVX-512 VNNI must be available and `k` must describe valid memory.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+unsafe fn tile<const P: usize, const T: usize, const NIB: bool, const MIN: bool>(k: Tile) {
+    let mut acc = [[_mm512_setzero_ps(); T]; P];
+    let nv = if NIB { k.group / 8 } else { k.group / 4 };
+    let qoff = 4 * PANEL * (1 + MIN as usize);
+    let nib = _mm512_set1_epi8(0x0F);
+    for g in 0..k.n_groups {
+        let gw: [*const u8; P] =
+            std::array::from_fn(|p| k.w.add(p * k.panel_bytes + g * k.group_bytes));
+        let mut iacc = [[_mm512_setzero_si512(); T]; P];
+        for j in 0..nv {
+            let e = g * k.group + 4 * j;
+            if NIB {
+                let lo_a: [__m512i; T] = std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e)));
+                let hi_a: [__m512i; T] =
+                    std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e + k.group / 2)));
+                for p in 0..P {
+                    let v = _mm512_loadu_si512(gw[p].add(qoff + 64 * j) as *const _);
+                    let lo = _mm512_and_si512(v, nib);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+                    for t in 0..T {
+                        iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], lo, lo_a[t]);
+                        iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], hi, hi_a[t]);
+                    }
+                }
+            } else {
+                let a: [__m512i; T] = std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e)));
+                for p in 0..P {
+                    let v = _mm512_loadu_si512(gw[p].add(qoff + 64 * j) as *const _);
+                    for t in 0..T {
+                        iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], v, a[t]);
+                    }
+                }
+            }
+        }
+        for t in 0..T {
+            let o = t * k.n_groups + g;
+            let da = _mm512_set1_ps(*k.ad.add(o));
+            let off = _mm512_set1_epi32(*k.ao.add(o));
+            for p in 0..P {
+                let x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[p][t], off)), da);
+                acc[p][t] = _mm512_fmadd_ps(x, _mm512_loadu_ps(gw[p] as *const f32), acc[p][t]);
+                if MIN {
+                    let wm = _mm512_loadu_ps(gw[p].add(4 * PANEL) as *const f32);
+                    acc[p][t] = _mm512_fmadd_ps(wm, _mm512_set1_ps(*k.as_.add(o)), acc[p][t]);
+                }
+            }
+        }
+    }
+    for (p, acc_p) in acc.iter().enumerate() {
+        let n = k.rows.saturating_sub(p * PANEL).min(PANEL);
+        if n == 0 {
+            break;
+        }
+        let mask: __mmask16 = if n == PANEL { !0 } else { (1u16 << n) - 1 };
+        for (t, v) in acc_p.iter().enumerate() {
+            _mm512_mask_storeu_ps(k.out.add(t * k.out_t + p * PANEL), mask, *v);
+        }
+    }
+}
+
+/// The tile function for `P` panels x `T` tokens of a format.
+fn pick<const P: usize, const T: usize>(nibbles: bool, min: bool) -> TileFn {
+    match (nibbles, min) {
+        (true, true) => tile::<P, T, true, true>,
+        (true, false) => tile::<P, T, true, false>,
+        (false, true) => tile::<P, T, false, true>,
+        (false, false) => tile::<P, T, false, false>,
+    }
+}
+
+/// Tokens per pass over a panel pair: its weights stay in cache while these tokens go by.
+const TOKENS_PER_PASS: usize = 64;
+
+/// `out[t * rows + r]` for every token and the rows of panels `p0..p0 + np`.
+///
+/// # Safety
+/// AVX-512 VNNI must be available; `acts` must hold `n_tokens` prepared tokens; `out` must hold
+/// `n_tokens x m.rows` elements and no one else may write these panels' rows.
+pub(crate) unsafe fn run(
+    m: &PackedMatrix,
+    acts: &ActRows,
+    p0: usize,
+    np: usize,
+    n_tokens: usize,
+    out: *mut f32,
+) {
+    let f = m.format;
+    let (nib, min) = (f.nibbles, f.min);
+    let ng = m.n_groups();
+    let base = Tile {
+        w: m.data().as_ptr(),
+        panel_bytes: m.panel_bytes(),
+        group_bytes: f.group_bytes(),
+        n_groups: ng,
+        group: f.group,
+        aq: acts.q.as_ptr(),
+        cols: m.cols,
+        ad: acts.d.as_ptr(),
+        as_: acts.s.as_ptr(),
+        ao: acts.o.as_ptr(),
+        out,
+        out_t: m.rows,
+        rows: 0,
+    };
+    let at = |p: usize, t: usize| Tile {
+        w: base.w.add(p * base.panel_bytes),
+        aq: base.aq.add(t * base.cols),
+        ad: base.ad.add(t * ng),
+        as_: base.as_.add(t * ng),
+        ao: base.ao.add(t * ng),
+        out: base.out.add(t * base.out_t + p * PANEL),
+        rows: m.rows - p * PANEL,
+        ..base
+    };
+    let mut t0 = 0;
+    while t0 < n_tokens {
+        let t_end = (t0 + TOKENS_PER_PASS).min(n_tokens);
+        let mut p = p0;
+        while p < p0 + np {
+            let left = p0 + np - p;
+            // Many tokens: 2 panels x 4 tokens; single tokens: up to 4 panels at once.
+            let pp = if t_end - t0 >= 4 {
+                left.min(2)
+            } else {
+                left.min(4)
+            };
+            let mut t = t0;
+            while t < t_end {
+                let tt = if t_end - t >= 4 { 4 } else { 1 };
+                let f: TileFn = match (pp, tt) {
+                    (2, 4) => pick::<2, 4>(nib, min),
+                    (1, 4) => pick::<1, 4>(nib, min),
+                    (4, _) => pick::<4, 1>(nib, min),
+                    (3, _) => pick::<3, 1>(nib, min),
+                    (2, _) => pick::<2, 1>(nib, min),
+                    _ => pick::<1, 1>(nib, min),
+                };
+                f(at(p, t));
+                t += tt;
+            }
+            p += pp;
+        }
+        t0 = t_end;
+    }
+}
