@@ -216,9 +216,11 @@ impl Loader<'_> {
     /// released: the packed copy is what the kernels read.
     fn packed(&self, mut m: Matrix) -> Result<Matrix, EngineError> {
         if self.pack && PackedMatrix::supports(m.dtype) {
-            let packed = PackedMatrix::new(&m.view(self.g.bytes()))?;
+            let start = m.range.start;
+            let packed = PackedMatrix::new_releasing(&m.view(self.g.bytes()), |done| {
+                self.g.release_pages(start + done.start..start + done.end)
+            })?;
             m.packed = packed.map(Arc::new);
-            self.g.release_pages(m.range.clone());
         }
         Ok(m)
     }

@@ -16,10 +16,12 @@
 //! quants, `da` their scale and `sa` the activation group's scaled sum. [`dot_reference`] is the chain in scalar code
 //! and the SIMD kernel (`packed_vnni`) equals it bit for bit.
 //!
-//! Layout: panels of 16 rows (the last one padded with zeros); in a panel, group after group:
-//! `wd: [f32; 16]`, `wm: [f32; 16]` (min formats only), then the quants as vectors of 16 rows x 4 bytes. Quants
-//! below 16 take half the room: vector `j` holds quad `j` in its low nibbles and quad `j + group / 8` in its high
-//! nibbles.
+//! Layout: panels of 16 rows (the last one padded with zeros); in a panel, group after group: the scales `wd` of
+//! the 16 rows, their min terms `wm` (min formats only), both f16 where the format stores them so (exactly the file's
+//! values) and f32 for the K-quants' products `d * scale`; then the quants as vectors of 16 rows x 4 bytes. Quants of
+//! 4 to 6 bits keep their low 4 bits as nibbles (vector `j` holds quad `j` in its low and quad `j + group / 8` in its
+//! high nibbles) and each higher bit as a 64-bit mask per nibble half, so Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 take exactly
+//! their size in the file.
 
 use crate::formats::{f16_at, f32_at, q4_k, q5_0, q5_1, q5_k, q6_k, q8_k};
 use crate::matmul::{kernel, SharedOut};
@@ -28,6 +30,9 @@ use std::cell::RefCell;
 
 /// Rows per panel (the 16 lanes of a zmm).
 pub const PANEL: usize = 16;
+
+/// Rows packed between two calls of the release callback of [`PackedMatrix::new_releasing`].
+const RELEASE_ROWS: usize = 4096;
 
 /// Whether models should repack their matrices at load: when the selected ISA is AVX-512 VNNI (the packed
 /// kernel's), unless `HEARTH_REPACK=0` (keeps every matrix in the file mapping, like llama.cpp's `--repack 0`).
@@ -44,46 +49,69 @@ type UnpackRow = fn(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]);
 pub(crate) struct Format {
     /// Elements per group (one `wd`, `wm`).
     pub group: usize,
-    /// Quants fit in 4 bits: two quads per byte vector.
-    pub nibbles: bool,
+    /// Bits per quant: 4, 5 or 6 (nibbles and bit masks) or 8 (bytes).
+    pub bits: u32,
     /// `value = wd * (q - offset) [+ wm]`.
     pub offset: i32,
     /// The format has a min term `wm`.
     pub min: bool,
+    /// Scales (and min terms) are stored as f16 rather than f32.
+    pub f16_scales: bool,
     unpack_row: UnpackRow,
 }
 
 impl Format {
     pub(crate) fn for_dtype(dtype: DType) -> Option<Format> {
         use DType::*;
-        let f = |group, nibbles, offset, min, unpack_row| Format {
+        let f = |group, bits, offset, min, f16_scales, unpack_row| Format {
             group,
-            nibbles,
+            bits,
             offset,
             min,
+            f16_scales,
             unpack_row,
         };
         Some(match dtype {
-            Q4_0 => f(32, true, 8, false, unpack_q4_0 as UnpackRow),
-            Q4_1 => f(32, true, 0, true, unpack_q4_1),
-            Q5_0 => f(32, false, 16, false, unpack_q5_0),
-            Q5_1 => f(32, false, 0, true, unpack_q5_1),
-            Q8_0 => f(32, false, 128, false, unpack_q8_0),
-            Q4_K => f(32, true, 0, true, unpack_q4_k),
-            Q5_K => f(32, false, 0, true, unpack_q5_k),
-            Q6_K => f(16, false, 32, false, unpack_q6_k),
+            Q4_0 => f(32, 4, 8, false, true, unpack_q4_0 as UnpackRow),
+            Q4_1 => f(32, 4, 0, true, true, unpack_q4_1),
+            Q5_0 => f(32, 5, 16, false, true, unpack_q5_0),
+            Q5_1 => f(32, 5, 0, true, true, unpack_q5_1),
+            Q8_0 => f(32, 8, 128, false, true, unpack_q8_0),
+            Q4_K => f(32, 4, 0, true, false, unpack_q4_k),
+            Q5_K => f(32, 5, 0, true, false, unpack_q5_k),
+            Q6_K => f(16, 6, 32, false, false, unpack_q6_k),
             _ => return None,
         })
     }
 
-    /// Byte vectors (16 rows x 4 bytes) of quants per group.
+    /// Bytes of the 16 scales (or min terms) of one group.
+    pub(crate) fn scale_bytes(&self) -> usize {
+        PANEL * if self.f16_scales { 2 } else { 4 }
+    }
+
+    /// Offset of the quants in a group.
+    pub(crate) fn quant_offset(&self) -> usize {
+        self.scale_bytes() * (1 + self.min as usize)
+    }
+
+    /// Quant vectors (16 rows x 4 bytes) per group: byte vectors, or nibble vectors of two quads each.
     pub(crate) fn quant_vectors(&self) -> usize {
-        self.group / if self.nibbles { 8 } else { 4 }
+        self.group / if self.bits == 8 { 4 } else { 8 }
+    }
+
+    /// Offset in a group of the mask pair (low half, high half) of nibble vector `j` for bit `4 + plane`.
+    pub(crate) fn mask_offset(&self, plane: usize, j: usize) -> usize {
+        self.quant_offset() + 64 * self.quant_vectors() + 16 * (plane * self.quant_vectors() + j)
     }
 
     /// Bytes of one group of one panel: scales, min terms, quants.
     pub(crate) fn group_bytes(&self) -> usize {
-        4 * PANEL * (1 + self.min as usize) + 4 * PANEL * self.quant_vectors()
+        let planes = if self.bits == 8 {
+            0
+        } else {
+            self.bits as usize - 4
+        };
+        self.quant_offset() + 64 * self.quant_vectors() + 16 * planes * self.quant_vectors()
     }
 }
 
@@ -214,6 +242,15 @@ impl PackedMatrix {
 
     /// Repacks `w`; `Ok(None)` when its format has no packed form.
     pub fn new(w: &WeightMatrix) -> Result<Option<PackedMatrix>, MatmulError> {
+        Self::new_releasing(w, |_| {})
+    }
+
+    /// [`PackedMatrix::new`], calling `release` with each byte range of `w.data` it is done with (a few thousand
+    /// rows at a time), so that a caller can drop the file's pages while a large matrix is packed.
+    pub fn new_releasing(
+        w: &WeightMatrix,
+        mut release: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<Option<PackedMatrix>, MatmulError> {
         let Some(format) = Format::for_dtype(w.dtype) else {
             return Ok(None);
         };
@@ -234,8 +271,19 @@ impl PackedMatrix {
             std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, n_panels * panel_bytes)
         };
         let (mut q, mut wd, mut wm) = (vec![0u8; w.cols], vec![0f32; ng], vec![0f32; ng]);
-        let nv = format.quant_vectors();
-        let soff = 4 * PANEL * (1 + format.min as usize);
+        let (nv, gbytes, half) = (
+            format.quant_vectors(),
+            format.group_bytes(),
+            format.group / 2,
+        );
+        let put_scale = |at: &mut [u8], v: f32| {
+            if format.f16_scales {
+                at[..2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+            } else {
+                at[..4].copy_from_slice(&v.to_le_bytes());
+            }
+        };
+        let sb = format.scale_bytes() / PANEL;
         for r in 0..w.rows {
             (format.unpack_row)(
                 &w.data[r * row_bytes..][..row_bytes],
@@ -245,23 +293,35 @@ impl PackedMatrix {
             );
             let (panel, lane) = (r / PANEL, r % PANEL);
             for g in 0..ng {
-                let gb = &mut bytes[panel * panel_bytes + g * format.group_bytes()..]
-                    [..format.group_bytes()];
-                gb[4 * lane..4 * lane + 4].copy_from_slice(&wd[g].to_le_bytes());
+                let gb = &mut bytes[panel * panel_bytes + g * gbytes..][..gbytes];
+                put_scale(&mut gb[sb * lane..], wd[g]);
                 if format.min {
-                    gb[64 + 4 * lane..64 + 4 * lane + 4].copy_from_slice(&wm[g].to_le_bytes());
+                    put_scale(&mut gb[format.scale_bytes() + sb * lane..], wm[g]);
                 }
                 let gq = &q[g * format.group..][..format.group];
                 for j in 0..nv {
                     for b in 0..4 {
-                        let at = soff + 64 * j + 4 * lane + b;
-                        gb[at] = if format.nibbles {
-                            gq[4 * j + b] | (gq[4 * j + b + format.group / 2] << 4)
-                        } else {
-                            gq[4 * j + b]
-                        };
+                        let at = format.quant_offset() + 64 * j + 4 * lane + b;
+                        if format.bits == 8 {
+                            gb[at] = gq[4 * j + b];
+                            continue;
+                        }
+                        let (lo, hi) = (gq[4 * j + b], gq[4 * j + b + half]);
+                        gb[at] = (lo & 0x0F) | (hi << 4);
+                        // Bit i of a mask is byte i of its vector.
+                        let bit = 4 * lane + b;
+                        for plane in 0..format.bits as usize - 4 {
+                            let m = format.mask_offset(plane, j);
+                            gb[m + bit / 8] |= ((lo >> (4 + plane)) & 1) << (bit % 8);
+                            gb[m + 8 + bit / 8] |= ((hi >> (4 + plane)) & 1) << (bit % 8);
+                        }
                     }
                 }
+            }
+            if (r + 1) % RELEASE_ROWS == 0 || r + 1 == w.rows {
+                let done = (r + 1).div_ceil(RELEASE_ROWS) * RELEASE_ROWS;
+                let from = done.saturating_sub(RELEASE_ROWS).min(w.rows);
+                release(from * row_bytes..(r + 1) * row_bytes);
             }
         }
         Ok(Some(PackedMatrix {
@@ -353,24 +413,32 @@ thread_local! {
 fn quant_at(m: &PackedMatrix, r: usize, e: usize) -> i32 {
     let f = m.format;
     let (g, e) = (e / f.group, e % f.group);
-    let base = (r / PANEL) * m.panel_bytes()
-        + g * f.group_bytes()
-        + 4 * PANEL * (1 + f.min as usize)
-        + 4 * (r % PANEL);
-    let data = m.data();
-    if f.nibbles {
-        let half = f.group / 2;
-        let x = data[base + 64 * ((e % half) / 4) + e % 4];
-        (if e < half { x & 0x0F } else { x >> 4 }) as i32
-    } else {
-        data[base + 64 * (e / 4) + e % 4] as i32
+    let group = &m.data()[(r / PANEL) * m.panel_bytes() + g * f.group_bytes()..][..f.group_bytes()];
+    let lane = r % PANEL;
+    if f.bits == 8 {
+        return group[f.quant_offset() + 64 * (e / 4) + 4 * lane + e % 4] as i32;
     }
+    let half = f.group / 2;
+    let (hi, e) = (e >= half, e % half);
+    let x = group[f.quant_offset() + 64 * (e / 4) + 4 * lane + e % 4];
+    let mut q = if hi { x >> 4 } else { x & 0x0F } as i32;
+    let bit = 4 * lane + e % 4;
+    for plane in 0..f.bits as usize - 4 {
+        let mask = &group[f.mask_offset(plane, e / 4) + 8 * hi as usize..][..8];
+        q |= (((mask[bit / 8] >> (bit % 8)) & 1) as i32) << (4 + plane);
+    }
+    q
 }
 
 /// The group's scale (`k = 0`) or min term (`k = 1`) of row `r`.
 fn scale_at(m: &PackedMatrix, r: usize, g: usize, k: usize) -> f32 {
-    let at = (r / PANEL) * m.panel_bytes() + g * m.format.group_bytes() + 64 * k + 4 * (r % PANEL);
-    f32_at(m.data(), at)
+    let f = m.format;
+    let at = (r / PANEL) * m.panel_bytes() + g * f.group_bytes() + f.scale_bytes() * k;
+    if f.f16_scales {
+        f16_at(m.data(), at + 2 * (r % PANEL))
+    } else {
+        f32_at(m.data(), at + 4 * (r % PANEL))
+    }
 }
 
 /// The chain of the module docs for row `r` and token `t`, in scalar code: the specification the SIMD kernel meets

@@ -1,7 +1,7 @@
 //! The AVX-512 VNNI kernel over packed weights (layout and arithmetic in `crate::packed`): a tile is `P` panels of
 //! 16 rows x `T` tokens; each (row, token) lane runs exactly the scalar reference's chain of operations.
 
-use crate::packed::{ActRows, PackedMatrix, PANEL};
+use crate::packed::{ActRows, Format, PackedMatrix, PANEL};
 use std::arch::x86_64::*;
 
 /// One tile: pointers at its first panel / first token.
@@ -35,13 +35,34 @@ unsafe fn bcast(p: *const u8) -> __m512i {
     _mm512_set1_epi32((p as *const i32).read_unaligned())
 }
 
-/// # Safety
-/// AVX-512 VNNI must be available and `k` must describe valid memory.
+/// 16 scales at `p`, f16 or f32.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-unsafe fn tile<const P: usize, const T: usize, const NIB: bool, const MIN: bool>(k: Tile) {
+#[inline]
+unsafe fn scales<const F16: bool>(p: *const u8) -> __m512 {
+    if F16 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    } else {
+        _mm512_loadu_ps(p as *const f32)
+    }
+}
+
+/// # Safety
+/// AVX-512 VNNI must be available and `k` must describe valid memory of a format with `BITS`-bit quants, a min term
+/// when `MIN` and f16 scales when `F16`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+unsafe fn tile<
+    const P: usize,
+    const T: usize,
+    const BITS: u32,
+    const MIN: bool,
+    const F16: bool,
+>(
+    k: Tile,
+) {
     let mut acc = [[_mm512_setzero_ps(); T]; P];
-    let nv = if NIB { k.group / 8 } else { k.group / 4 };
-    let qoff = 4 * PANEL * (1 + MIN as usize);
+    let nv = if BITS == 8 { k.group / 4 } else { k.group / 8 };
+    let sbytes = PANEL * if F16 { 2 } else { 4 };
+    let qoff = sbytes * (1 + MIN as usize);
     let nib = _mm512_set1_epi8(0x0F);
     for g in 0..k.n_groups {
         let gw: [*const u8; P] =
@@ -49,26 +70,33 @@ unsafe fn tile<const P: usize, const T: usize, const NIB: bool, const MIN: bool>
         let mut iacc = [[_mm512_setzero_si512(); T]; P];
         for j in 0..nv {
             let e = g * k.group + 4 * j;
-            if NIB {
-                let lo_a: [__m512i; T] = std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e)));
-                let hi_a: [__m512i; T] =
-                    std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e + k.group / 2)));
-                for p in 0..P {
-                    let v = _mm512_loadu_si512(gw[p].add(qoff + 64 * j) as *const _);
-                    let lo = _mm512_and_si512(v, nib);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
-                    for t in 0..T {
-                        iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], lo, lo_a[t]);
-                        iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], hi, hi_a[t]);
-                    }
-                }
-            } else {
+            if BITS == 8 {
                 let a: [__m512i; T] = std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e)));
                 for p in 0..P {
                     let v = _mm512_loadu_si512(gw[p].add(qoff + 64 * j) as *const _);
                     for t in 0..T {
                         iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], v, a[t]);
                     }
+                }
+                continue;
+            }
+            let lo_a: [__m512i; T] = std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e)));
+            let hi_a: [__m512i; T] =
+                std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e + k.group / 2)));
+            for p in 0..P {
+                let v = _mm512_loadu_si512(gw[p].add(qoff + 64 * j) as *const _);
+                let mut lo = _mm512_and_si512(v, nib);
+                let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+                // Bits 4 and 5 from their masks (bit i of a mask is byte i of the vector).
+                for plane in 0..(BITS as usize).saturating_sub(4) {
+                    let m = gw[p].add(qoff + 64 * nv + 16 * (plane * nv + j)) as *const u64;
+                    let bit = _mm512_set1_epi8(0x10 << plane);
+                    lo = _mm512_mask_add_epi8(lo, m.read_unaligned(), lo, bit);
+                    hi = _mm512_mask_add_epi8(hi, m.add(1).read_unaligned(), hi, bit);
+                }
+                for t in 0..T {
+                    iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], lo, lo_a[t]);
+                    iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], hi, hi_a[t]);
                 }
             }
         }
@@ -78,9 +106,9 @@ unsafe fn tile<const P: usize, const T: usize, const NIB: bool, const MIN: bool>
             let off = _mm512_set1_epi32(*k.ao.add(o));
             for p in 0..P {
                 let x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[p][t], off)), da);
-                acc[p][t] = _mm512_fmadd_ps(x, _mm512_loadu_ps(gw[p] as *const f32), acc[p][t]);
+                acc[p][t] = _mm512_fmadd_ps(x, scales::<F16>(gw[p]), acc[p][t]);
                 if MIN {
-                    let wm = _mm512_loadu_ps(gw[p].add(4 * PANEL) as *const f32);
+                    let wm = scales::<F16>(gw[p].add(sbytes));
                     acc[p][t] = _mm512_fmadd_ps(wm, _mm512_set1_ps(*k.as_.add(o)), acc[p][t]);
                 }
             }
@@ -98,13 +126,18 @@ unsafe fn tile<const P: usize, const T: usize, const NIB: bool, const MIN: bool>
     }
 }
 
-/// The tile function for `P` panels x `T` tokens of a format.
-fn pick<const P: usize, const T: usize>(nibbles: bool, min: bool) -> TileFn {
-    match (nibbles, min) {
-        (true, true) => tile::<P, T, true, true>,
-        (true, false) => tile::<P, T, true, false>,
-        (false, true) => tile::<P, T, false, true>,
-        (false, false) => tile::<P, T, false, false>,
+/// The tile function for `P` panels x `T` tokens of a packed format.
+fn pick<const P: usize, const T: usize>(f: Format) -> TileFn {
+    match (f.bits, f.min, f.f16_scales) {
+        (4, true, true) => tile::<P, T, 4, true, true>,
+        (4, false, true) => tile::<P, T, 4, false, true>,
+        (5, true, true) => tile::<P, T, 5, true, true>,
+        (5, false, true) => tile::<P, T, 5, false, true>,
+        (8, false, true) => tile::<P, T, 8, false, true>,
+        (4, true, false) => tile::<P, T, 4, true, false>,
+        (5, true, false) => tile::<P, T, 5, true, false>,
+        (6, false, false) => tile::<P, T, 6, false, false>,
+        _ => unreachable!("packed format without a kernel"),
     }
 }
 
@@ -125,7 +158,6 @@ pub(crate) unsafe fn run(
     out: *mut f32,
 ) {
     let f = m.format;
-    let (nib, min) = (f.nibbles, f.min);
     let ng = m.n_groups();
     let base = Tile {
         w: m.data().as_ptr(),
@@ -167,15 +199,15 @@ pub(crate) unsafe fn run(
             let mut t = t0;
             while t < t_end {
                 let tt = if t_end - t >= 4 { 4 } else { 1 };
-                let f: TileFn = match (pp, tt) {
-                    (2, 4) => pick::<2, 4>(nib, min),
-                    (1, 4) => pick::<1, 4>(nib, min),
-                    (4, _) => pick::<4, 1>(nib, min),
-                    (3, _) => pick::<3, 1>(nib, min),
-                    (2, _) => pick::<2, 1>(nib, min),
-                    _ => pick::<1, 1>(nib, min),
+                let tile_fn: TileFn = match (pp, tt) {
+                    (2, 4) => pick::<2, 4>(f),
+                    (1, 4) => pick::<1, 4>(f),
+                    (4, _) => pick::<4, 1>(f),
+                    (3, _) => pick::<3, 1>(f),
+                    (2, _) => pick::<2, 1>(f),
+                    _ => pick::<1, 1>(f),
                 };
-                f(at(p, t));
+                tile_fn(at(p, t));
                 t += tt;
             }
             p += pp;
