@@ -153,7 +153,7 @@ impl Model {
         let mut up = vec![0f32; n * f.up.rows]; // (n, n_ff)
         self.mm(pool, &f.gate, xb, n, &mut gate)?;
         self.mm(pool, &f.up, xb, n, &mut up)?;
-        hearth_kernels::ops::gated_activation(&mut gate, &up, self.config.spec.activation.f());
+        hearth_kernels::ops::gated(&mut gate, &up, self.config.spec.activation.gated());
         self.mm(pool, &f.down, &gate, n, out)
     }
 
