@@ -369,8 +369,14 @@ mod tests {
                 };
                 let want = x64 / (1.0 + (-z).exp()) * u as f64;
                 let scalar = act.scalar()(xi) * u;
-                assert!((f as f64 - want).abs() <= 1e-5 * want.abs() + 1e-20, "{act:?}({xi}) = {f}, want {want}");
-                assert!((f - scalar).abs() <= 2e-6 * scalar.abs() + 1e-6, "{act:?}({xi}) = {f}, scalar {scalar}");
+                assert!(
+                    (f as f64 - want).abs() <= 1e-5 * want.abs() + 1e-20,
+                    "{act:?}({xi}) = {f}, want {want}"
+                );
+                assert!(
+                    (f - scalar).abs() <= 2e-6 * scalar.abs() + 1e-6,
+                    "{act:?}({xi}) = {f}, scalar {scalar}"
+                );
             }
         }
         assert_eq!(gelu_tanh(0.0), 0.0);

@@ -208,6 +208,75 @@ fn unpack_q6_k(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
     }
 }
 
+/// One thread's unpacked row: quants `(cols)`, scales and min terms `(n_groups)`.
+struct PanelScratch {
+    q: Vec<u8>,
+    wd: Vec<f32>,
+    wm: Vec<f32>,
+}
+
+impl PanelScratch {
+    fn new(cols: usize, n_groups: usize) -> Self {
+        PanelScratch {
+            q: vec![0; cols],
+            wd: vec![0.0; n_groups],
+            wm: vec![0.0; n_groups],
+        }
+    }
+}
+
+/// Packs `rows` (at most 16) GGUF rows `data` into one zeroed panel `out`.
+fn pack_panel(f: Format, data: &[u8], rows: usize, s: &mut PanelScratch, out: &mut [u8]) {
+    let (nv, gbytes, half, sb) = (
+        f.quant_vectors(),
+        f.group_bytes(),
+        f.group / 2,
+        f.scale_bytes() / PANEL,
+    );
+    let put_scale = |at: &mut [u8], v: f32| {
+        if f.f16_scales {
+            at[..2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+        } else {
+            at[..4].copy_from_slice(&v.to_le_bytes());
+        }
+    };
+    let row_bytes = data.len() / rows;
+    for (lane, row) in data.chunks_exact(row_bytes).enumerate() {
+        (f.unpack_row)(row, &mut s.q, &mut s.wd, &mut s.wm);
+        for (g, gb) in out.chunks_exact_mut(gbytes).enumerate() {
+            put_scale(&mut gb[sb * lane..], s.wd[g]);
+            if f.min {
+                put_scale(&mut gb[f.scale_bytes() + sb * lane..], s.wm[g]);
+            }
+            let gq = &s.q[g * f.group..][..f.group];
+            for j in 0..nv {
+                let at = f.quant_offset() + 64 * j + 4 * lane;
+                if f.bits == 8 {
+                    gb[at..at + 4].copy_from_slice(&gq[4 * j..4 * j + 4]);
+                    continue;
+                }
+                let (lo, hi) = (&gq[4 * j..4 * j + 4], &gq[4 * j + half..4 * j + half + 4]);
+                for b in 0..4 {
+                    gb[at + b] = (lo[b] & 0x0F) | (hi[b] << 4);
+                }
+                // Bit i of a mask is byte i of its vector: this lane's 4 bytes are bits 4 * lane.. of the masks.
+                let shift = (4 * lane) % 8;
+                for plane in 0..f.bits as usize - 4 {
+                    let nib = |qs: &[u8]| -> u8 {
+                        (0..4)
+                            .map(|b| ((qs[b] >> (4 + plane)) & 1) << b)
+                            .sum::<u8>()
+                            << shift
+                    };
+                    let m = f.mask_offset(plane, j) + (4 * lane) / 8;
+                    gb[m] |= nib(lo);
+                    gb[m + 8] |= nib(hi);
+                }
+            }
+        }
+    }
+}
+
 /// A 64-byte aligned chunk (panels start on cache lines).
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -270,59 +339,40 @@ impl PackedMatrix {
         let bytes = unsafe {
             std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, n_panels * panel_bytes)
         };
-        let (mut q, mut wd, mut wm) = (vec![0u8; w.cols], vec![0f32; ng], vec![0f32; ng]);
-        let (nv, gbytes, half) = (
-            format.quant_vectors(),
-            format.group_bytes(),
-            format.group / 2,
-        );
-        let put_scale = |at: &mut [u8], v: f32| {
-            if format.f16_scales {
-                at[..2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+        // Panels in batches of RELEASE_ROWS rows, each batch split over the CPU's threads.
+        static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let threads = *THREADS
+            .get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
+        let batch = RELEASE_ROWS / PANEL;
+        for (b, out) in bytes.chunks_mut(batch * panel_bytes).enumerate() {
+            let p0 = b * batch;
+            let per = (out.len() / panel_bytes).div_ceil(threads);
+            let pack = |p: usize, out: &mut [u8]| {
+                let mut scratch = PanelScratch::new(w.cols, ng);
+                for (i, panel) in out.chunks_mut(panel_bytes).enumerate() {
+                    let r0 = (p + i) * PANEL;
+                    let rows = PANEL.min(w.rows - r0);
+                    pack_panel(
+                        format,
+                        &w.data[r0 * row_bytes..][..rows * row_bytes],
+                        rows,
+                        &mut scratch,
+                        panel,
+                    );
+                }
+            };
+            // A thread is worth its start (tens of microseconds) for a few dozen panels.
+            if threads == 1 || per < 32 {
+                pack(p0, out);
             } else {
-                at[..4].copy_from_slice(&v.to_le_bytes());
-            }
-        };
-        let sb = format.scale_bytes() / PANEL;
-        for r in 0..w.rows {
-            (format.unpack_row)(
-                &w.data[r * row_bytes..][..row_bytes],
-                &mut q,
-                &mut wd,
-                &mut wm,
-            );
-            let (panel, lane) = (r / PANEL, r % PANEL);
-            for g in 0..ng {
-                let gb = &mut bytes[panel * panel_bytes + g * gbytes..][..gbytes];
-                put_scale(&mut gb[sb * lane..], wd[g]);
-                if format.min {
-                    put_scale(&mut gb[format.scale_bytes() + sb * lane..], wm[g]);
-                }
-                let gq = &q[g * format.group..][..format.group];
-                for j in 0..nv {
-                    for b in 0..4 {
-                        let at = format.quant_offset() + 64 * j + 4 * lane + b;
-                        if format.bits == 8 {
-                            gb[at] = gq[4 * j + b];
-                            continue;
-                        }
-                        let (lo, hi) = (gq[4 * j + b], gq[4 * j + b + half]);
-                        gb[at] = (lo & 0x0F) | (hi << 4);
-                        // Bit i of a mask is byte i of its vector.
-                        let bit = 4 * lane + b;
-                        for plane in 0..format.bits as usize - 4 {
-                            let m = format.mask_offset(plane, j);
-                            gb[m + bit / 8] |= ((lo >> (4 + plane)) & 1) << (bit % 8);
-                            gb[m + 8 + bit / 8] |= ((hi >> (4 + plane)) & 1) << (bit % 8);
-                        }
+                std::thread::scope(|s| {
+                    for (i, part) in out.chunks_mut(per * panel_bytes).enumerate() {
+                        s.spawn(move || pack(p0 + i * per, part));
                     }
-                }
+                });
             }
-            if (r + 1) % RELEASE_ROWS == 0 || r + 1 == w.rows {
-                let done = (r + 1).div_ceil(RELEASE_ROWS) * RELEASE_ROWS;
-                let from = done.saturating_sub(RELEASE_ROWS).min(w.rows);
-                release(from * row_bytes..(r + 1) * row_bytes);
-            }
+            let rows_done = ((p0 + batch) * PANEL).min(w.rows);
+            release(p0 * PANEL * row_bytes..rows_done * row_bytes);
         }
         Ok(Some(PackedMatrix {
             dtype: w.dtype,

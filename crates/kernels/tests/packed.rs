@@ -34,7 +34,7 @@ fn packed_matches_reference_and_is_batch_invariant() {
     let pool = ThreadPool::new(2);
     let mut rng = Rng(11);
     for dtype in FORMATS {
-        for (rows, cols) in [(1, 256), (37, 512), (64, 256)] {
+        for (rows, cols) in [(1, 256), (37, 512), (64, 256), (300, 256)] {
             let wb = weights(&mut rng, dtype, rows, cols);
             let w = WeightMatrix {
                 dtype,
