@@ -30,7 +30,7 @@ mod neon;
 pub mod ops;
 pub mod packed;
 #[cfg(target_arch = "x86_64")]
-mod packed_vnni;
+mod packed_x86;
 pub mod pool;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -14,7 +14,7 @@
 //!
 //! `q` are the weight quants as unsigned bytes (`value = wd * (q - offset) + wm`), `qa` the token's signed activation
 //! quants, `da` their scale and `sa` the activation group's scaled sum. [`dot_reference`] is the chain in scalar code
-//! and the SIMD kernel (`packed_vnni`) equals it bit for bit.
+//! and the SIMD kernels (`packed_x86`) equal it bit for bit.
 //!
 //! Layout: panels of 16 rows (the last one padded with zeros); in a panel, group after group: the scales `wd` of
 //! the 16 rows, their min terms `wm` (min formats only), both f16 where the format stores them so (exactly the file's
@@ -34,11 +34,11 @@ pub const PANEL: usize = 16;
 /// Rows packed between two calls of the release callback of [`PackedMatrix::new_releasing`].
 const RELEASE_ROWS: usize = 4096;
 
-/// Whether models should repack their matrices at load: when the selected ISA is AVX-512 VNNI (the packed
-/// kernel's), unless `HEARTH_REPACK=0` (keeps every matrix in the file mapping, like llama.cpp's `--repack 0`).
+/// Whether models should repack their matrices at load: on x86-64 (whatever the selected ISA: every x86 path
+/// computes packed products with the same bits), unless `HEARTH_REPACK=0` (keeps every matrix in the file
+/// mapping, like llama.cpp's `--repack 0`).
 pub fn packing_enabled() -> bool {
-    crate::selected_isa() == Ok(Isa::Avx512Vnni)
-        && std::env::var("HEARTH_REPACK").map_or(true, |v| v.trim() != "0")
+    cfg!(target_arch = "x86_64") && std::env::var("HEARTH_REPACK").map_or(true, |v| v.trim() != "0")
 }
 
 /// Unpacks one GGUF row into quants `(cols)` as unsigned bytes and, per group, the scale `wd` and min term `wm`.
@@ -519,15 +519,11 @@ pub fn matmul_packed(
     n_tokens: usize,
     y: &mut [f32],
 ) -> Result<(), MatmulError> {
-    let isa = if Isa::Avx512Vnni.is_available() {
-        Isa::Avx512Vnni
-    } else {
-        Isa::Scalar
-    };
-    matmul_packed_with_isa(pool, m, x, n_tokens, y, isa)
+    matmul_packed_with_isa(pool, m, x, n_tokens, y, crate::selected_isa()?)
 }
 
-/// [`matmul_packed`] with the AVX-512 VNNI kernel or the scalar reference (`Isa::Scalar`; any other ISA is refused).
+/// [`matmul_packed`] on `isa`: the AVX-512 VNNI kernel, the AVX2 one (for `Avx2` and `Avx512`), or the scalar
+/// reference (`Scalar`, and `Neon`, which has no packed kernel). All give the same bits.
 pub fn matmul_packed_with_isa(
     pool: &ThreadPool,
     m: &PackedMatrix,
@@ -536,7 +532,7 @@ pub fn matmul_packed_with_isa(
     y: &mut [f32],
     isa: Isa,
 ) -> Result<(), MatmulError> {
-    if !isa.is_available() || !matches!(isa, Isa::Scalar | Isa::Avx512Vnni) {
+    if !isa.is_available() {
         return Err(MatmulError::Unsupported {
             dtype: m.dtype,
             op: "packed matmul on this ISA",
@@ -604,8 +600,9 @@ pub fn matmul_packed_with_isa(
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the ISA is available; the item writes only rows of its panels, inside y.
-                Isa::Avx512Vnni => unsafe {
-                    crate::packed_vnni::run(m, acts, p0, np, n_tokens, out.get())
+                Isa::Avx512Vnni | Isa::Avx512 | Isa::Avx2 => unsafe {
+                    let vnni = isa == Isa::Avx512Vnni;
+                    crate::packed_x86::run(m, acts, p0, np, n_tokens, out.get(), vnni)
                 },
                 _ => {
                     for r in p0 * PANEL..((p0 + np) * PANEL).min(m.rows) {
