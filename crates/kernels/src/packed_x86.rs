@@ -265,6 +265,7 @@ mod avx2 {
 
     /// # Safety
     /// AVX2, FMA and F16C must be available and `k` must describe valid memory of the format.
+    #[allow(clippy::needless_range_loop)] // (panel, half, token) index several arrays at once
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile<
         const P: usize,
