@@ -28,11 +28,14 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// GELU, tanh approximation (Gemma's `gelu_pytorch_tanh`).
+/// GELU, tanh approximation (Gemma's `gelu_pytorch_tanh`): `0.5 x (1 + tanh(u))`, computed as the equal
+/// `x * sigmoid(2u)` (with `u = sqrt(2 / pi) (x + 0.044715 x³)`), which keeps its far negative tail where
+/// `1 + tanh(u)` would cancel to 0.
 #[inline]
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+    let z = 2.0 * SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+    x / (1.0 + (-z).exp())
 }
 
 /// The activation of a gated feed-forward. Both are `x * sigmoid(z)`: `z = x` for SiLU, and for the tanh GELU
@@ -361,7 +364,7 @@ mod tests {
             let mut fast = x.clone();
             gated(&mut fast, &up, act);
             for ((&f, &xi), &u) in fast.iter().zip(&x).zip(&up) {
-                // Exact in f64 (the f32 tanh form loses the far negative tail, where 1 + tanh cancels).
+                // Exact in f64.
                 let (x64, s) = (xi as f64, (2.0 / std::f64::consts::PI).sqrt());
                 let z = match act {
                     GatedAct::Silu => x64,

@@ -34,11 +34,14 @@ pub const PANEL: usize = 16;
 /// Rows packed between two calls of the release callback of [`PackedMatrix::new_releasing`].
 const RELEASE_ROWS: usize = 4096;
 
-/// Whether models should repack their matrices at load: on x86-64 (whatever the selected ISA: every x86 path
-/// computes packed products with the same bits), unless `HEARTH_REPACK=0` (keeps every matrix in the file
-/// mapping, like llama.cpp's `--repack 0`).
+/// Whether models should repack their matrices at load: on x86-64 with AVX2 or better (the AVX2 and VNNI kernels
+/// compute packed products with the same bits), unless `HEARTH_REPACK=0` (keeps every matrix in the file mapping,
+/// like llama.cpp's `--repack 0`). The scalar reference of the packed path is for tests; `HEARTH_ISA=scalar` runs
+/// the per-token scalar kernels.
 pub fn packing_enabled() -> bool {
-    cfg!(target_arch = "x86_64") && std::env::var("HEARTH_REPACK").map_or(true, |v| v.trim() != "0")
+    cfg!(target_arch = "x86_64")
+        && crate::selected_isa().is_ok_and(|i| i != Isa::Scalar)
+        && std::env::var("HEARTH_REPACK").map_or(true, |v| v.trim() != "0")
 }
 
 /// Unpacks one GGUF row into quants `(cols)` as unsigned bytes and, per group, the scale `wd` and min term `wm`.

@@ -242,6 +242,16 @@ mod avx2 {
         _mm256_cmpeq_epi8(sel, bit)
     }
 
+    /// The 4 bytes at `p` in every dword.
+    ///
+    /// # Safety
+    /// `p` must point to 4 readable bytes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn bcast(p: *const u8) -> __m256i {
+        _mm256_set1_epi32((p as *const i32).read_unaligned())
+    }
+
     /// `sum(q * a)` per group of 4 bytes: q unsigned (at most 63), a signed.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -281,7 +291,6 @@ mod avx2 {
         let sbytes = PANEL * if F16 { 2 } else { 4 };
         let qoff = sbytes * (1 + MIN as usize);
         let nib = _mm256_set1_epi8(0x0F);
-        let bcast = |p: *const u8| _mm256_set1_epi32((p as *const i32).read_unaligned());
         for g in 0..k.n_groups {
             let gw: [*const u8; P] =
                 std::array::from_fn(|p| k.w.add(p * k.panel_bytes + g * k.group_bytes));
