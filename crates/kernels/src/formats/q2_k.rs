@@ -137,7 +137,7 @@ pub(crate) mod x86 {
 /// mins through the activations' group sums.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{dot_i8x16, load_i8};
+    use crate::neon::{load_i8, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -145,7 +145,7 @@ pub(crate) mod neon {
     /// # Safety
     /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
     #[target_feature(enable = "neon")]
-    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
         use crate::formats::q8_k;
         let m3 = vdupq_n_u8(3);
         let mut sum = 0.0f32;
@@ -162,7 +162,7 @@ pub(crate) mod neon {
                     for j in 0..4 {
                         let v = vreinterpretq_s8_u8(vandq_u8(q, m3));
                         q = vshrq_n_u8::<2>(q);
-                        let dot = dot_i8x16(
+                        let dot = D::dot(
                             vdupq_n_s32(0),
                             v,
                             load_i8(pa.add(128 * c + 32 * j + 16 * h)),

@@ -149,7 +149,7 @@ pub(crate) mod x86 {
 /// scaled into a vector accumulator.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{dot_i8x16, load_i8};
+    use crate::neon::{load_i8, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -157,7 +157,7 @@ pub(crate) mod neon {
     /// # Safety
     /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
     #[target_feature(enable = "neon")]
-    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
         use crate::formats::q8_k;
         let (m3, m4, four) = (vdupq_n_u8(3), vdupq_n_u8(4), vdupq_n_s8(4));
         let mut sum = 0.0f32;
@@ -180,7 +180,7 @@ pub(crate) mod neon {
                         q[h] = vshrq_n_u8::<2>(q[h]);
                         hb[h] = vshrq_n_u8::<1>(hb[h]);
                         let v = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(low, high)), four);
-                        let dot = dot_i8x16(
+                        let dot = D::dot(
                             vdupq_n_s32(0),
                             v,
                             load_i8(pa.add(128 * c + 32 * j + 16 * h)),

@@ -185,7 +185,7 @@ pub(crate) mod x86_512 {
 /// aarch64 NEON dot product for Q5_1 x Q8_1: the 5-bit quants (0..32) fit signed bytes as they are.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{bit_mask16, dot_i8x16, load_i8};
+    use crate::neon::{bit_mask16, load_i8, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -193,7 +193,7 @@ pub(crate) mod neon {
     /// # Safety
     /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
     #[target_feature(enable = "neon")]
-    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
         let (m4, m10) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x10));
         let mut sum = vdupq_n_f32(0.0);
         let mut sum_m = 0.0f32;
@@ -209,8 +209,8 @@ pub(crate) mod neon {
                 vshrq_n_u8::<4>(q),
                 vandq_u8(bit_mask16((qh >> 16) as u16), m10),
             );
-            let acc = dot_i8x16(vdupq_n_s32(0), vreinterpretq_s8_u8(lo), load_i8(pa.add(4)));
-            let acc = dot_i8x16(acc, vreinterpretq_s8_u8(hi), load_i8(pa.add(20)));
+            let acc = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(lo), load_i8(pa.add(4)));
+            let acc = D::dot(acc, vreinterpretq_s8_u8(hi), load_i8(pa.add(20)));
             let d = super::f16_at(bw, 0) * super::f16_at(ba, 0);
             sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
             sum_m += super::f16_at(bw, 2) * super::f16_at(ba, 2);

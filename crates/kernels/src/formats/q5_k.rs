@@ -146,7 +146,7 @@ pub(crate) mod x86 {
 /// 32 scaled into a vector accumulator.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{dot_i8x16, load_i8};
+    use crate::neon::{load_i8, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -154,7 +154,7 @@ pub(crate) mod neon {
     /// # Safety
     /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
     #[target_feature(enable = "neon")]
-    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
         use crate::formats::q8_k;
         let (m4, m10) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x10));
         let mut sum = 0.0f32;
@@ -176,8 +176,8 @@ pub(crate) mod neon {
                     let qu = vorrq_u8(vshrq_n_u8::<4>(q), vandq_u8(vshlq_n_u8::<3>(*hb), m10));
                     *hb = vshrq_n_u8::<2>(*hb);
                     let e = 64 * c + 16 * h;
-                    lo = dot_i8x16(lo, vreinterpretq_s8_u8(ql), load_i8(pa.add(e)));
-                    hi = dot_i8x16(hi, vreinterpretq_s8_u8(qu), load_i8(pa.add(e + 32)));
+                    lo = D::dot(lo, vreinterpretq_s8_u8(ql), load_i8(pa.add(e)));
+                    hi = D::dot(hi, vreinterpretq_s8_u8(qu), load_i8(pa.add(e + 32)));
                 }
                 isum = vmlaq_n_s32(isum, lo, sc[2 * c] as i32);
                 isum = vmlaq_n_s32(isum, hi, sc[2 * c + 1] as i32);

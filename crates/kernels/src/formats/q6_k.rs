@@ -295,7 +295,7 @@ pub(crate) mod x86_512 {
 /// 16 scaled into a vector accumulator.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{dot_i8x16, load_i8};
+    use crate::neon::{load_i8, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -303,7 +303,7 @@ pub(crate) mod neon {
     /// # Safety
     /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
     #[target_feature(enable = "neon")]
-    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
         use crate::formats::q8_k;
         let (m4, m30, off) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30), vdupq_n_s8(32));
         let mut sum = 0.0f32;
@@ -327,7 +327,7 @@ pub(crate) mod neon {
                     ];
                     for (k, qk) in q.into_iter().enumerate() {
                         let v = vsubq_s8(vreinterpretq_s8_u8(qk), off);
-                        let dot = dot_i8x16(
+                        let dot = D::dot(
                             vdupq_n_s32(0),
                             v,
                             load_i8(pa.add(128 * c + 32 * k + 16 * h)),
