@@ -260,6 +260,12 @@ impl Common {
                 Some("max_tokens"),
             ));
         }
+        if self.stream_options.is_some() && self.stream != Some(true) {
+            return Err(ApiError::invalid(
+                "The 'stream_options' parameter is only allowed when 'stream' is true",
+                Some("stream_options"),
+            ));
+        }
         if self.stops().len() > 16 {
             return Err(ApiError::invalid("At most 16 stop sequences", Some("stop")));
         }
