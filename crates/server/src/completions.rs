@@ -70,9 +70,26 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             };
             messages.push(ChatMessage::new(role, m.text(i)?));
         }
-        let text = template.render(&messages, true).map_err(|e| {
-            ApiError::invalid(format!("The chat template failed: {e}"), Some("messages"))
-        })?;
+        let extra: Vec<(&str, minijinja::Value)> = body
+            .chat_template_kwargs
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    minijinja::Value::from(minijinja::value::Serde(v)),
+                )
+            })
+            .collect();
+        let text = template
+            .render_with(
+                minijinja::Value::from(minijinja::value::Serde(&messages)),
+                true,
+                &extra,
+            )
+            .map_err(|e| {
+                ApiError::invalid(format!("The chat template failed: {e}"), Some("messages"))
+            })?;
         // The template writes BOS itself when the model wants one, as `hearth run` relies on.
         let prompt = encode(&state, &text, false)?;
         let top = match (body.logprobs, body.top_logprobs) {

@@ -15,11 +15,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
 
-/// Qwen3's turn format, with the generation prompt opening the reasoning as DeepSeek-R1's template does.
-const TEMPLATE: &str =
-    "{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + \
-                        '<|im_end|>\n' }}{%- endfor %}{%- if add_generation_prompt %}\
-                        {{ '<|im_start|>assistant\n<think>\n' }}{%- endif %}";
+/// Qwen3's turn format, with the generation prompt opening the reasoning as DeepSeek-R1's template does, or
+/// writing an empty one when `enable_thinking` is false (as Qwen3's template does).
+const TEMPLATE: &str = "{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + \
+    '<|im_end|>\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n<think>\n' }}\
+    {%- if enable_thinking is defined and enable_thinking is false %}{{ '\n</think>\n\n' }}{%- endif %}\
+    {%- endif %}";
 
 /// A request whose sampled continuation closes `</think>` 21 tokens in, answers, and ends its turn (found by
 /// trying seeds: greedy output of the random weights never closes the tag; the tests check it still does).
@@ -75,12 +76,26 @@ fn router() -> axum::Router {
 /// The generate loop's text for `USER`, tags written out, other control tokens left out; and the number of
 /// tokens generated.
 fn reference(max_tokens: usize) -> (String, usize) {
+    reference_with(max_tokens, true)
+}
+
+fn reference_with(max_tokens: usize, thinking: bool) -> (String, usize) {
     let (model, tok) = (model(), tok());
     let template = ChatTemplate::from_gguf_with(&model.gguf, tok).expect("template");
+    let messages = [ChatMessage::new("user", USER)];
     let prompt = template
-        .render(&[ChatMessage::new("user", USER)], true)
+        .render_with(
+            minijinja::Value::from(minijinja::value::Serde(&messages)),
+            true,
+            &[("enable_thinking", minijinja::Value::from(thinking))],
+        )
         .expect("render");
-    assert!(prompt.ends_with("<think>\n"), "{prompt:?}");
+    let end = if thinking {
+        "<think>\n"
+    } else {
+        "<think>\n\n</think>\n\n"
+    };
+    assert!(prompt.ends_with(end), "{prompt:?}");
     let ids = tok.encode(&prompt, false, true).expect("encode");
     let opts = GenerateOptions {
         max_tokens,
@@ -260,4 +275,22 @@ async fn stop_strings_apply_to_the_answer_only() {
         assert_eq!(result.1, want_a[..at]);
         assert_eq!(result.2, "stop");
     }
+}
+
+#[tokio::test]
+async fn chat_template_kwargs_reach_the_template() {
+    // Thinking switched off: the prompt closes an empty `<think>`, so all output is answer.
+    let (raw, n) = reference_with(MAX_TOKENS, false);
+    assert!(!raw.contains("think>"), "{raw:?}");
+    let extra =
+        json!({"max_tokens": MAX_TOKENS, "chat_template_kwargs": {"enable_thinking": false}});
+    let whole = chat(extra.clone()).await;
+    assert_eq!(whole.0, None, "no reasoning_content when there is none");
+    assert_eq!((whole.1.as_str(), whole.3), (raw.as_str(), n as u64));
+    assert_eq!(chat_stream(extra).await, whole);
+    let (s, body) =
+        post(json!({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": 3}))
+            .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("chat_template_kwargs"), "{body}");
 }
