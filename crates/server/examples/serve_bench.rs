@@ -138,6 +138,14 @@ async fn one(addr: SocketAddr, i: usize, max_tokens: usize) -> Result<Sample, St
     })
 }
 
+/// The 1-minute load average (Linux), to judge how shared the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i]
@@ -165,11 +173,12 @@ async fn round(addr: SocketAddr, n: usize, max_tokens: usize, base: usize) -> Re
         .collect();
     per.sort_by(f64::total_cmp);
     println!(
-        "| {n:>3} | {tokens:>6} | {wall:>7.2} | {:>8.1} | {:>8.3} | {:>8.3} | {:>8.1} |",
+        "| {n:>3} | {tokens:>6} | {wall:>7.2} | {:>8.1} | {:>8.3} | {:>8.3} | {:>8.1} | {:>5} |",
         tokens as f64 / wall,
         quantile(&ttft, 0.5),
         quantile(&ttft, 0.9),
         quantile(&per, 0.5),
+        load_average(),
     );
     Ok(())
 }
@@ -207,8 +216,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (None, None) => unreachable!("checked in parse_args"),
         };
         one(addr, 100_000, 4).await?; // warm-up
-        println!("| clients | tokens | wall s | tok/s | TTFT p50 s | TTFT p90 s | per-stream tok/s p50 |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        println!("load average before: {}", load_average());
+        println!(
+            "| clients | tokens | wall s | tok/s | TTFT p50 s | TTFT p90 s | per-stream tok/s p50 | load after |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
         let mut base = 0;
         for &n in &a.clients {
             round(addr, n, a.max_tokens, base).await?;
