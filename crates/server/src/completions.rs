@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_engine::batch::{Event, Request, Sink, SubmitError, Usage};
 use hearth_engine::{Finish, SamplingParams};
-use hearth_text::{ChatMessage, ReasoningSplitter};
+use hearth_text::{ChatMessage, ChatTemplate, ReasoningSplitter};
 use serde_json::Value;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -70,26 +70,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             };
             messages.push(ChatMessage::new(role, m.text(i)?));
         }
-        let extra: Vec<(&str, minijinja::Value)> = body
-            .chat_template_kwargs
-            .iter()
-            .flatten()
-            .map(|(k, v)| {
-                (
-                    k.as_str(),
-                    minijinja::Value::from(minijinja::value::Serde(v)),
-                )
-            })
-            .collect();
-        let text = template
-            .render_with(
-                minijinja::Value::from(minijinja::value::Serde(&messages)),
-                true,
-                &extra,
-            )
-            .map_err(|e| {
-                ApiError::invalid(format!("The chat template failed: {e}"), Some("messages"))
-            })?;
+        let text = render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?;
         // The template writes BOS itself when the model wants one, as `hearth run` relies on.
         let prompt = encode(&state, &text, false)?;
         let top = match (body.logprobs, body.top_logprobs) {
@@ -155,6 +136,27 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     }
     .await;
     run(state, result).await
+}
+
+/// The chat template over `messages`, with the assistant's turn opened and the request's extra template variables.
+fn render_prompt(
+    template: &ChatTemplate,
+    messages: &[ChatMessage],
+    kwargs: Option<&serde_json::Map<String, Value>>,
+) -> Result<String, ApiError> {
+    let jinja = |v| minijinja::Value::from(minijinja::value::Serde(v));
+    let extra: Vec<(&str, minijinja::Value)> = kwargs
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), jinja(v)))
+        .collect();
+    template
+        .render_with(
+            minijinja::Value::from(minijinja::value::Serde(messages)),
+            true,
+            &extra,
+        )
+        .map_err(|e| ApiError::invalid(format!("The chat template failed: {e}"), Some("messages")))
 }
 
 /// Prompt text to ids, as `hearth run` does: special tokens parsed, BOS (when the model wants one) if `add_bos`.
