@@ -15,10 +15,10 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub fn f(self) -> fn(f32) -> f32 {
+    pub fn gated(self) -> hearth_kernels::ops::GatedAct {
         match self {
-            Activation::Silu => hearth_kernels::ops::silu,
-            Activation::GeluTanh => hearth_kernels::ops::gelu_tanh,
+            Activation::Silu => hearth_kernels::ops::GatedAct::Silu,
+            Activation::GeluTanh => hearth_kernels::ops::GatedAct::GeluTanh,
         }
     }
 }

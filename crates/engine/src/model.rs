@@ -7,7 +7,7 @@ use crate::weights::{Attention, DenseFfn, Ffn, GqaWeights, Matrix, Weights};
 use crate::{EngineError, KvCache, ModelConfig};
 use hearth_gguf::Gguf;
 use hearth_kernels::ops::{rms_norm, rms_norm_inplace};
-use hearth_kernels::{matmul, Isa, ThreadPool};
+use hearth_kernels::{matmul, matmul_packed, Isa, ThreadPool};
 use std::path::Path;
 
 /// One sequence's share of a forward pass: `tokens` are appended at the cache's next positions; logits are
@@ -73,7 +73,10 @@ impl Model {
         n: usize,
         y: &mut [f32],
     ) -> Result<(), EngineError> {
-        Ok(matmul(pool, &w.view(self.gguf.bytes()), x, n, y)?)
+        match &w.packed {
+            Some(p) => Ok(matmul_packed(pool, p, x, n, y)?),
+            None => Ok(matmul(pool, &w.view(self.gguf.bytes()), x, n, y)?),
+        }
     }
 
     /// Grouped-query attention of the batch's tokens `xb` (n, n_embd) into `out` (n, n_embd); appends the new keys
@@ -150,7 +153,7 @@ impl Model {
         let mut up = vec![0f32; n * f.up.rows]; // (n, n_ff)
         self.mm(pool, &f.gate, xb, n, &mut gate)?;
         self.mm(pool, &f.up, xb, n, &mut up)?;
-        hearth_kernels::ops::gated_activation(&mut gate, &up, self.config.spec.activation.f());
+        hearth_kernels::ops::gated(&mut gate, &up, self.config.spec.activation.gated());
         self.mm(pool, &f.down, &gate, n, out)
     }
 

@@ -6,7 +6,7 @@ use crate::config::{Gating, MoeConfig};
 use crate::model::Model;
 use crate::weights::MoeWeights;
 use crate::EngineError;
-use hearth_kernels::ops::{axpy, gated_activation, softmax};
+use hearth_kernels::ops::{axpy, gated, softmax};
 use hearth_kernels::{matmul, ThreadPool};
 
 /// `out (n, n_embd)` = the experts' weighted sum for the normalised tokens `xb (n, n_embd)`.
@@ -37,7 +37,7 @@ pub(crate) fn forward(
 
     out.fill(0.0);
     let bytes = model.gguf.bytes();
-    let act = c.spec.activation.f();
+    let act = c.spec.activation.gated();
     let (mut xe, mut gate, mut up, mut y) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (ex, group) in groups.iter().enumerate().filter(|(_, g)| !g.is_empty()) {
         let k = group.len();
@@ -50,7 +50,7 @@ pub(crate) fn forward(
         y.resize(k * e, 0.0); // (k, n_embd)
         matmul(pool, &m.gate.view(bytes, ex), &xe, k, &mut gate)?;
         matmul(pool, &m.up.view(bytes, ex), &xe, k, &mut up)?;
-        gated_activation(&mut gate, &up, act);
+        gated(&mut gate, &up, act);
         matmul(pool, &m.down.view(bytes, ex), &gate, k, &mut y)?;
         for (j, &(t, w)) in group.iter().enumerate() {
             axpy(w, &y[j * e..][..e], &mut out[t * e..][..e]);

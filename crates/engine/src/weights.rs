@@ -9,8 +9,9 @@
 use crate::config::{MlaConfig, MoeConfig};
 use crate::{EngineError, ModelConfig};
 use hearth_gguf::{DType, Gguf, TensorInfo};
-use hearth_kernels::WeightMatrix;
+use hearth_kernels::{PackedMatrix, WeightMatrix};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// A matrix in the file: `rows` rows of `cols` elements of `dtype`, at `range` of the file's bytes.
 #[derive(Debug, Clone)]
@@ -20,6 +21,9 @@ pub struct Matrix {
     pub rows: usize,
     pub cols: usize,
     range: Range<usize>,
+    /// The matrix repacked for the packed kernels (see [`hearth_kernels::packed`]), when they cover its format
+    /// and this CPU runs them.
+    pub packed: Option<Arc<PackedMatrix>>,
 }
 
 impl Matrix {
@@ -155,6 +159,7 @@ pub struct MoeWeights {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per layer: the size does not matter, the indirection would
 pub enum Ffn {
     Dense(DenseFfn),
     Moe(Box<MoeWeights>),
@@ -182,6 +187,8 @@ pub struct Weights {
 
 struct Loader<'a> {
     g: &'a Gguf,
+    /// Repack matrices for the packed kernels.
+    pack: bool,
 }
 
 impl Loader<'_> {
@@ -200,9 +207,22 @@ impl Loader<'_> {
         Ok(())
     }
 
-    /// A matrix of `rows` × `cols` (GGUF dims `[cols, rows]`).
+    /// A matrix of `rows` × `cols` (GGUF dims `[cols, rows]`) for matrix products: repacked when packing is on.
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, EngineError> {
-        self.matrix_dims(name, &[cols as u64, rows as u64])
+        self.packed(self.matrix_dims(name, &[cols as u64, rows as u64])?)
+    }
+
+    /// `m` with its packed form when packing is on and covers its format. The file's pages of a packed matrix are
+    /// released: the packed copy is what the kernels read.
+    fn packed(&self, mut m: Matrix) -> Result<Matrix, EngineError> {
+        if self.pack && PackedMatrix::supports(m.dtype) {
+            let start = m.range.start;
+            let packed = PackedMatrix::new_releasing(&m.view(self.g.bytes()), |done| {
+                self.g.release_pages(start + done.start..start + done.end)
+            })?;
+            m.packed = packed.map(Arc::new);
+        }
+        Ok(m)
     }
 
     /// A tensor of GGUF dims `dims` that the matrix kernels can read, as one matrix of its first dim's rows.
@@ -225,6 +245,7 @@ impl Loader<'_> {
             rows,
             cols,
             range: start..start + t.n_bytes as usize,
+            packed: None,
         })
     }
 
@@ -305,12 +326,16 @@ impl Loader<'_> {
 
 impl Weights {
     pub fn load(g: &Gguf, c: &ModelConfig) -> Result<Weights, EngineError> {
-        let l = Loader { g };
+        let l = Loader {
+            g,
+            pack: hearth_kernels::packed::packing_enabled(),
+        };
         let e = c.n_embd;
-        let token_embd = l.matrix("token_embd.weight", c.n_vocab, e)?;
+        // Only rows are read from the embedding (no product), so it stays in the file.
+        let token_embd = l.matrix_dims("token_embd.weight", &[e as u64, c.n_vocab as u64])?;
         let output = match l.info("output.weight") {
             Some(_) => l.matrix("output.weight", c.n_vocab, e)?,
-            None => token_embd.clone(),
+            None => l.packed(token_embd.clone())?,
         };
         let layers = (0..c.n_layer)
             .map(|i| {

@@ -142,6 +142,25 @@ impl Gguf {
         }
     }
 
+    /// Tells the OS this process no longer needs the mapped pages wholly inside `range` (bytes of [`Gguf::bytes`]),
+    /// for data that was copied elsewhere (repacked weights): they leave this process's resident memory and are
+    /// read back from the file if touched again. Best effort: a no-op for files held in memory.
+    pub fn release_pages(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let Backing::Mmap(m) = &self.backing {
+            const PAGE: usize = 4096;
+            let start = range.start.div_ceil(PAGE) * PAGE;
+            let end = range.end.min(m.len()) / PAGE * PAGE;
+            if start < end {
+                // SAFETY: the mapping is read-only and file-backed, so dropping its pages loses nothing: the next
+                // access reads the same bytes from the file. The range is inside the mapping.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
+    }
+
     /// GGUF format version (2 or 3).
     pub fn version(&self) -> u32 {
         self.version

@@ -1,10 +1,12 @@
-//! Quick best-of-N throughput table (robust on a shared machine): matmul GB/s per format and ISA, and the thread
-//! pool's per-call overhead.
+//! Quick best-of-N throughput table (robust on a shared machine): matmul GB/s per format and ISA (per-token
+//! kernels and packed weights), and the thread pool's per-call overhead next to rayon's.
 //!
 //! `cargo run --release -p hearth-kernels --example kbench [-- FORMAT...]`
 
 use hearth_kernels::matmul::matmul_with_isa;
-use hearth_kernels::{quantize_row, DType, Isa, ThreadPool, WeightMatrix};
+use hearth_kernels::{
+    matmul_packed, quantize_row, DType, Isa, PackedMatrix, ThreadPool, WeightMatrix,
+};
 use std::time::{Duration, Instant};
 
 fn weights(dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
@@ -133,14 +135,75 @@ fn main() {
             matmul_with_isa(&pool2, &w, &x, 1, &mut y, isa).unwrap()
         });
         let gbps = |t: Duration| data.len() as f64 / t.as_secs_f64() / 1e9;
+        let packed = PackedMatrix::new(&w).unwrap().unwrap();
+        let p1 = best(Duration::from_millis(300), || {
+            matmul_packed(&pool1, &packed, &x, 1, &mut y).unwrap()
+        });
+        let p2 = best(Duration::from_millis(300), || {
+            matmul_packed(&pool2, &packed, &x, 1, &mut y).unwrap()
+        });
         println!(
-            "  {name:6} 1 thread {:6.2}   2 threads {:6.2}",
+            "  {name:6} 1 thread {:6.2}   2 threads {:6.2}   packed: 1 thread {:6.2}   2 threads {:6.2}",
             gbps(t1),
-            gbps(t2)
+            gbps(t2),
+            gbps(p1),
+            gbps(p2)
         );
     }
 
-    println!("\nThreadPool::parallel_for overhead (trivial work), best and median of 20k calls:");
+    println!("\nPrompt (64 tokens) with packed weights, GB/s of weights x tokens, 2 threads:");
+    for name in ["Q4_1", "Q8_0", "Q4_K", "Q6_K", "Q5_0"] {
+        let dtype = DType::from_name(name).unwrap();
+        let data = weights(dtype, rows, cols);
+        let w = WeightMatrix {
+            dtype,
+            data: &data,
+            rows,
+            cols,
+        };
+        let packed = PackedMatrix::new(&w).unwrap().unwrap();
+        let x: Vec<f32> = (0..64 * cols)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let mut y = vec![0f32; 64 * rows];
+        let t = best(Duration::from_millis(300), || {
+            matmul_packed(&pool2, &packed, &x, 64, &mut y).unwrap()
+        });
+        println!(
+            "  {name:6} {:7.1}",
+            (data.len() * 64) as f64 / t.as_secs_f64() / 1e9
+        );
+    }
+
+    // A decode step runs ~200 such calls per token on a 135M model, so the per-call cost is what matters.
+    println!(
+        "\nFork-join cost per call (n_threads x 4 trivial items), best and median of 20k calls:"
+    );
+    for n_threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n_threads)
+            .build()
+            .unwrap();
+        let sink = std::sync::atomic::AtomicUsize::new(0);
+        let mut times: Vec<Duration> = (0..20_000)
+            .map(|_| {
+                let t = Instant::now();
+                pool.install(|| {
+                    use rayon::prelude::*;
+                    (0..n_threads * 4).into_par_iter().for_each(|i| {
+                        sink.fetch_add(i, std::sync::atomic::Ordering::Relaxed);
+                    })
+                });
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        println!(
+            "  rayon      n_threads {n_threads}: best {:?}, median {:?}",
+            times[0],
+            times[times.len() / 2]
+        );
+    }
     for n_threads in [1, 2, 3] {
         let pool = ThreadPool::new(n_threads);
         let sink = std::sync::atomic::AtomicUsize::new(0);
@@ -155,7 +218,7 @@ fn main() {
             .collect();
         times.sort();
         println!(
-            "  n_threads {n_threads}: best {:?}, median {:?}",
+            "  ThreadPool n_threads {n_threads}: best {:?}, median {:?}",
             times[0],
             times[times.len() / 2]
         );

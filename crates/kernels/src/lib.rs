@@ -28,9 +28,10 @@ pub mod matmul;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod ops;
-pub mod pool;
+pub mod packed;
 #[cfg(target_arch = "x86_64")]
-mod prefill;
+mod packed_x86;
+pub mod pool;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -38,4 +39,5 @@ pub use dtype::DType;
 pub use formats::{dequantize_row, quantize_row};
 pub use isa::{detected_isa, selected_isa, Isa, IsaError};
 pub use matmul::{matmul, MatmulError, WeightMatrix};
+pub use packed::{matmul_packed, PackedMatrix};
 pub use pool::ThreadPool;

@@ -333,11 +333,11 @@ pub fn tile_with_isa(
 
 /// A raw output pointer shared by the workers; each writes a disjoint set of elements.
 #[derive(Clone, Copy)]
-struct SharedOut<T>(*mut T);
+pub(crate) struct SharedOut<T>(pub(crate) *mut T);
 
 impl<T> SharedOut<T> {
     /// The pointer (a method, so closures capture the whole wrapper rather than the raw field).
-    fn get(&self) -> *mut T {
+    pub(crate) fn get(&self) -> *mut T {
         self.0
     }
 }
@@ -346,15 +346,58 @@ unsafe impl<T> Send for SharedOut<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SharedOut<T> {}
 
-/// Token counts from which AVX-512 VNNI matmuls take the prefill path (`crate::prefill`) where it covers the format.
-pub const PREFILL_MIN_TOKENS: usize = 16;
+/// Checks that `w` holds whole blocks and exactly `rows` rows; returns the bytes of one row.
+pub(crate) fn check_weights(w: &WeightMatrix) -> Result<usize, MatmulError> {
+    let (rows, cols, dtype) = (w.rows, w.cols, w.dtype);
+    let block = dtype.block_size();
+    if !cols.is_multiple_of(block) {
+        return Err(MatmulError::NotWholeBlocks {
+            dtype,
+            n: cols,
+            block,
+        });
+    }
+    let row_bytes = cols / block * dtype.type_size();
+    let expected = rows.saturating_mul(row_bytes);
+    if w.data.len() != expected {
+        return Err(MatmulError::WeightBytes {
+            dtype,
+            rows,
+            cols,
+            expected,
+            got: w.data.len(),
+        });
+    }
+    Ok(row_bytes)
+}
 
-/// Whether the prefill path is on: only when `HEARTH_FAST_PREFILL=1` (read once per process). Its sums run in
-/// another order than the per-token kernels', so a token's logits would depend on how many tokens share its
-/// batch; the server promises that a request's greedy text does not depend on what else is being served.
-pub fn fast_prefill_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("HEARTH_FAST_PREFILL").is_ok_and(|v| v.trim() == "1"))
+/// Checks x: (n_tokens, cols) and y: (n_tokens, rows).
+pub(crate) fn check_io(
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    n_tokens: usize,
+    y: &[f32],
+) -> Result<(), MatmulError> {
+    let expected = n_tokens.saturating_mul(cols);
+    if x.len() != expected {
+        return Err(MatmulError::InputLen {
+            n_tokens,
+            cols,
+            expected,
+            got: x.len(),
+        });
+    }
+    let expected = n_tokens.saturating_mul(rows);
+    if y.len() != expected {
+        return Err(MatmulError::OutputLen {
+            n_tokens,
+            rows,
+            expected,
+            got: y.len(),
+        });
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -399,43 +442,8 @@ pub fn matmul_with_isa(
         dtype,
         op: "matmul",
     })?;
-    let block = dtype.block_size();
-    if !cols.is_multiple_of(block) {
-        return Err(MatmulError::NotWholeBlocks {
-            dtype,
-            n: cols,
-            block,
-        });
-    }
-    let row_bytes = cols / block * dtype.type_size();
-    let expected = rows.saturating_mul(row_bytes);
-    if w.data.len() != expected {
-        return Err(MatmulError::WeightBytes {
-            dtype,
-            rows,
-            cols,
-            expected,
-            got: w.data.len(),
-        });
-    }
-    let expected = n_tokens.saturating_mul(cols);
-    if x.len() != expected {
-        return Err(MatmulError::InputLen {
-            n_tokens,
-            cols,
-            expected,
-            got: x.len(),
-        });
-    }
-    let expected = n_tokens.saturating_mul(rows);
-    if y.len() != expected {
-        return Err(MatmulError::OutputLen {
-            n_tokens,
-            rows,
-            expected,
-            got: y.len(),
-        });
-    }
+    let row_bytes = check_weights(w)?;
+    check_io(rows, cols, x, n_tokens, y)?;
     if n_tokens == 0 || rows == 0 {
         return Ok(());
     }
@@ -465,37 +473,6 @@ pub fn matmul_with_isa(
     let rows_per_item = (rows / (pool.n_threads() * 8)).clamp(4, 64) / 4 * 4;
     let n_items = rows.div_ceil(rows_per_item);
     let out = SharedOut(y.as_mut_ptr());
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512Vnni && n_tokens >= PREFILL_MIN_TOKENS && fast_prefill_enabled() {
-        if let Some(f) = crate::prefill::format(dtype) {
-            let acts = crate::prefill::Acts::new(f, &act, act_row_bytes, n_tokens, cols);
-            pool.parallel_for(n_items, |item| {
-                let r0 = item * rows_per_item;
-                let nr = rows_per_item.min(rows - r0);
-                crate::prefill::STRIP.with(|s| {
-                    let mut strip = s.borrow_mut();
-                    // SAFETY: the ISA was checked above; this item is the only writer of rows r0..r0+nr of y,
-                    // which holds n_tokens x rows elements.
-                    unsafe {
-                        crate::prefill::run(
-                            f,
-                            &mut strip,
-                            &w.data[r0 * row_bytes..(r0 + nr) * row_bytes],
-                            row_bytes,
-                            nr,
-                            cols,
-                            &acts,
-                            n_tokens,
-                            out.get().add(r0),
-                            rows,
-                        )
-                    };
-                });
-            });
-            ACT_SCRATCH.with(|c| c.set(act));
-            return Ok(());
-        }
-    }
     let (w_ptr, a_ptr) = (
         SharedOut(w.data.as_ptr() as *mut u8),
         SharedOut(act.as_ptr() as *mut u8),

@@ -28,11 +28,70 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// GELU, tanh approximation (Gemma's `gelu_pytorch_tanh`).
+/// GELU, tanh approximation (Gemma's `gelu_pytorch_tanh`): `0.5 x (1 + tanh(u))`, computed as the equal
+/// `x * sigmoid(2u)` (with `u = sqrt(2 / pi) (x + 0.044715 x³)`), which keeps its far negative tail where
+/// `1 + tanh(u)` would cancel to 0.
 #[inline]
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+    let z = 2.0 * SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+    x / (1.0 + (-z).exp())
+}
+
+/// The activation of a gated feed-forward. Both are `x * sigmoid(z)`: `z = x` for SiLU, and for the tanh GELU
+/// `z = 2 * sqrt(2 / pi) * (x + 0.044715 x³)` (since `0.5 * (1 + tanh(u)) = sigmoid(2u)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatedAct {
+    Silu,
+    GeluTanh,
+}
+
+impl GatedAct {
+    /// The scalar function (the specification of [`gated`]).
+    pub fn scalar(self) -> fn(f32) -> f32 {
+        match self {
+            GatedAct::Silu => silu,
+            GatedAct::GeluTanh => gelu_tanh,
+        }
+    }
+}
+
+/// `gate[i] = act(gate[i]) * up[i]`, with 8-lane AVX2 code where the selected ISA has it: within a few ulps of
+/// [`gated_activation`] with [`GatedAct::scalar`], several times faster than libm's `tanhf` and `expf`.
+pub fn gated(gate: &mut [f32], up: &[f32], act: GatedAct) {
+    assert_eq!(gate.len(), up.len());
+    #[cfg(target_arch = "x86_64")]
+    if crate::selected_isa().is_ok_and(|i| i != crate::Isa::Scalar) {
+        let n8 = gate.len() / 8 * 8;
+        // SAFETY: the selected ISA is an x86 SIMD one, all of which include AVX2 and FMA.
+        unsafe { x86_gated(&mut gate[..n8], &up[..n8], act) };
+        gated_activation(&mut gate[n8..], &up[n8..], act.scalar());
+        return;
+    }
+    gated_activation(gate, up, act.scalar());
+}
+
+/// [`gated`] on whole groups of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn x86_gated(gate: &mut [f32], up: &[f32], act: GatedAct) {
+    use std::arch::x86_64::*;
+    for (g, u) in gate.chunks_exact_mut(8).zip(up.chunks_exact(8)) {
+        // SAFETY: both chunks hold 8 f32.
+        let (x, u) = unsafe { (_mm256_loadu_ps(g.as_ptr()), _mm256_loadu_ps(u.as_ptr())) };
+        let z = match act {
+            GatedAct::Silu => x,
+            GatedAct::GeluTanh => {
+                let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+                let inner = _mm256_fmadd_ps(_mm256_set1_ps(0.044715), x3, x);
+                _mm256_mul_ps(_mm256_set1_ps(2.0 * 0.797_884_6), inner)
+            }
+        };
+        let e = crate::x86::exp256(_mm256_sub_ps(_mm256_setzero_ps(), z));
+        let y = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e));
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(g.as_mut_ptr(), _mm256_mul_ps(y, u)) };
+    }
 }
 
 /// The gated feed-forward's middle: `gate[i] = act(gate[i]) * up[i]`.
@@ -298,6 +357,31 @@ mod tests {
     fn activations_known_values() {
         assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
         assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
+        // The SIMD gated activations against the scalar functions, over the range activations take.
+        for act in [GatedAct::Silu, GatedAct::GeluTanh] {
+            let x: Vec<f32> = (0..4003).map(|i| (i as f32 - 2001.0) * 0.013).collect();
+            let up: Vec<f32> = (0..4003).map(|i| 1.0 + (i % 7) as f32 * 0.25).collect();
+            let mut fast = x.clone();
+            gated(&mut fast, &up, act);
+            for ((&f, &xi), &u) in fast.iter().zip(&x).zip(&up) {
+                // Exact in f64.
+                let (x64, s) = (xi as f64, (2.0 / std::f64::consts::PI).sqrt());
+                let z = match act {
+                    GatedAct::Silu => x64,
+                    GatedAct::GeluTanh => 2.0 * s * (x64 + 0.044715 * x64 * x64 * x64),
+                };
+                let want = x64 / (1.0 + (-z).exp()) * u as f64;
+                let scalar = act.scalar()(xi) * u;
+                assert!(
+                    (f as f64 - want).abs() <= 1e-5 * want.abs() + 1e-20,
+                    "{act:?}({xi}) = {f}, want {want}"
+                );
+                assert!(
+                    (f - scalar).abs() <= 2e-6 * scalar.abs() + 1e-6,
+                    "{act:?}({xi}) = {f}, scalar {scalar}"
+                );
+            }
+        }
         assert_eq!(gelu_tanh(0.0), 0.0);
     }
 

@@ -34,7 +34,18 @@ fn child_reports_selected_isa() {
 }
 
 fn run_child(value: &str, expect: &str) {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let exe = std::env::current_exe().unwrap();
+    // Under an emulator (scripts/test-aarch64.sh runs the tests in qemu-user) the child must go through it too.
+    let mut cmd = match std::env::var("HEARTH_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut c = Command::new(words.next().unwrap_or_default());
+            c.args(words).arg(&exe);
+            c
+        }
+        _ => Command::new(&exe),
+    };
+    let out = cmd
         .args(["--exact", "child_reports_selected_isa", "--nocapture"])
         .env("HEARTH_ISA", value)
         .env("HEARTH_ISA_EXPECT", expect)
@@ -42,8 +53,9 @@ fn run_child(value: &str, expect: &str) {
         .unwrap();
     assert!(
         out.status.success(),
-        "HEARTH_ISA={value}: {}",
-        String::from_utf8_lossy(&out.stdout)
+        "HEARTH_ISA={value}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

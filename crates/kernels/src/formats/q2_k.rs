@@ -132,3 +132,52 @@ pub(crate) mod x86 {
         }
     }
 }
+
+/// aarch64 NEON dot product for Q2_K x Q8_K: one 4-lane sum per group of 16 scaled into a vector accumulator; the
+/// mins through the activations' group sums.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    use crate::neon::{load_i8, I8Dot};
+    use std::arch::aarch64::*;
+
+    /// [`super::vec_dot`] with NEON.
+    ///
+    /// # Safety
+    /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
+    #[target_feature(enable = "neon")]
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
+        use crate::formats::q8_k;
+        let m3 = vdupq_n_u8(3);
+        let mut sum = 0.0f32;
+        for (bw, ba) in w
+            .chunks_exact(super::BLOCK_BYTES)
+            .zip(a.chunks_exact(q8_k::BLOCK_BYTES))
+        {
+            let (pw, pa) = (bw.as_ptr(), ba.as_ptr().add(q8_k::QS));
+            let mut isum = vdupq_n_s32(0);
+            // Element 128c + 32j + 16h + i (i < 16) of group 8c + 2j + h.
+            for c in 0..2 {
+                for h in 0..2 {
+                    let mut q = vld1q_u8(pw.add(16 + 32 * c + 16 * h));
+                    for j in 0..4 {
+                        let v = vreinterpretq_s8_u8(vandq_u8(q, m3));
+                        q = vshrq_n_u8::<2>(q);
+                        let dot = D::dot(
+                            vdupq_n_s32(0),
+                            v,
+                            load_i8(pa.add(128 * c + 32 * j + 16 * h)),
+                        );
+                        isum = vmlaq_n_s32(isum, dot, (bw[8 * c + 2 * j + h] & 0x0F) as i32);
+                    }
+                }
+            }
+            let summs: i32 = (0..16)
+                .map(|g| (bw[g] >> 4) as i32 * q8_k::bsum(ba, g))
+                .sum();
+            let da = super::super::f32_at(ba, 0);
+            sum += da * super::f16_at(bw, 80) * vaddvq_s32(isum) as f32
+                - da * super::f16_at(bw, 82) * summs as f32;
+        }
+        sum
+    }
+}

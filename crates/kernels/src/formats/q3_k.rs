@@ -144,3 +144,53 @@ pub(crate) mod x86 {
         }
     }
 }
+
+/// aarch64 NEON dot product for Q3_K x Q8_K: the quants as signed bytes (-4..4), one 4-lane sum per group of 16
+/// scaled into a vector accumulator.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    use crate::neon::{load_i8, I8Dot};
+    use std::arch::aarch64::*;
+
+    /// [`super::vec_dot`] with NEON.
+    ///
+    /// # Safety
+    /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
+    #[target_feature(enable = "neon")]
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
+        use crate::formats::q8_k;
+        let (m3, m4, four) = (vdupq_n_u8(3), vdupq_n_u8(4), vdupq_n_s8(4));
+        let mut sum = 0.0f32;
+        for (bw, ba) in w
+            .chunks_exact(super::BLOCK_BYTES)
+            .zip(a.chunks_exact(q8_k::BLOCK_BYTES))
+        {
+            let (pw, pa) = (bw.as_ptr(), ba.as_ptr().add(q8_k::QS));
+            let sc = super::scales(bw);
+            // Bit 4c + j of hmask[16h + i] is the high bit of element 128c + 32j + 16h + i (group 8c + 2j + h);
+            // shifted down one bit per 32 elements.
+            let mut hb = [vld1q_u8(pw), vld1q_u8(pw.add(16))];
+            let mut isum = vdupq_n_s32(0);
+            for c in 0..2 {
+                let mut q = [vld1q_u8(pw.add(32 + 32 * c)), vld1q_u8(pw.add(48 + 32 * c))];
+                for j in 0..4 {
+                    for h in 0..2 {
+                        let low = vandq_u8(q[h], m3);
+                        let high = vandq_u8(vshlq_n_u8::<2>(hb[h]), m4);
+                        q[h] = vshrq_n_u8::<2>(q[h]);
+                        hb[h] = vshrq_n_u8::<1>(hb[h]);
+                        let v = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(low, high)), four);
+                        let dot = D::dot(
+                            vdupq_n_s32(0),
+                            v,
+                            load_i8(pa.add(128 * c + 32 * j + 16 * h)),
+                        );
+                        isum = vmlaq_n_s32(isum, dot, sc[8 * c + 2 * j + h]);
+                    }
+                }
+            }
+            sum += super::f16_at(bw, 108) * super::super::f32_at(ba, 0) * vaddvq_s32(isum) as f32;
+        }
+        sum
+    }
+}

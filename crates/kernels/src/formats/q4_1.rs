@@ -112,7 +112,7 @@ pub(crate) mod x86 {
 /// aarch64 NEON dot product for Q4_1 x Q8_1.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{dot_i8x16, load_i8};
+    use crate::neon::{load_i8, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -120,7 +120,7 @@ pub(crate) mod neon {
     /// # Safety
     /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
     #[target_feature(enable = "neon")]
-    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
         let mut sum = vdupq_n_f32(0.0);
         let mut sum_m = 0.0f32;
         for (bw, ba) in w
@@ -131,8 +131,8 @@ pub(crate) mod neon {
             let q = vld1q_u8(pw.add(4));
             let lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F)));
             let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(q));
-            let acc = dot_i8x16(vdupq_n_s32(0), lo, load_i8(pa.add(4)));
-            let acc = dot_i8x16(acc, hi, load_i8(pa.add(20)));
+            let acc = D::dot(vdupq_n_s32(0), lo, load_i8(pa.add(4)));
+            let acc = D::dot(acc, hi, load_i8(pa.add(20)));
             let d = super::f16_at(bw, 0) * super::f16_at(ba, 0);
             sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
             sum_m += super::f16_at(bw, 2) * super::f16_at(ba, 2);

@@ -313,7 +313,7 @@ pub(crate) mod x86_512 {
 /// aarch64 NEON dot product for Q4_K x Q8_K.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{dot_i8x16, load_i8};
+    use crate::neon::{load_i8, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -321,7 +321,7 @@ pub(crate) mod neon {
     /// # Safety
     /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
     #[target_feature(enable = "neon")]
-    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
         use crate::formats::q8_k;
         let mut sum = 0.0f32;
         for (bw, ba) in w
@@ -335,8 +335,8 @@ pub(crate) mod neon {
             for c in 0..4 {
                 let q0 = vld1q_u8(pw.add(16 + 32 * c));
                 let q1 = vld1q_u8(pw.add(16 + 32 * c + 16));
-                let lo = dot_i8x16(
-                    dot_i8x16(
+                let lo = D::dot(
+                    D::dot(
                         vdupq_n_s32(0),
                         vreinterpretq_s8_u8(vandq_u8(q0, m4)),
                         load_i8(pa.add(64 * c)),
@@ -344,8 +344,8 @@ pub(crate) mod neon {
                     vreinterpretq_s8_u8(vandq_u8(q1, m4)),
                     load_i8(pa.add(64 * c + 16)),
                 );
-                let hi = dot_i8x16(
-                    dot_i8x16(
+                let hi = D::dot(
+                    D::dot(
                         vdupq_n_s32(0),
                         vreinterpretq_s8_u8(vshrq_n_u8::<4>(q0)),
                         load_i8(pa.add(64 * c + 32)),

@@ -141,3 +141,56 @@ pub(crate) mod x86 {
         }
     }
 }
+
+/// aarch64 NEON dot product for Q5_K x Q8_K: the 5-bit quants (0..32) as signed bytes, one 4-lane sum per group of
+/// 32 scaled into a vector accumulator.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    use crate::neon::{load_i8, I8Dot};
+    use std::arch::aarch64::*;
+
+    /// [`super::vec_dot`] with NEON.
+    ///
+    /// # Safety
+    /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
+    #[target_feature(enable = "neon")]
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
+        use crate::formats::q8_k;
+        let (m4, m10) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x10));
+        let mut sum = 0.0f32;
+        for (bw, ba) in w
+            .chunks_exact(super::BLOCK_BYTES)
+            .zip(a.chunks_exact(q8_k::BLOCK_BYTES))
+        {
+            let (pw, pa) = (bw.as_ptr(), ba.as_ptr().add(q8_k::QS));
+            let (sc, mn) = super::scale_min(&bw[4..16]);
+            // Elements l and 16 + l of each 32: bit 2c (group 2c) and 2c + 1 (group 2c + 1) of qh[l]; shifted down
+            // two bits per chunk.
+            let mut hb = [vld1q_u8(pw.add(16)), vld1q_u8(pw.add(32))];
+            let mut isum = vdupq_n_s32(0);
+            for c in 0..4 {
+                let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
+                for (h, hb) in hb.iter_mut().enumerate() {
+                    let q = vld1q_u8(pw.add(48 + 32 * c + 16 * h));
+                    let ql = vorrq_u8(vandq_u8(q, m4), vandq_u8(vshlq_n_u8::<4>(*hb), m10));
+                    let qu = vorrq_u8(vshrq_n_u8::<4>(q), vandq_u8(vshlq_n_u8::<3>(*hb), m10));
+                    *hb = vshrq_n_u8::<2>(*hb);
+                    let e = 64 * c + 16 * h;
+                    lo = D::dot(lo, vreinterpretq_s8_u8(ql), load_i8(pa.add(e)));
+                    hi = D::dot(hi, vreinterpretq_s8_u8(qu), load_i8(pa.add(e + 32)));
+                }
+                isum = vmlaq_n_s32(isum, lo, sc[2 * c] as i32);
+                isum = vmlaq_n_s32(isum, hi, sc[2 * c + 1] as i32);
+            }
+            let summs: i32 = mn
+                .iter()
+                .enumerate()
+                .map(|(g, m)| *m as i32 * (q8_k::bsum(ba, 2 * g) + q8_k::bsum(ba, 2 * g + 1)))
+                .sum();
+            let da = super::super::f32_at(ba, 0);
+            sum += da * super::f16_at(bw, 0) * vaddvq_s32(isum) as f32
+                - da * super::f16_at(bw, 2) * summs as f32;
+        }
+        sum
+    }
+}

@@ -290,3 +290,54 @@ pub(crate) mod x86_512 {
         }
     }
 }
+
+/// aarch64 NEON dot product for Q6_K x Q8_K: the quants offset to signed bytes (-32..32), one 4-lane sum per group of
+/// 16 scaled into a vector accumulator.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    use crate::neon::{load_i8, I8Dot};
+    use std::arch::aarch64::*;
+
+    /// [`super::vec_dot`] with NEON.
+    ///
+    /// # Safety
+    /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
+    #[target_feature(enable = "neon")]
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
+        use crate::formats::q8_k;
+        let (m4, m30, off) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30), vdupq_n_s8(32));
+        let mut sum = 0.0f32;
+        for (bw, ba) in w
+            .chunks_exact(super::BLOCK_BYTES)
+            .zip(a.chunks_exact(q8_k::BLOCK_BYTES))
+        {
+            let (pw, pa) = (bw.as_ptr(), ba.as_ptr().add(q8_k::QS));
+            let mut isum = vdupq_n_s32(0);
+            // Element 128c + 32k + 16h + i (i < 16) of group 8c + 2k + h.
+            for c in 0..2 {
+                for h in 0..2 {
+                    let ql0 = vld1q_u8(pw.add(64 * c + 16 * h));
+                    let ql1 = vld1q_u8(pw.add(64 * c + 32 + 16 * h));
+                    let qh = vld1q_u8(pw.add(128 + 32 * c + 16 * h));
+                    let q = [
+                        vorrq_u8(vandq_u8(ql0, m4), vandq_u8(vshlq_n_u8::<4>(qh), m30)),
+                        vorrq_u8(vandq_u8(ql1, m4), vandq_u8(vshlq_n_u8::<2>(qh), m30)),
+                        vorrq_u8(vshrq_n_u8::<4>(ql0), vandq_u8(qh, m30)),
+                        vorrq_u8(vshrq_n_u8::<4>(ql1), vandq_u8(vshrq_n_u8::<2>(qh), m30)),
+                    ];
+                    for (k, qk) in q.into_iter().enumerate() {
+                        let v = vsubq_s8(vreinterpretq_s8_u8(qk), off);
+                        let dot = D::dot(
+                            vdupq_n_s32(0),
+                            v,
+                            load_i8(pa.add(128 * c + 32 * k + 16 * h)),
+                        );
+                        isum = vmlaq_n_s32(isum, dot, bw[192 + 8 * c + 2 * k + h] as i8 as i32);
+                    }
+                }
+            }
+            sum += super::f16_at(bw, 208) * super::super::f32_at(ba, 0) * vaddvq_s32(isum) as f32;
+        }
+        sum
+    }
+}

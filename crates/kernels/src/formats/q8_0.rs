@@ -129,7 +129,7 @@ pub(crate) mod x86_quant {
 /// aarch64 NEON dot product for Q8_0 x Q8_0.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{dot_i8x16, load_i8};
+    use crate::neon::{load_i8, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -137,15 +137,15 @@ pub(crate) mod neon {
     /// # Safety
     /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
     #[target_feature(enable = "neon")]
-    pub(crate) unsafe fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
+    pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
         let mut sum = vdupq_n_f32(0.0);
         for (bw, ba) in w
             .chunks_exact(super::BLOCK_BYTES)
             .zip(a.chunks_exact(super::BLOCK_BYTES))
         {
             let (pw, pa) = (bw.as_ptr(), ba.as_ptr());
-            let acc = dot_i8x16(vdupq_n_s32(0), load_i8(pw.add(2)), load_i8(pa.add(2)));
-            let acc = dot_i8x16(acc, load_i8(pw.add(18)), load_i8(pa.add(18)));
+            let acc = D::dot(vdupq_n_s32(0), load_i8(pw.add(2)), load_i8(pa.add(2)));
+            let acc = D::dot(acc, load_i8(pw.add(18)), load_i8(pa.add(18)));
             let d = super::f16_at(bw, 0) * super::f16_at(ba, 0);
             sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
         }

@@ -1,0 +1,624 @@
+//! Weight matrices repacked once at load time so that one kernel serves any number of tokens: 16 rows are
+//! interleaved, and one AVX-512 VNNI `vpdpbusd` multiplies 4 elements of 16 rows with the same 4 elements of a token.
+//!
+//! Why one kernel: a token's output must not depend on how many tokens share its batch (the server promises that a
+//! request's greedy text does not depend on what else is being served), and prompt processing wants the weights
+//! reused across many tokens. Here every (row, token) output runs the same chain of operations, group by group,
+//! whatever the tile shape or the number of tokens:
+//!
+//! ```text
+//! isum = sum(q_e * qa_e) - offset * sum(qa_e)      exact, i32
+//! acc  = fma(f32(isum) * da, wd, acc)
+//! acc  = fma(wm, sa, acc)                           only formats with a min term
+//! ```
+//!
+//! `q` are the weight quants as unsigned bytes (`value = wd * (q - offset) + wm`), `qa` the token's signed activation
+//! quants, `da` their scale and `sa` the activation group's scaled sum. [`dot_reference`] is the chain in scalar code
+//! and the SIMD kernels (`packed_x86`) equal it bit for bit.
+//!
+//! Layout: panels of 16 rows (the last one padded with zeros); in a panel, group after group: the scales `wd` of
+//! the 16 rows, their min terms `wm` (min formats only), both f16 where the format stores them so (exactly the file's
+//! values) and f32 for the K-quants' products `d * scale`; then the quants as vectors of 16 rows x 4 bytes. Quants of
+//! 4 to 6 bits keep their low 4 bits as nibbles (vector `j` holds quad `j` in its low and quad `j + group / 8` in its
+//! high nibbles) and each higher bit as a 64-bit mask per nibble half, so Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 take exactly
+//! their size in the file.
+
+use crate::formats::{f16_at, f32_at, q4_k, q5_0, q5_1, q5_k, q6_k, q8_k};
+use crate::matmul::{kernel, SharedOut};
+use crate::{DType, Isa, MatmulError, ThreadPool, WeightMatrix};
+use std::cell::RefCell;
+
+/// Rows per panel (the 16 lanes of a zmm).
+pub const PANEL: usize = 16;
+
+/// Rows packed between two calls of the release callback of [`PackedMatrix::new_releasing`].
+const RELEASE_ROWS: usize = 4096;
+
+/// Whether models should repack their matrices at load: on x86-64 with AVX2 or better (the AVX2 and VNNI kernels
+/// compute packed products with the same bits), unless `HEARTH_REPACK=0` (keeps every matrix in the file mapping,
+/// like llama.cpp's `--repack 0`). The scalar reference of the packed path is for tests; `HEARTH_ISA=scalar` runs
+/// the per-token scalar kernels.
+pub fn packing_enabled() -> bool {
+    cfg!(target_arch = "x86_64")
+        && crate::selected_isa().is_ok_and(|i| i != Isa::Scalar)
+        && std::env::var("HEARTH_REPACK").map_or(true, |v| v.trim() != "0")
+}
+
+/// Unpacks one GGUF row into quants `(cols)` as unsigned bytes and, per group, the scale `wd` and min term `wm`.
+type UnpackRow = fn(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]);
+
+/// How a weight format maps onto the packed form.
+#[derive(Clone, Copy)]
+pub(crate) struct Format {
+    /// Elements per group (one `wd`, `wm`).
+    pub group: usize,
+    /// Bits per quant: 4, 5 or 6 (nibbles and bit masks) or 8 (bytes).
+    pub bits: u32,
+    /// `value = wd * (q - offset) [+ wm]`.
+    pub offset: i32,
+    /// The format has a min term `wm`.
+    pub min: bool,
+    /// Scales (and min terms) are stored as f16 rather than f32.
+    pub f16_scales: bool,
+    unpack_row: UnpackRow,
+}
+
+impl Format {
+    pub(crate) fn for_dtype(dtype: DType) -> Option<Format> {
+        use DType::*;
+        let f = |group, bits, offset, min, f16_scales, unpack_row| Format {
+            group,
+            bits,
+            offset,
+            min,
+            f16_scales,
+            unpack_row,
+        };
+        Some(match dtype {
+            Q4_0 => f(32, 4, 8, false, true, unpack_q4_0 as UnpackRow),
+            Q4_1 => f(32, 4, 0, true, true, unpack_q4_1),
+            Q5_0 => f(32, 5, 16, false, true, unpack_q5_0),
+            Q5_1 => f(32, 5, 0, true, true, unpack_q5_1),
+            Q8_0 => f(32, 8, 128, false, true, unpack_q8_0),
+            Q4_K => f(32, 4, 0, true, false, unpack_q4_k),
+            Q5_K => f(32, 5, 0, true, false, unpack_q5_k),
+            Q6_K => f(16, 6, 32, false, false, unpack_q6_k),
+            _ => return None,
+        })
+    }
+
+    /// Bytes of the 16 scales (or min terms) of one group.
+    pub(crate) fn scale_bytes(&self) -> usize {
+        PANEL * if self.f16_scales { 2 } else { 4 }
+    }
+
+    /// Offset of the quants in a group.
+    pub(crate) fn quant_offset(&self) -> usize {
+        self.scale_bytes() * (1 + self.min as usize)
+    }
+
+    /// Quant vectors (16 rows x 4 bytes) per group: byte vectors, or nibble vectors of two quads each.
+    pub(crate) fn quant_vectors(&self) -> usize {
+        self.group / if self.bits == 8 { 4 } else { 8 }
+    }
+
+    /// Offset in a group of the mask pair (low half, high half) of nibble vector `j` for bit `4 + plane`.
+    pub(crate) fn mask_offset(&self, plane: usize, j: usize) -> usize {
+        self.quant_offset() + 64 * self.quant_vectors() + 16 * (plane * self.quant_vectors() + j)
+    }
+
+    /// Bytes of one group of one panel: scales, min terms, quants.
+    pub(crate) fn group_bytes(&self) -> usize {
+        let planes = if self.bits == 8 {
+            0
+        } else {
+            self.bits as usize - 4
+        };
+        self.quant_offset() + 64 * self.quant_vectors() + 16 * planes * self.quant_vectors()
+    }
+}
+
+fn unpack_q4_0(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
+    for (b, blk) in row.chunks_exact(18).enumerate() {
+        wd[b] = f16_at(blk, 0);
+        for j in 0..16 {
+            q[32 * b + j] = blk[2 + j] & 0x0F;
+            q[32 * b + 16 + j] = blk[2 + j] >> 4;
+        }
+    }
+}
+
+fn unpack_q4_1(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
+    for (b, blk) in row.chunks_exact(20).enumerate() {
+        wd[b] = f16_at(blk, 0);
+        wm[b] = f16_at(blk, 2);
+        for j in 0..16 {
+            q[32 * b + j] = blk[4 + j] & 0x0F;
+            q[32 * b + 16 + j] = blk[4 + j] >> 4;
+        }
+    }
+}
+
+fn unpack_q5_0(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
+    for (b, blk) in row.chunks_exact(q5_0::BLOCK_BYTES).enumerate() {
+        wd[b] = f16_at(blk, 0);
+        let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+        for j in 0..32 {
+            q[32 * b + j] = q5_0::quant(blk, qh, j) as u8;
+        }
+    }
+}
+
+fn unpack_q5_1(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
+    for (b, blk) in row.chunks_exact(q5_1::BLOCK_BYTES).enumerate() {
+        wd[b] = f16_at(blk, 0);
+        wm[b] = f16_at(blk, 2);
+        let qh = u32::from_le_bytes([blk[4], blk[5], blk[6], blk[7]]);
+        for j in 0..32 {
+            q[32 * b + j] = q5_1::quant(blk, qh, j) as u8;
+        }
+    }
+}
+
+fn unpack_q8_0(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
+    for (b, blk) in row.chunks_exact(34).enumerate() {
+        wd[b] = f16_at(blk, 0);
+        for j in 0..32 {
+            q[32 * b + j] = blk[2 + j] ^ 0x80; // i8 + 128 as u8
+        }
+    }
+}
+
+/// The K-quants with a min: `wd = d * sc`, `wm = -dmin * m` per group of 32 (exact in f32: 11 x 6 bits).
+fn unpack_k_min(
+    row: &[u8],
+    block_bytes: usize,
+    quant: fn(&[u8], usize) -> i32,
+    q: &mut [u8],
+    wd: &mut [f32],
+    wm: &mut [f32],
+) {
+    for (b, blk) in row.chunks_exact(block_bytes).enumerate() {
+        let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+        let (sc, mn) = q4_k::scale_min(&blk[4..16]);
+        for g in 0..8 {
+            wd[8 * b + g] = d * sc[g] as f32;
+            wm[8 * b + g] = -(dmin * mn[g] as f32);
+        }
+        for e in 0..256 {
+            q[256 * b + e] = quant(blk, e) as u8;
+        }
+    }
+}
+
+fn unpack_q4_k(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
+    unpack_k_min(row, q4_k::BLOCK_BYTES, q4_k::quant, q, wd, wm)
+}
+
+fn unpack_q5_k(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
+    unpack_k_min(row, q5_k::BLOCK_BYTES, q5_k::quant, q, wd, wm)
+}
+
+fn unpack_q6_k(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
+    for (b, blk) in row.chunks_exact(q6_k::BLOCK_BYTES).enumerate() {
+        let d = f16_at(blk, 208);
+        for g in 0..16 {
+            wd[16 * b + g] = d * blk[192 + g] as i8 as f32;
+        }
+        for e in 0..256 {
+            q[256 * b + e] = (q6_k::quant(blk, e) + 32) as u8;
+        }
+    }
+}
+
+/// One thread's unpacked row: quants `(cols)`, scales and min terms `(n_groups)`.
+struct PanelScratch {
+    q: Vec<u8>,
+    wd: Vec<f32>,
+    wm: Vec<f32>,
+}
+
+impl PanelScratch {
+    fn new(cols: usize, n_groups: usize) -> Self {
+        PanelScratch {
+            q: vec![0; cols],
+            wd: vec![0.0; n_groups],
+            wm: vec![0.0; n_groups],
+        }
+    }
+}
+
+/// Packs `rows` (at most 16) GGUF rows `data` into one zeroed panel `out`.
+fn pack_panel(f: Format, data: &[u8], rows: usize, s: &mut PanelScratch, out: &mut [u8]) {
+    let (nv, gbytes, half, sb) = (
+        f.quant_vectors(),
+        f.group_bytes(),
+        f.group / 2,
+        f.scale_bytes() / PANEL,
+    );
+    let put_scale = |at: &mut [u8], v: f32| {
+        if f.f16_scales {
+            at[..2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+        } else {
+            at[..4].copy_from_slice(&v.to_le_bytes());
+        }
+    };
+    let row_bytes = data.len() / rows;
+    for (lane, row) in data.chunks_exact(row_bytes).enumerate() {
+        (f.unpack_row)(row, &mut s.q, &mut s.wd, &mut s.wm);
+        for (g, gb) in out.chunks_exact_mut(gbytes).enumerate() {
+            put_scale(&mut gb[sb * lane..], s.wd[g]);
+            if f.min {
+                put_scale(&mut gb[f.scale_bytes() + sb * lane..], s.wm[g]);
+            }
+            let gq = &s.q[g * f.group..][..f.group];
+            for j in 0..nv {
+                let at = f.quant_offset() + 64 * j + 4 * lane;
+                if f.bits == 8 {
+                    gb[at..at + 4].copy_from_slice(&gq[4 * j..4 * j + 4]);
+                    continue;
+                }
+                let (lo, hi) = (&gq[4 * j..4 * j + 4], &gq[4 * j + half..4 * j + half + 4]);
+                for b in 0..4 {
+                    gb[at + b] = (lo[b] & 0x0F) | (hi[b] << 4);
+                }
+                // Bit i of a mask is byte i of its vector: this lane's 4 bytes are bits 4 * lane.. of the masks.
+                let shift = (4 * lane) % 8;
+                for plane in 0..f.bits as usize - 4 {
+                    let nib = |qs: &[u8]| -> u8 {
+                        (0..4)
+                            .map(|b| ((qs[b] >> (4 + plane)) & 1) << b)
+                            .sum::<u8>()
+                            << shift
+                    };
+                    let m = f.mask_offset(plane, j) + (4 * lane) / 8;
+                    gb[m] |= nib(lo);
+                    gb[m + 8] |= nib(hi);
+                }
+            }
+        }
+    }
+}
+
+/// A 64-byte aligned chunk (panels start on cache lines).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A weight matrix in the packed layout (see the module docs). Built from a GGUF matrix with [`PackedMatrix::new`]
+/// and used with [`matmul_packed`].
+pub struct PackedMatrix {
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    pub(crate) format: Format,
+    lines: Vec<Line>,
+}
+
+impl std::fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedMatrix")
+            .field("dtype", &self.dtype)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+impl PackedMatrix {
+    /// Whether `dtype` has a packed form.
+    pub fn supports(dtype: DType) -> bool {
+        Format::for_dtype(dtype).is_some()
+    }
+
+    /// Repacks `w`; `Ok(None)` when its format has no packed form.
+    pub fn new(w: &WeightMatrix) -> Result<Option<PackedMatrix>, MatmulError> {
+        Self::new_releasing(w, |_| {})
+    }
+
+    /// [`PackedMatrix::new`], calling `release` with each byte range of `w.data` it is done with (a few thousand
+    /// rows at a time), so that a caller can drop the file's pages while a large matrix is packed.
+    pub fn new_releasing(
+        w: &WeightMatrix,
+        mut release: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<Option<PackedMatrix>, MatmulError> {
+        let Some(format) = Format::for_dtype(w.dtype) else {
+            return Ok(None);
+        };
+        let row_bytes = crate::matmul::check_weights(w)?;
+        if !w.cols.is_multiple_of(format.group) {
+            return Err(MatmulError::NotWholeBlocks {
+                dtype: w.dtype,
+                n: w.cols,
+                block: format.group,
+            });
+        }
+        let ng = w.cols / format.group;
+        let panel_bytes = ng * format.group_bytes();
+        let n_panels = w.rows.div_ceil(PANEL);
+        let mut lines = vec![Line([0; 64]); n_panels * panel_bytes / 64];
+        // SAFETY: `lines` is plain bytes, n_panels * panel_bytes long.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, n_panels * panel_bytes)
+        };
+        // Panels in batches of RELEASE_ROWS rows, each batch split over the CPU's threads.
+        static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let threads = *THREADS
+            .get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
+        let batch = RELEASE_ROWS / PANEL;
+        for (b, out) in bytes.chunks_mut(batch * panel_bytes).enumerate() {
+            let p0 = b * batch;
+            let per = (out.len() / panel_bytes).div_ceil(threads);
+            let pack = |p: usize, out: &mut [u8]| {
+                let mut scratch = PanelScratch::new(w.cols, ng);
+                for (i, panel) in out.chunks_mut(panel_bytes).enumerate() {
+                    let r0 = (p + i) * PANEL;
+                    let rows = PANEL.min(w.rows - r0);
+                    pack_panel(
+                        format,
+                        &w.data[r0 * row_bytes..][..rows * row_bytes],
+                        rows,
+                        &mut scratch,
+                        panel,
+                    );
+                }
+            };
+            // A thread is worth its start (tens of microseconds) for a few dozen panels.
+            if threads == 1 || per < 32 {
+                pack(p0, out);
+            } else {
+                std::thread::scope(|s| {
+                    for (i, part) in out.chunks_mut(per * panel_bytes).enumerate() {
+                        s.spawn(move || pack(p0 + i * per, part));
+                    }
+                });
+            }
+            let rows_done = ((p0 + batch) * PANEL).min(w.rows);
+            release(p0 * PANEL * row_bytes..rows_done * row_bytes);
+        }
+        Ok(Some(PackedMatrix {
+            dtype: w.dtype,
+            rows: w.rows,
+            cols: w.cols,
+            format,
+            lines,
+        }))
+    }
+
+    /// Memory held by the packed data.
+    pub fn bytes(&self) -> usize {
+        self.lines.len() * 64
+    }
+
+    pub(crate) fn data(&self) -> &[u8] {
+        // SAFETY: `lines` is plain bytes.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.bytes()) }
+    }
+
+    pub(crate) fn n_groups(&self) -> usize {
+        self.cols / self.format.group
+    }
+
+    pub(crate) fn panel_bytes(&self) -> usize {
+        self.n_groups() * self.format.group_bytes()
+    }
+}
+
+/// Activations of `n` tokens prepared for the packed kernels: quants `(n, cols)` as bytes, and per `(n, groups)`
+/// the scale `d`, the scaled sum `s` and `offset * sum(qa)`.
+#[derive(Default)]
+pub(crate) struct ActRows {
+    pub q: Vec<u8>,
+    pub d: Vec<f32>,
+    pub s: Vec<f32>,
+    pub o: Vec<i32>,
+}
+
+/// Fills one token's groups from its quantized row (in the weight format's activation partner `act`).
+fn act_row(
+    act: DType,
+    f: Format,
+    row: &[u8],
+    q: &mut [u8],
+    d: &mut [f32],
+    s: &mut [f32],
+    o: &mut [i32],
+) {
+    let sum = |qs: &[u8]| qs.iter().map(|&x| x as i8 as i32).sum::<i32>();
+    match act {
+        DType::Q8_0 | DType::Q8_1 => {
+            let (bb, qs) = if act == DType::Q8_0 { (34, 2) } else { (36, 4) };
+            for (b, blk) in row.chunks_exact(bb).enumerate() {
+                q[32 * b..32 * b + 32].copy_from_slice(&blk[qs..qs + 32]);
+                d[b] = f16_at(blk, 0);
+                s[b] = if act == DType::Q8_1 {
+                    f16_at(blk, 2)
+                } else {
+                    0.0
+                };
+                o[b] = f.offset * sum(&blk[qs..qs + 32]);
+            }
+        }
+        _ => {
+            // Q8_K: groups of 16 or 32 from its stored sums of 16.
+            let per = f.group / 16;
+            for (b, blk) in row.chunks_exact(q8_k::BLOCK_BYTES).enumerate() {
+                q[256 * b..256 * b + 256].copy_from_slice(&blk[q8_k::QS..q8_k::QS + 256]);
+                let da = f32_at(blk, 0);
+                for g in 0..256 / f.group {
+                    let gs: i32 = (0..per).map(|k| q8_k::bsum(blk, per * g + k)).sum();
+                    let gi = 256 / f.group * b + g;
+                    d[gi] = da;
+                    s[gi] = da * gs as f32;
+                    o[gi] = f.offset * gs;
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    static ACTS: RefCell<(Vec<u8>, ActRows)> = RefCell::new(Default::default());
+}
+
+/// The packed quant of element `e` of row `r` (for the scalar reference).
+fn quant_at(m: &PackedMatrix, r: usize, e: usize) -> i32 {
+    let f = m.format;
+    let (g, e) = (e / f.group, e % f.group);
+    let group = &m.data()[(r / PANEL) * m.panel_bytes() + g * f.group_bytes()..][..f.group_bytes()];
+    let lane = r % PANEL;
+    if f.bits == 8 {
+        return group[f.quant_offset() + 64 * (e / 4) + 4 * lane + e % 4] as i32;
+    }
+    let half = f.group / 2;
+    let (hi, e) = (e >= half, e % half);
+    let x = group[f.quant_offset() + 64 * (e / 4) + 4 * lane + e % 4];
+    let mut q = if hi { x >> 4 } else { x & 0x0F } as i32;
+    let bit = 4 * lane + e % 4;
+    for plane in 0..f.bits as usize - 4 {
+        let mask = &group[f.mask_offset(plane, e / 4) + 8 * hi as usize..][..8];
+        q |= (((mask[bit / 8] >> (bit % 8)) & 1) as i32) << (4 + plane);
+    }
+    q
+}
+
+/// The group's scale (`k = 0`) or min term (`k = 1`) of row `r`.
+fn scale_at(m: &PackedMatrix, r: usize, g: usize, k: usize) -> f32 {
+    let f = m.format;
+    let at = (r / PANEL) * m.panel_bytes() + g * f.group_bytes() + f.scale_bytes() * k;
+    if f.f16_scales {
+        f16_at(m.data(), at + 2 * (r % PANEL))
+    } else {
+        f32_at(m.data(), at + 4 * (r % PANEL))
+    }
+}
+
+/// The chain of the module docs for row `r` and token `t`, in scalar code: the specification the SIMD kernel meets
+/// bit for bit.
+pub(crate) fn dot_reference(m: &PackedMatrix, r: usize, a: &ActRows, t: usize) -> f32 {
+    let (f, ng, cols) = (m.format, m.n_groups(), m.cols);
+    let mut acc = 0f32;
+    for g in 0..ng {
+        let mut isum = 0i32;
+        for e in g * f.group..(g + 1) * f.group {
+            isum += quant_at(m, r, e) * a.q[t * cols + e] as i8 as i32;
+        }
+        let x = (isum - a.o[t * ng + g]) as f32 * a.d[t * ng + g];
+        acc = x.mul_add(scale_at(m, r, g, 0), acc);
+        if f.min {
+            acc = scale_at(m, r, g, 1).mul_add(a.s[t * ng + g], acc);
+        }
+    }
+    acc
+}
+
+/// `y[t][r] = sum_c W[r][c] * x[t][c]` for a packed matrix, x: (n_tokens, cols), y: (n_tokens, rows). The result
+/// for a token does not depend on `n_tokens` or on the other tokens.
+pub fn matmul_packed(
+    pool: &ThreadPool,
+    m: &PackedMatrix,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+) -> Result<(), MatmulError> {
+    matmul_packed_with_isa(pool, m, x, n_tokens, y, crate::selected_isa()?)
+}
+
+/// [`matmul_packed`] on `isa`: the AVX-512 VNNI kernel, the AVX2 one (for `Avx2` and `Avx512`), or the scalar
+/// reference (`Scalar`, and `Neon`, which has no packed kernel). All give the same bits.
+pub fn matmul_packed_with_isa(
+    pool: &ThreadPool,
+    m: &PackedMatrix,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    isa: Isa,
+) -> Result<(), MatmulError> {
+    if !isa.is_available() {
+        return Err(MatmulError::Unsupported {
+            dtype: m.dtype,
+            op: "packed matmul on this ISA",
+        });
+    }
+    crate::matmul::check_io(m.rows, m.cols, x, n_tokens, y)?;
+    if n_tokens == 0 || m.rows == 0 {
+        return Ok(());
+    }
+    // The activation quantizer is the per-token path's (byte-identical on every ISA).
+    let k = kernel(m.dtype, isa, m.cols).ok_or(MatmulError::Unsupported {
+        dtype: m.dtype,
+        op: "matmul",
+    })?;
+    let (cols, ng, f) = (m.cols, m.n_groups(), m.format);
+    let act_row_bytes = cols / k.act.block_size() * k.act.type_size();
+    ACTS.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let (raw, acts) = &mut *guard;
+        raw.resize(n_tokens * act_row_bytes, 0);
+        acts.q.resize(n_tokens * cols, 0);
+        acts.d.resize(n_tokens * ng, 0.0);
+        acts.s.resize(n_tokens * ng, 0.0);
+        acts.o.resize(n_tokens * ng, 0);
+        {
+            let ptrs = (
+                SharedOut(raw.as_mut_ptr()),
+                SharedOut(acts.q.as_mut_ptr()),
+                SharedOut(acts.d.as_mut_ptr()),
+                SharedOut(acts.s.as_mut_ptr()),
+                SharedOut(acts.o.as_mut_ptr()),
+            );
+            let prepare = |t: usize| {
+                // SAFETY: token t owns its slices of every buffer, disjoint from other tokens'.
+                unsafe {
+                    let raw = std::slice::from_raw_parts_mut(
+                        ptrs.0.get().add(t * act_row_bytes),
+                        act_row_bytes,
+                    );
+                    (k.quantize)(&x[t * cols..(t + 1) * cols], raw);
+                    act_row(
+                        k.act,
+                        f,
+                        raw,
+                        std::slice::from_raw_parts_mut(ptrs.1.get().add(t * cols), cols),
+                        std::slice::from_raw_parts_mut(ptrs.2.get().add(t * ng), ng),
+                        std::slice::from_raw_parts_mut(ptrs.3.get().add(t * ng), ng),
+                        std::slice::from_raw_parts_mut(ptrs.4.get().add(t * ng), ng),
+                    );
+                }
+            };
+            if n_tokens > 1 {
+                pool.parallel_for(n_tokens, prepare);
+            } else {
+                prepare(0);
+            }
+        }
+        let n_panels = m.rows.div_ceil(PANEL);
+        let per_item = (n_panels / (pool.n_threads() * 4)).clamp(1, 16);
+        let out = SharedOut(y.as_mut_ptr());
+        let acts = &*acts;
+        pool.parallel_for(n_panels.div_ceil(per_item), |item| {
+            let p0 = item * per_item;
+            let np = per_item.min(n_panels - p0);
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the ISA is available; the item writes only rows of its panels, inside y.
+                Isa::Avx512Vnni | Isa::Avx512 | Isa::Avx2 => unsafe {
+                    let vnni = isa == Isa::Avx512Vnni;
+                    crate::packed_x86::run(m, acts, p0, np, n_tokens, out.get(), vnni)
+                },
+                _ => {
+                    for r in p0 * PANEL..((p0 + np) * PANEL).min(m.rows) {
+                        for t in 0..n_tokens {
+                            // SAFETY: (t, r) is inside y and only this item writes row r.
+                            unsafe {
+                                *out.get().add(t * m.rows + r) = dot_reference(m, r, acts, t)
+                            };
+                        }
+                    }
+                }
+            }
+        });
+    });
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! The x86 kernels over packed weights (layout and arithmetic in `crate::packed`): AVX-512 VNNI (one `vpdpbusd` per
+//! 4 elements of 16 rows) and AVX2 (`vpmaddubsw` + `vpmaddwd` on 8 rows). A tile is `P` panels of 16 rows x `T`
+//! tokens; each (row, token) lane runs exactly the scalar reference's chain of operations, so both kernels and the
+//! reference give the same bits.
+
+use crate::packed::{ActRows, Format, PackedMatrix, PANEL};
+use std::arch::x86_64::*;
+
+/// One tile: pointers at its first panel / first token.
+#[derive(Clone, Copy)]
+struct Tile {
+    /// Group 0 of the first panel.
+    w: *const u8,
+    panel_bytes: usize,
+    group_bytes: usize,
+    n_groups: usize,
+    group: usize,
+    /// Quants of the first token (tokens `cols` apart).
+    aq: *const u8,
+    cols: usize,
+    /// Scales, scaled sums and offset sums of the first token (tokens `n_groups` apart).
+    ad: *const f32,
+    as_: *const f32,
+    ao: *const i32,
+    /// Output of (first token, first row); tokens `out_t` apart.
+    out: *mut f32,
+    out_t: usize,
+    /// Valid rows from the first (the last panel may be partial).
+    rows: usize,
+}
+
+type TileFn = unsafe fn(Tile);
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn bcast(p: *const u8) -> __m512i {
+    _mm512_set1_epi32((p as *const i32).read_unaligned())
+}
+
+/// 16 scales at `p`, f16 or f32.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn scales<const F16: bool>(p: *const u8) -> __m512 {
+    if F16 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    } else {
+        _mm512_loadu_ps(p as *const f32)
+    }
+}
+
+/// # Safety
+/// AVX-512 VNNI must be available and `k` must describe valid memory of a format with `BITS`-bit quants, a min term
+/// when `MIN` and f16 scales when `F16`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+unsafe fn tile<
+    const P: usize,
+    const T: usize,
+    const BITS: u32,
+    const MIN: bool,
+    const F16: bool,
+>(
+    k: Tile,
+) {
+    let mut acc = [[_mm512_setzero_ps(); T]; P];
+    let nv = if BITS == 8 { k.group / 4 } else { k.group / 8 };
+    let sbytes = PANEL * if F16 { 2 } else { 4 };
+    let qoff = sbytes * (1 + MIN as usize);
+    let nib = _mm512_set1_epi8(0x0F);
+    for g in 0..k.n_groups {
+        let gw: [*const u8; P] =
+            std::array::from_fn(|p| k.w.add(p * k.panel_bytes + g * k.group_bytes));
+        let mut iacc = [[_mm512_setzero_si512(); T]; P];
+        for j in 0..nv {
+            let e = g * k.group + 4 * j;
+            if BITS == 8 {
+                let a: [__m512i; T] = std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e)));
+                for p in 0..P {
+                    let v = _mm512_loadu_si512(gw[p].add(qoff + 64 * j) as *const _);
+                    for t in 0..T {
+                        iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], v, a[t]);
+                    }
+                }
+                continue;
+            }
+            let lo_a: [__m512i; T] = std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e)));
+            let hi_a: [__m512i; T] =
+                std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e + k.group / 2)));
+            for p in 0..P {
+                let v = _mm512_loadu_si512(gw[p].add(qoff + 64 * j) as *const _);
+                let mut lo = _mm512_and_si512(v, nib);
+                let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+                // Bits 4 and 5 from their masks (bit i of a mask is byte i of the vector).
+                for plane in 0..(BITS as usize).saturating_sub(4) {
+                    let m = gw[p].add(qoff + 64 * nv + 16 * (plane * nv + j)) as *const u64;
+                    let bit = _mm512_set1_epi8(0x10 << plane);
+                    lo = _mm512_mask_add_epi8(lo, m.read_unaligned(), lo, bit);
+                    hi = _mm512_mask_add_epi8(hi, m.add(1).read_unaligned(), hi, bit);
+                }
+                for t in 0..T {
+                    iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], lo, lo_a[t]);
+                    iacc[p][t] = _mm512_dpbusd_epi32(iacc[p][t], hi, hi_a[t]);
+                }
+            }
+        }
+        for t in 0..T {
+            let o = t * k.n_groups + g;
+            let da = _mm512_set1_ps(*k.ad.add(o));
+            let off = _mm512_set1_epi32(*k.ao.add(o));
+            for p in 0..P {
+                let x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[p][t], off)), da);
+                acc[p][t] = _mm512_fmadd_ps(x, scales::<F16>(gw[p]), acc[p][t]);
+                if MIN {
+                    let wm = scales::<F16>(gw[p].add(sbytes));
+                    acc[p][t] = _mm512_fmadd_ps(wm, _mm512_set1_ps(*k.as_.add(o)), acc[p][t]);
+                }
+            }
+        }
+    }
+    for (p, acc_p) in acc.iter().enumerate() {
+        let n = k.rows.saturating_sub(p * PANEL).min(PANEL);
+        if n == 0 {
+            break;
+        }
+        let mask: __mmask16 = if n == PANEL { !0 } else { (1u16 << n) - 1 };
+        for (t, v) in acc_p.iter().enumerate() {
+            _mm512_mask_storeu_ps(k.out.add(t * k.out_t + p * PANEL), mask, *v);
+        }
+    }
+}
+
+/// The tile function for `P` panels x `T` tokens of a packed format.
+fn pick<const P: usize, const T: usize>(f: Format) -> TileFn {
+    match (f.bits, f.min, f.f16_scales) {
+        (4, true, true) => tile::<P, T, 4, true, true>,
+        (4, false, true) => tile::<P, T, 4, false, true>,
+        (5, true, true) => tile::<P, T, 5, true, true>,
+        (5, false, true) => tile::<P, T, 5, false, true>,
+        (8, false, true) => tile::<P, T, 8, false, true>,
+        (4, true, false) => tile::<P, T, 4, true, false>,
+        (5, true, false) => tile::<P, T, 5, true, false>,
+        (6, false, false) => tile::<P, T, 6, false, false>,
+        _ => unreachable!("packed format without a kernel"),
+    }
+}
+
+/// Tokens per pass over a panel pair: its weights stay in cache while these tokens go by.
+const TOKENS_PER_PASS: usize = 64;
+
+/// `out[t * rows + r]` for every token and the rows of panels `p0..p0 + np`, with the VNNI kernel (`vnni`) or the
+/// AVX2 one.
+///
+/// # Safety
+/// The kernel's ISA must be available; `acts` must hold `n_tokens` prepared tokens; `out` must hold
+/// `n_tokens x m.rows` elements and no one else may write these panels' rows.
+pub(crate) unsafe fn run(
+    m: &PackedMatrix,
+    acts: &ActRows,
+    p0: usize,
+    np: usize,
+    n_tokens: usize,
+    out: *mut f32,
+    vnni: bool,
+) {
+    // (panels, tokens) of a tile for many tokens, and panels of a tile for one token: what fits the registers.
+    let (many, one_p) = if vnni { ((2, 4), 4) } else { ((1, 2), 2) };
+    let f = m.format;
+    let ng = m.n_groups();
+    let base = Tile {
+        w: m.data().as_ptr(),
+        panel_bytes: m.panel_bytes(),
+        group_bytes: f.group_bytes(),
+        n_groups: ng,
+        group: f.group,
+        aq: acts.q.as_ptr(),
+        cols: m.cols,
+        ad: acts.d.as_ptr(),
+        as_: acts.s.as_ptr(),
+        ao: acts.o.as_ptr(),
+        out,
+        out_t: m.rows,
+        rows: 0,
+    };
+    let at = |p: usize, t: usize| Tile {
+        w: base.w.add(p * base.panel_bytes),
+        aq: base.aq.add(t * base.cols),
+        ad: base.ad.add(t * ng),
+        as_: base.as_.add(t * ng),
+        ao: base.ao.add(t * ng),
+        out: base.out.add(t * base.out_t + p * PANEL),
+        rows: m.rows - p * PANEL,
+        ..base
+    };
+    let mut t0 = 0;
+    while t0 < n_tokens {
+        let t_end = (t0 + TOKENS_PER_PASS).min(n_tokens);
+        let mut p = p0;
+        while p < p0 + np {
+            let left = p0 + np - p;
+            let pp = left.min(if t_end - t0 >= many.1 { many.0 } else { one_p });
+            let mut t = t0;
+            while t < t_end {
+                let tt = if t_end - t >= many.1 { many.1 } else { 1 };
+                let tile_fn: TileFn = match (vnni, pp, tt) {
+                    (true, 2, 4) => pick::<2, 4>(f),
+                    (true, 1, 4) => pick::<1, 4>(f),
+                    (true, 4, _) => pick::<4, 1>(f),
+                    (true, 3, _) => pick::<3, 1>(f),
+                    (true, 2, _) => pick::<2, 1>(f),
+                    (true, _, _) => pick::<1, 1>(f),
+                    (false, 1, 2) => avx2::pick::<1, 2>(f),
+                    (false, 2, _) => avx2::pick::<2, 1>(f),
+                    (false, _, _) => avx2::pick::<1, 1>(f),
+                };
+                tile_fn(at(p, t));
+                t += tt;
+            }
+            p += pp;
+        }
+        t0 = t_end;
+    }
+}
+
+/// The AVX2 kernel: each 16-row panel is two halves of 8 rows; `vpmaddubsw` + `vpmaddwd` stand in for `vpdpbusd`
+/// (exact: a pair of 6-bit x 8-bit products fits i16, and 8-bit quants are split into nibbles).
+mod avx2 {
+    use super::{Tile, TileFn};
+    use crate::packed::{Format, PANEL};
+    use std::arch::x86_64::*;
+
+    /// Bytes of a 32-bit mask as 0xFF (bit set) or 0x00: byte i from bit i.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn expand(m: u32) -> __m256i {
+        let v = _mm256_set1_epi32(m as i32);
+        // Byte i takes mask byte i / 8 (shuffles are per 128-bit lane; every dword holds the whole mask).
+        let pick = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        );
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        let sel = _mm256_and_si256(_mm256_shuffle_epi8(v, pick), bit);
+        _mm256_cmpeq_epi8(sel, bit)
+    }
+
+    /// The 4 bytes at `p` in every dword.
+    ///
+    /// # Safety
+    /// `p` must point to 4 readable bytes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn bcast(p: *const u8) -> __m256i {
+        _mm256_set1_epi32((p as *const i32).read_unaligned())
+    }
+
+    /// `sum(q * a)` per group of 4 bytes: q unsigned (at most 63), a signed.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn dot4(q: __m256i, a: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1))
+    }
+
+    /// 8 scales of half `h` of the panel's 16 at `p`, f16 or f32.
+    ///
+    /// # Safety
+    /// `p` must point to the 16 scales.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn scales<const F16: bool>(p: *const u8, h: usize) -> __m256 {
+        if F16 {
+            _mm256_cvtph_ps(_mm_loadu_si128(p.add(16 * h) as *const __m128i))
+        } else {
+            _mm256_loadu_ps((p as *const f32).add(8 * h))
+        }
+    }
+
+    /// # Safety
+    /// AVX2, FMA and F16C must be available and `k` must describe valid memory of the format.
+    #[allow(clippy::needless_range_loop)] // (panel, half, token) index several arrays at once
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<
+        const P: usize,
+        const T: usize,
+        const BITS: u32,
+        const MIN: bool,
+        const F16: bool,
+    >(
+        k: Tile,
+    ) {
+        let mut acc = [[[_mm256_setzero_ps(); T]; 2]; P];
+        let nv = if BITS == 8 { k.group / 4 } else { k.group / 8 };
+        let sbytes = PANEL * if F16 { 2 } else { 4 };
+        let qoff = sbytes * (1 + MIN as usize);
+        let nib = _mm256_set1_epi8(0x0F);
+        for g in 0..k.n_groups {
+            let gw: [*const u8; P] =
+                std::array::from_fn(|p| k.w.add(p * k.panel_bytes + g * k.group_bytes));
+            let mut iacc = [[[_mm256_setzero_si256(); T]; 2]; P];
+            for j in 0..nv {
+                let e = g * k.group + 4 * j;
+                let lo_a: [__m256i; T] = std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e)));
+                let hi_a: [__m256i; T] = std::array::from_fn(|t| {
+                    // 8-bit quants: the same activations against the high nibbles (times 16 below).
+                    let off = if BITS == 8 { 0 } else { k.group / 2 };
+                    bcast(k.aq.add(t * k.cols + e + off))
+                });
+                for p in 0..P {
+                    for h in 0..2 {
+                        let v = _mm256_loadu_si256(gw[p].add(qoff + 64 * j + 32 * h) as *const _);
+                        let mut lo = _mm256_and_si256(v, nib);
+                        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+                        for plane in 0..if BITS == 8 { 0 } else { BITS as usize - 4 } {
+                            let m = gw[p].add(qoff + 64 * nv + 16 * (plane * nv + j));
+                            let bit = _mm256_set1_epi8(0x10 << plane);
+                            let (ml, mh) = (
+                                (m.add(4 * h) as *const u32).read_unaligned(),
+                                (m.add(8 + 4 * h) as *const u32).read_unaligned(),
+                            );
+                            lo = _mm256_add_epi8(lo, _mm256_and_si256(expand(ml), bit));
+                            hi = _mm256_add_epi8(hi, _mm256_and_si256(expand(mh), bit));
+                        }
+                        for t in 0..T {
+                            let hi_dot = if BITS == 8 {
+                                _mm256_slli_epi32::<4>(dot4(hi, hi_a[t]))
+                            } else {
+                                dot4(hi, hi_a[t])
+                            };
+                            iacc[p][h][t] = _mm256_add_epi32(
+                                iacc[p][h][t],
+                                _mm256_add_epi32(dot4(lo, lo_a[t]), hi_dot),
+                            );
+                        }
+                    }
+                }
+            }
+            for t in 0..T {
+                let o = t * k.n_groups + g;
+                let da = _mm256_set1_ps(*k.ad.add(o));
+                let off = _mm256_set1_epi32(*k.ao.add(o));
+                for p in 0..P {
+                    for h in 0..2 {
+                        let x = _mm256_mul_ps(
+                            _mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[p][h][t], off)),
+                            da,
+                        );
+                        acc[p][h][t] = _mm256_fmadd_ps(x, scales::<F16>(gw[p], h), acc[p][h][t]);
+                        if MIN {
+                            let wm = scales::<F16>(gw[p].add(sbytes), h);
+                            acc[p][h][t] =
+                                _mm256_fmadd_ps(wm, _mm256_set1_ps(*k.as_.add(o)), acc[p][h][t]);
+                        }
+                    }
+                }
+            }
+        }
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        for (p, acc_p) in acc.iter().enumerate() {
+            for (h, acc_h) in acc_p.iter().enumerate() {
+                let n = k.rows.saturating_sub(p * PANEL + 8 * h).min(8);
+                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
+                for (t, v) in acc_h.iter().enumerate() {
+                    _mm256_maskstore_ps(k.out.add(t * k.out_t + p * PANEL + 8 * h), mask, *v);
+                }
+            }
+        }
+    }
+
+    /// The tile function for `P` panels x `T` tokens of a packed format.
+    pub(super) fn pick<const P: usize, const T: usize>(f: Format) -> TileFn {
+        match (f.bits, f.min, f.f16_scales) {
+            (4, true, true) => tile::<P, T, 4, true, true>,
+            (4, false, true) => tile::<P, T, 4, false, true>,
+            (5, true, true) => tile::<P, T, 5, true, true>,
+            (5, false, true) => tile::<P, T, 5, false, true>,
+            (8, false, true) => tile::<P, T, 8, false, true>,
+            (4, true, false) => tile::<P, T, 4, true, false>,
+            (5, true, false) => tile::<P, T, 5, true, false>,
+            (6, false, false) => tile::<P, T, 6, false, false>,
+            _ => unreachable!("packed format without a kernel"),
+        }
+    }
+}

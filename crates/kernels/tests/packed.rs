@@ -1,0 +1,115 @@
+//! Packed weights (`PackedMatrix`, `matmul_packed`): the VNNI kernel equals the scalar reference bit for bit, a
+//! token's output does not depend on how many tokens share its call, and both agree with the per-token kernels'
+//! specification (ggml's dot products) up to summation order. Row counts are not multiples of the 16-row panels
+//! and token counts cross the kernel's 4-token tiles and 64-token passes.
+
+mod common;
+
+use common::{activations, weights, Rng};
+use hearth_kernels::matmul::matmul_with_isa;
+use hearth_kernels::packed::matmul_packed_with_isa;
+use hearth_kernels::{dequantize_row, DType, Isa, PackedMatrix, ThreadPool, WeightMatrix};
+
+const FORMATS: [DType; 8] = [
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q8_0,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+];
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn packed_matches_reference_and_is_batch_invariant() {
+    let pool = ThreadPool::new(2);
+    let mut rng = Rng(11);
+    for dtype in FORMATS {
+        for (rows, cols) in [(1, 256), (37, 512), (64, 256), (300, 256)] {
+            let wb = weights(&mut rng, dtype, rows, cols);
+            let w = WeightMatrix {
+                dtype,
+                data: &wb,
+                rows,
+                cols,
+            };
+            let m = PackedMatrix::new(&w)
+                .unwrap()
+                .expect("format has a packed form");
+            let mut wf = vec![0f32; rows * cols];
+            dequantize_row(dtype, &wb, &mut wf).unwrap();
+            let n_tokens = 70;
+            let x = activations(&mut rng, n_tokens * cols);
+            let mut reference = vec![f32::NAN; n_tokens * rows];
+            matmul_packed_with_isa(&pool, &m, &x, n_tokens, &mut reference, Isa::Scalar).unwrap();
+
+            // Against ggml's per-token specification: only the summation order differs.
+            let mut spec = vec![0f32; n_tokens * rows];
+            matmul_with_isa(&pool, &w, &x, n_tokens, &mut spec, Isa::Scalar).unwrap();
+            for t in 0..n_tokens {
+                for r in 0..rows {
+                    let abs: f32 = (0..cols)
+                        .map(|c| (wf[r * cols + c] * x[t * cols + c]).abs())
+                        .sum();
+                    let (g, s) = (reference[t * rows + r], spec[t * rows + r]);
+                    assert!(
+                        (g - s).abs() <= 4e-6 * abs * (cols as f32).sqrt() + 1e-6,
+                        "{dtype} {rows}x{cols} (r {r}, t {t}): packed {g} vs per-token spec {s}"
+                    );
+                }
+            }
+            for isa in [Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni] {
+                if !isa.is_available() {
+                    eprintln!("NOTE: no {isa} on this CPU: its packed kernel is not under test");
+                    continue;
+                }
+                let mut all = vec![f32::NAN; n_tokens * rows];
+                matmul_packed_with_isa(&pool, &m, &x, n_tokens, &mut all, isa).unwrap();
+                assert_eq!(
+                    bits(&all),
+                    bits(&reference),
+                    "{dtype} {rows}x{cols}: {isa} vs scalar reference"
+                );
+                // The same tokens in calls of other sizes give the same bits.
+                for n in [1, 2, 3, 4, 5, 17] {
+                    for t0 in [0, n_tokens - n] {
+                        let mut part = vec![f32::NAN; n * rows];
+                        let xs = &x[t0 * cols..(t0 + n) * cols];
+                        matmul_packed_with_isa(&pool, &m, xs, n, &mut part, isa).unwrap();
+                        assert_eq!(
+                            bits(&part),
+                            bits(&all[t0 * rows..(t0 + n) * rows]),
+                            "{dtype} {rows}x{cols} on {isa}: tokens {t0}..{} alone vs in a call of {n_tokens}",
+                            t0 + n
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_refuses_what_it_does_not_cover() {
+    let data = vec![0u8; 4 * 32 * 4];
+    let w = WeightMatrix {
+        dtype: DType::F32,
+        data: &data,
+        rows: 4,
+        cols: 32,
+    };
+    assert!(PackedMatrix::new(&w).unwrap().is_none());
+    let w = WeightMatrix {
+        dtype: DType::Q8_0,
+        data: &data[..10],
+        rows: 4,
+        cols: 32,
+    };
+    let e = PackedMatrix::new(&w).unwrap_err().to_string();
+    assert!(e.contains("needs 136 bytes, got 10"), "{e}");
+}
