@@ -1,5 +1,8 @@
 //! OpenAI request bodies: lenient about shapes clients really send (content-part arrays, a string or a list for
-//! `stop`), strict about fields: a wrong type is a 400 naming the field, an unknown or unsupported one is refused.
+//! `stop`), strict about fields: a wrong type is a 400 naming the field, an unknown or unsupported one is refused
+//! (as OpenAI refuses unrecognised arguments), so a client never silently gets behaviour it did not ask for.
+//! Extensions beyond OpenAI's fields: `top_k`, `min_p`, `repeat_penalty` (llama.cpp's samplers) and, on chat,
+//! `chat_template_kwargs` (vLLM's).
 
 use crate::error::ApiError;
 use serde::de::DeserializeOwned;
@@ -49,6 +52,9 @@ pub struct ChatBody {
     pub logprobs: Option<bool>,
     #[serde(default)]
     pub top_logprobs: Option<u32>,
+    /// Extra variables for the chat template (vLLM's extension), e.g. Qwen3's `{"enable_thinking": false}`.
+    #[serde(default)]
+    pub chat_template_kwargs: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +98,7 @@ pub const CHAT_KEYS: &[&str] = &[
     "max_completion_tokens",
     "logprobs",
     "top_logprobs",
+    "chat_template_kwargs",
 ];
 pub const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs"];
 
@@ -258,6 +265,12 @@ impl Common {
             return Err(ApiError::invalid(
                 "'max_tokens' must be at least 1",
                 Some("max_tokens"),
+            ));
+        }
+        if self.stream_options.is_some() && self.stream != Some(true) {
+            return Err(ApiError::invalid(
+                "The 'stream_options' parameter is only allowed when 'stream' is true",
+                Some("stream_options"),
             ));
         }
         if self.stops().len() > 16 {

@@ -3,8 +3,8 @@
 
 use crate::api::{self, ChatBody, Common, CompletionBody, Prompt};
 use crate::error::ApiError;
-use crate::render::{self, Head, Kind};
-use crate::text::{TextStream, TokenInfo};
+use crate::render::{self, Head, Kind, Piece};
+use crate::text::{Delta, TextStream};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_engine::batch::{Event, Request, Sink, SubmitError, Usage};
 use hearth_engine::{Finish, SamplingParams};
-use hearth_text::ChatMessage;
+use hearth_text::{ChatMessage, ChatTemplate, ReasoningSplitter};
 use serde_json::Value;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -40,6 +40,9 @@ struct Job {
     max_tokens: usize,
     sampling: SamplingParams,
     stops: Vec<String>,
+    /// Split `<think>…</think>` off as reasoning (chat with a model that has the token); `Some(true)` when the
+    /// rendered prompt already opened it.
+    reasoning: Option<bool>,
     top_logprobs: Option<usize>,
     stream: bool,
     include_usage: bool,
@@ -67,9 +70,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             };
             messages.push(ChatMessage::new(role, m.text(i)?));
         }
-        let text = template.render(&messages, true).map_err(|e| {
-            ApiError::invalid(format!("The chat template failed: {e}"), Some("messages"))
-        })?;
+        let text = render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?;
         // The template writes BOS itself when the model wants one, as `hearth run` relies on.
         let prompt = encode(&state, &text, false)?;
         let top = match (body.logprobs, body.top_logprobs) {
@@ -88,8 +89,20 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             }
             _ => None,
         };
+        if body.max_completion_tokens == Some(0) {
+            return Err(ApiError::invalid(
+                "'max_completion_tokens' must be at least 1",
+                Some("max_completion_tokens"),
+            ));
+        }
         let max = body.max_completion_tokens.or(common.max_tokens);
-        job(&state, Kind::Chat, common, prompt, max, top)
+        let mut job = job(&state, Kind::Chat, common, prompt, max, top)?;
+        // As `hearth run` does: only for a vocabulary with `<think>`, inside it when the template opened it.
+        job.reasoning = state
+            .tok
+            .token_id("<think>")
+            .map(|_| ReasoningSplitter::prompt_opens_reasoning(&text));
+        Ok(job)
     }
     .await;
     run(state, result).await
@@ -123,6 +136,27 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     }
     .await;
     run(state, result).await
+}
+
+/// The chat template over `messages`, with the assistant's turn opened and the request's extra template variables.
+fn render_prompt(
+    template: &ChatTemplate,
+    messages: &[ChatMessage],
+    kwargs: Option<&serde_json::Map<String, Value>>,
+) -> Result<String, ApiError> {
+    let jinja = |v| minijinja::Value::from(minijinja::value::Serde(v));
+    let extra: Vec<(&str, minijinja::Value)> = kwargs
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), jinja(v)))
+        .collect();
+    template
+        .render_with(
+            minijinja::Value::from(minijinja::value::Serde(messages)),
+            true,
+            &extra,
+        )
+        .map_err(|e| ApiError::invalid(format!("The chat template failed: {e}"), Some("messages")))
 }
 
 /// Prompt text to ids, as `hearth run` does: special tokens parsed, BOS (when the model wants one) if `add_bos`.
@@ -206,6 +240,7 @@ fn job(
         max_tokens,
         sampling,
         stops: common.stops(),
+        reasoning: None,
         top_logprobs,
         stream: common.stream.unwrap_or(false),
         include_usage: common.stream_options.is_some_and(|o| o.include_usage),
@@ -283,9 +318,9 @@ async fn follow(
     job: &Job,
     rx: &mut mpsc::UnboundedReceiver<Event>,
     t0: Instant,
-    mut on_delta: impl FnMut(String, Vec<TokenInfo>) -> bool,
+    mut on_delta: impl FnMut(Delta) -> bool,
 ) -> Result<End, ApiError> {
-    let mut text = TextStream::new(&state.tok, job.stops.clone());
+    let mut text = TextStream::new(&state.tok, job.stops.clone(), job.reasoning);
     let mut n = 0;
     let mut first: Option<Instant> = None;
     let end = loop {
@@ -300,7 +335,7 @@ async fn follow(
                     state.metrics.ttft.observe(t0.elapsed().as_secs_f64());
                 }
                 let d = text.push(&step);
-                if (!d.text.is_empty() || !d.tokens.is_empty()) && !on_delta(d.text, d.tokens) {
+                if !d.is_empty() && !on_delta(d) {
                     return Err(ApiError::internal("The client went away"));
                 }
                 if text.stopped {
@@ -318,7 +353,7 @@ async fn follow(
             Event::Done { finish, usage } => {
                 let rest = text.finish();
                 if !rest.is_empty() {
-                    on_delta(rest, Vec::new());
+                    on_delta(rest);
                 }
                 let finish = match finish {
                     Finish::Stop => "stop",
@@ -351,19 +386,22 @@ async fn collect(
     mut rx: mpsc::UnboundedReceiver<Event>,
     t0: Instant,
 ) -> Result<Response, ApiError> {
-    let mut out = String::new();
-    let mut tokens = Vec::new();
-    let end = follow(state, &job, &mut rx, t0, |t, toks| {
-        out.push_str(&t);
-        tokens.extend(toks);
+    let mut all = Delta::default();
+    let end = follow(state, &job, &mut rx, t0, |d| {
+        all.text.push_str(&d.text);
+        all.reasoning.push_str(&d.reasoning);
+        all.tokens.extend(d.tokens);
         true
     })
     .await?;
     let logprobs = match job.top_logprobs {
-        Some(_) => render::logprobs(job.head.kind, &tokens, &mut 0),
+        Some(_) => render::logprobs(job.head.kind, &all.tokens, &mut 0),
         None => Value::Null,
     };
-    Ok(Json(job.head.response(out, logprobs, end.finish, &end.usage)).into_response())
+    let body = job
+        .head
+        .response(all.text, &all.reasoning, logprobs, end.finish, &end.usage);
+    Ok(Json(body).into_response())
 }
 
 type SseTx = mpsc::UnboundedSender<Result<SseEvent, Infallible>>;
@@ -382,16 +420,21 @@ async fn stream_task(
     };
     let usage_null = job.include_usage;
     let head = &job.head;
-    if head.kind == Kind::Chat && !send(head.chunk(Some(""), true, Value::Null, None, usage_null)) {
+    let first = Piece::text("");
+    if head.kind == Kind::Chat && !send(head.chunk(first, true, Value::Null, None, usage_null)) {
         return;
     }
     let mut offset = 0;
-    let follow = follow(&state, &job, &mut rx, t0, |text, toks| {
+    let follow = follow(&state, &job, &mut rx, t0, |d| {
         let lp = match job.top_logprobs {
-            Some(_) => render::logprobs(head.kind, &toks, &mut offset),
+            Some(_) => render::logprobs(head.kind, &d.tokens, &mut offset),
             None => Value::Null,
         };
-        send(head.chunk(Some(&text), false, lp, None, usage_null))
+        let piece = Piece {
+            content: Some(&d.text),
+            reasoning: &d.reasoning,
+        };
+        send(head.chunk(piece, false, lp, None, usage_null))
     });
     // The client hanging up shows as `out` closing: stop waiting for the engine then, even mid-prefill.
     let result = tokio::select! {
@@ -400,8 +443,11 @@ async fn stream_task(
     };
     match result {
         Ok(end) => {
-            let text = (head.kind == Kind::Completion).then_some("");
-            send(head.chunk(text, false, Value::Null, Some(end.finish), usage_null));
+            let piece = Piece {
+                content: (head.kind == Kind::Completion).then_some(""),
+                reasoning: "",
+            };
+            send(head.chunk(piece, false, Value::Null, Some(end.finish), usage_null));
             if job.include_usage {
                 send(head.usage_chunk(&end.usage));
             }

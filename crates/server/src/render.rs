@@ -19,6 +19,40 @@ pub struct Head {
     pub model: String,
 }
 
+/// What one stream chunk carries: answer text (`None` only on the last chunk of a chat stream) and reasoning.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Piece<'a> {
+    pub content: Option<&'a str>,
+    pub reasoning: &'a str,
+}
+
+impl<'a> Piece<'a> {
+    pub fn text(content: &'a str) -> Piece<'a> {
+        Piece {
+            content: Some(content),
+            reasoning: "",
+        }
+    }
+}
+
+/// A chat chunk's `delta`: `role` on the first chunk, `reasoning_content` only when there is reasoning, `content`
+/// unless the chunk carries reasoning alone.
+pub fn chat_delta(piece: Piece<'_>, role: bool) -> serde_json::Map<String, Value> {
+    let mut delta = serde_json::Map::new();
+    if role {
+        delta.insert("role".into(), json!("assistant"));
+    }
+    if !piece.reasoning.is_empty() {
+        delta.insert("reasoning_content".into(), json!(piece.reasoning));
+    }
+    if let Some(t) = piece.content {
+        if !t.is_empty() || piece.reasoning.is_empty() {
+            delta.insert("content".into(), json!(t));
+        }
+    }
+    delta
+}
+
 pub fn usage(u: &Usage) -> Value {
     json!({
         "prompt_tokens": u.prompt_tokens,
@@ -59,15 +93,28 @@ pub fn logprobs(kind: Kind, tokens: &[TokenInfo], offset: &mut usize) -> Value {
 }
 
 impl Head {
-    /// A whole (non-streamed) response.
-    pub fn response(&self, text: String, logprobs: Value, finish: &str, u: &Usage) -> Value {
+    /// A whole (non-streamed) response; `reasoning` (chat only) is left out when empty.
+    pub fn response(
+        &self,
+        text: String,
+        reasoning: &str,
+        logprobs: Value,
+        finish: &str,
+        u: &Usage,
+    ) -> Value {
         let choice = match self.kind {
-            Kind::Chat => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": logprobs,
-                "finish_reason": finish,
-            }),
+            Kind::Chat => {
+                let mut message = json!({"role": "assistant", "content": text});
+                if !reasoning.is_empty() {
+                    message["reasoning_content"] = json!(reasoning);
+                }
+                json!({
+                    "index": 0,
+                    "message": message,
+                    "logprobs": logprobs,
+                    "finish_reason": finish,
+                })
+            }
             Kind::Completion => json!({
                 "index": 0,
                 "text": text,
@@ -86,10 +133,10 @@ impl Head {
         })
     }
 
-    /// One stream chunk with `text` (the chat delta also carries `role` on the first chunk).
+    /// One stream chunk with `piece` (the chat delta also carries `role` on the first chunk).
     pub fn chunk(
         &self,
-        text: Option<&str>,
+        piece: Piece<'_>,
         role: bool,
         logprobs: Value,
         finish: Option<&str>,
@@ -97,18 +144,12 @@ impl Head {
     ) -> Value {
         let choice = match self.kind {
             Kind::Chat => {
-                let mut delta = serde_json::Map::new();
-                if role {
-                    delta.insert("role".into(), json!("assistant"));
-                }
-                if let Some(t) = text {
-                    delta.insert("content".into(), json!(t));
-                }
+                let delta = chat_delta(piece, role);
                 json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
             Kind::Completion => json!({
                 "index": 0,
-                "text": text.unwrap_or(""),
+                "text": piece.content.unwrap_or(""),
                 "logprobs": logprobs,
                 "finish_reason": finish,
             }),
@@ -129,7 +170,7 @@ impl Head {
 
     /// The final usage chunk of `stream_options.include_usage`: no choices.
     pub fn usage_chunk(&self, u: &Usage) -> Value {
-        let mut c = self.chunk(None, false, Value::Null, None, false);
+        let mut c = self.chunk(Piece::default(), false, Value::Null, None, false);
         c["choices"] = json!([]);
         c["usage"] = usage(u);
         c

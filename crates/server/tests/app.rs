@@ -98,6 +98,36 @@ async fn malformed_and_mistyped_bodies_are_400_naming_the_field() {
             "messages[0].content",
         ),
         (json!({"messages": msgs, "top_logprobs": 3}), "top_logprobs"),
+        (
+            json!({"messages": msgs, "logprobs": true, "top_logprobs": 21}),
+            "top_logprobs",
+        ),
+        (
+            json!({"messages": msgs, "max_completion_tokens": 0}),
+            "max_completion_tokens",
+        ),
+        (json!({"messages": msgs, "max_tokens": 0}), "max_tokens"),
+        (json!({"messages": msgs, "n": 0}), "n"),
+        (json!({"messages": msgs, "seed": 1.5}), "seed"),
+        (json!({"messages": msgs, "stop": [1]}), "stop"),
+        (
+            json!({"messages": msgs, "presence_penalty": -2.5}),
+            "presence_penalty",
+        ),
+        (
+            json!({"messages": msgs, "frequency_penalty": 2.5}),
+            "frequency_penalty",
+        ),
+        (json!({"messages": msgs, "top_p": 1.5}), "top_p"),
+        // OpenAI refuses stream_options on a request that does not stream.
+        (
+            json!({"messages": msgs, "stream_options": {"include_usage": true}}),
+            "stream_options",
+        ),
+        (
+            json!({"messages": msgs, "stream": false, "stream_options": {"include_usage": true}}),
+            "stream_options",
+        ),
     ];
     for (body, param) in cases {
         let got = send(router(), post_json("/v1/chat/completions", body.clone())).await;
@@ -288,4 +318,231 @@ async fn metrics_count_requests_and_tokens() {
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
+}
+
+/// llama.cpp's log-probabilities for SmolLM2 (../shared/reference/smollm2-135m-q4_1/greedy.json, prompt "capital").
+fn reference_steps() -> Vec<Value> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/reference/smollm2-135m-q4_1/greedy.json");
+    let all: Value = serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: the reference data must sit beside the repository",
+            path.display()
+        )
+    }))
+    .expect("greedy.json");
+    let capital = all
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == "capital"))
+        .expect("the capital prompt");
+    capital["steps"].as_array().expect("steps").clone()
+}
+
+/// One generated token's log-probabilities: (token, logprob, [(token, logprob)] of the most likely).
+type Row = (String, f64, Vec<(String, f64)>);
+
+/// The rows of either endpoint's logprobs object.
+fn logprob_rows(v: &Value) -> Vec<Row> {
+    if let Some(content) = v["content"].as_array() {
+        return content
+            .iter()
+            .map(|e| {
+                let top = e["top_logprobs"].as_array().expect("top_logprobs");
+                (
+                    e["token"].as_str().expect("token").to_string(),
+                    e["logprob"].as_f64().expect("logprob"),
+                    top.iter()
+                        .map(|t| {
+                            (
+                                t["token"].as_str().expect("token").to_string(),
+                                t["logprob"].as_f64().expect("lp"),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+    }
+    let tokens = v["tokens"].as_array().expect("tokens");
+    (0..tokens.len())
+        .map(|i| {
+            let top = v["top_logprobs"][i].as_object().expect("top map");
+            (
+                tokens[i].as_str().expect("token").to_string(),
+                v["token_logprobs"][i].as_f64().expect("logprob"),
+                top.iter()
+                    .map(|(k, lp)| (k.clone(), lp.as_f64().expect("lp")))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Our rows against llama.cpp's for the first `rows.len()` steps: the same token, log-probabilities within 0.2
+/// (Q4_1 kernels differ in rounding; a log-probability taken after temperature or top-k would be far off).
+fn assert_logprobs_match_llamacpp(rows: &[Row], k: usize) {
+    let steps = reference_steps();
+    for (i, (tok, lp, top)) in rows.iter().enumerate() {
+        let r = &steps[i];
+        assert_eq!(tok, r["token"].as_str().expect("token"), "step {i}");
+        let want = r["logprob"].as_f64().expect("logprob");
+        assert!(
+            (lp - want).abs() < 0.2,
+            "step {i}: logprob {lp} vs llama.cpp {want}"
+        );
+        assert_eq!(top.len(), k, "step {i}: {top:?}");
+        for (t, lp) in top {
+            if let Some(x) = r["top"]
+                .as_array()
+                .expect("top")
+                .iter()
+                .find(|x| x["token"] == t.as_str())
+            {
+                let want = x["logprob"].as_f64().expect("lp");
+                assert!(
+                    (lp - want).abs() < 0.2,
+                    "step {i} {t:?}: {lp} vs llama.cpp {want}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn completion_logprobs_match_llamacpp_streamed_or_not() {
+    let body = json!({"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0, "logprobs": 5});
+    let (s, v) = send(router(), post_json("/v1/completions", body.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let lp = &v["choices"][0]["logprobs"];
+    let rows = logprob_rows(lp);
+    assert_eq!(rows.len(), 4, "{v}");
+    assert_logprobs_match_llamacpp(&rows, 5);
+    let text: String = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(v["choices"][0]["text"], text.as_str());
+    assert_eq!(lp["text_offset"], json!([0, 6, 7, 8]));
+    // Streamed: the same rows spread over the chunks, offsets continuing from chunk to chunk.
+    let mut stream_body = body;
+    stream_body["stream"] = json!(true);
+    let (s, v) = send(router(), post_json("/v1/completions", stream_body)).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut streamed = Vec::new();
+    let mut offsets = Vec::new();
+    for c in sse_chunks(&v) {
+        let lp = &c["choices"][0]["logprobs"];
+        if !lp.is_null() {
+            streamed.extend(logprob_rows(lp));
+            offsets.extend(lp["text_offset"].as_array().expect("offsets").clone());
+        }
+    }
+    assert_eq!(streamed, rows);
+    assert_eq!(json!(offsets), json!([0, 6, 7, 8]));
+}
+
+#[tokio::test]
+async fn chat_logprobs_in_responses_and_stream_chunks() {
+    let body = json!({"messages": [{"role": "user", "content": "Name a fruit."}], "max_tokens": 6,
+        "temperature": 0, "logprobs": true, "top_logprobs": 3});
+    let (s, v) = send(router(), post_json("/v1/chat/completions", body.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let rows = logprob_rows(&v["choices"][0]["logprobs"]);
+    assert_eq!(
+        rows.len() as u64,
+        v["usage"]["completion_tokens"].as_u64().expect("usage")
+    );
+    for (tok, lp, top) in &rows {
+        // Greedy: the chosen token is the most likely one; log-probabilities are sorted and at most 0.
+        assert_eq!((&top[0].0, top[0].1), (tok, *lp), "{top:?}");
+        assert!(
+            top.len() == 3 && top.windows(2).all(|w| w[0].1 >= w[1].1) && *lp <= 0.0,
+            "{top:?}"
+        );
+    }
+    let mut stream_body = body;
+    stream_body["stream"] = json!(true);
+    let (_, sv) = send(router(), post_json("/v1/chat/completions", stream_body)).await;
+    let streamed: Vec<_> = sse_chunks(&sv)
+        .iter()
+        .filter(|c| !c["choices"][0]["logprobs"].is_null())
+        .flat_map(|c| logprob_rows(&c["choices"][0]["logprobs"]))
+        .collect();
+    assert_eq!(streamed, rows);
+    // Without logprobs, chunks and the response say null.
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2});
+    let (_, v) = send(router(), post_json("/v1/chat/completions", body)).await;
+    assert_eq!(v["choices"][0]["logprobs"], Value::Null);
+}
+
+fn sse_chunks(v: &Value) -> Vec<Value> {
+    v.as_str()
+        .expect("an SSE body")
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).expect("chunk json"))
+        .collect()
+}
+
+async fn completion_text(extra: Value) -> String {
+    let mut body = json!({"prompt": "Count: one, two, three,", "max_tokens": 16});
+    body.as_object_mut()
+        .expect("object")
+        .extend(extra.as_object().expect("object").clone());
+    let (s, v) = send(router(), post_json("/v1/completions", body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["choices"][0]["text"].as_str().expect("text").to_string()
+}
+
+#[tokio::test]
+async fn seed_temperature_top_p_and_penalties_act() {
+    // The same seed gives the same sample; other seeds give other samples.
+    let a = completion_text(json!({"temperature": 1.0, "seed": 7})).await;
+    assert_eq!(
+        a,
+        completion_text(json!({"temperature": 1.0, "seed": 7})).await
+    );
+    let mut others = Vec::new();
+    for seed in [8, 9, 10] {
+        others.push(completion_text(json!({"temperature": 1.0, "seed": seed})).await);
+    }
+    assert!(others.iter().any(|o| *o != a), "{a:?} {others:?}");
+    // Greedy ignores the seed; top_p near 0 keeps only the best token, so it is greedy too.
+    let greedy = completion_text(json!({"temperature": 0})).await;
+    assert_eq!(
+        greedy,
+        completion_text(json!({"temperature": 0, "seed": 3})).await
+    );
+    assert_eq!(
+        greedy,
+        completion_text(json!({"temperature": 1.0, "top_p": 0.01, "seed": 3})).await
+    );
+    // Penalties on tokens seen so far move greedy text off its course (a negative presence penalty favours
+    // them; a positive frequency penalty grows with each repeat of ',').
+    for (p, x) in [("presence_penalty", -2.0), ("frequency_penalty", 2.0)] {
+        let penalised = completion_text(json!({"temperature": 0, p: x})).await;
+        assert_ne!(penalised, greedy, "{p} had no effect");
+    }
+}
+
+#[tokio::test]
+async fn stream_stop_strings_are_never_sent() {
+    let prompt = "The capital of France is";
+    let (full, _) = greedy_completion(prompt, 24);
+    let words: Vec<&str> = full.split_inclusive(' ').collect();
+    assert!(words.len() > 3, "greedy text too short: {full:?}");
+    let stop = format!("{}{}", words[2], words[3].trim_end());
+    let at = full.find(&stop).expect("stop inside the text");
+    let body =
+        json!({"prompt": prompt, "max_tokens": 24, "temperature": 0, "stop": stop, "stream": true});
+    let (s, v) = send(router(), post_json("/v1/completions", body)).await;
+    assert_eq!(s, StatusCode::OK);
+    let chunks = sse_chunks(&v);
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, &full[..at]);
+    assert_eq!(
+        chunks.last().expect("chunks")["choices"][0]["finish_reason"],
+        "stop"
+    );
 }

@@ -1,0 +1,296 @@
+//! `reasoning_content` end to end: the tiny random-weight Qwen3 checkpoint (tests/fixtures/tiny/qwen3, whose
+//! vocabulary has `<think>` and `</think>`) converted with a chat template whose generation prompt opens `<think>`,
+//! so the model's (seeded) output is reasoning until it emits `</think>`. The reference is the engine's
+//! single-sequence `generate` loop with the same sampling parameters: its raw text, cut at the first `</think>`, must be what the server returns as
+//! reasoning and answer, streamed or not.
+
+use hearth_convert::{convert, ConvertOptions, OutType};
+use hearth_engine::batch::BatchConfig;
+use hearth_engine::{generate, GenerateOptions, Model, SamplingParams, Session, ThreadPool};
+use hearth_server::{app, AppState, ServerConfig};
+use hearth_text::{ChatMessage, ChatTemplate, Tokenizer};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use tower::ServiceExt;
+
+/// Qwen3's turn format, with the generation prompt opening the reasoning as DeepSeek-R1's template does, or
+/// writing an empty one when `enable_thinking` is false (as Qwen3's template does).
+const TEMPLATE: &str = "{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + \
+    '<|im_end|>\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n<think>\n' }}\
+    {%- if enable_thinking is defined and enable_thinking is false %}{{ '\n</think>\n\n' }}{%- endif %}\
+    {%- endif %}";
+
+/// A request whose sampled continuation closes `</think>` 21 tokens in, answers, and ends its turn (found by
+/// trying seeds: greedy output of the random weights never closes the tag; the tests check it still does).
+const USER: &str = "Why is the sky blue?";
+const SEED: u64 = 412;
+const MAX_TOKENS: usize = 48;
+
+fn model() -> Arc<Model> {
+    static M: OnceLock<Arc<Model>> = OnceLock::new();
+    M.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny/qwen3");
+        let dir =
+            std::env::temp_dir().join(format!("hearth-server-reasoning-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        for e in std::fs::read_dir(&src).expect("tests/fixtures/tiny/qwen3") {
+            let e = e.expect("dir entry");
+            std::fs::copy(e.path(), dir.join(e.file_name())).expect("copy fixture");
+        }
+        std::fs::write(dir.join("chat_template.jinja"), TEMPLATE).expect("write template");
+        let out = dir.join("qwen3-think.gguf");
+        let opts = ConvertOptions {
+            outtype: OutType::parse("f32").expect("f32"),
+            ..Default::default()
+        };
+        convert(&dir, &out, &opts).expect("converting the tiny qwen3");
+        Arc::new(Model::load(&out).expect("loading the tiny qwen3"))
+    })
+    .clone()
+}
+
+fn tok() -> &'static Tokenizer {
+    static T: OnceLock<Tokenizer> = OnceLock::new();
+    T.get_or_init(|| Tokenizer::from_gguf(&model().gguf).expect("tokenizer"))
+}
+
+fn router() -> axum::Router {
+    static S: OnceLock<Arc<AppState>> = OnceLock::new();
+    let state = S.get_or_init(|| {
+        let config = ServerConfig {
+            batch: BatchConfig {
+                n_threads: 1,
+                n_ctx: 256,
+                max_running: 4,
+                ..BatchConfig::default()
+            },
+            ..ServerConfig::new("tiny")
+        };
+        AppState::new(model(), config).expect("server state")
+    });
+    app(state.clone())
+}
+
+/// The generate loop's text for `USER`, tags written out, other control tokens left out; and the number of
+/// tokens generated.
+fn reference(max_tokens: usize) -> (String, usize) {
+    reference_with(max_tokens, true)
+}
+
+fn reference_with(max_tokens: usize, thinking: bool) -> (String, usize) {
+    let (model, tok) = (model(), tok());
+    let template = ChatTemplate::from_gguf_with(&model.gguf, tok).expect("template");
+    let messages = [ChatMessage::new("user", USER)];
+    let prompt = template
+        .render_with(
+            minijinja::Value::from(minijinja::value::Serde(&messages)),
+            true,
+            &[("enable_thinking", minijinja::Value::from(thinking))],
+        )
+        .expect("render");
+    let end = if thinking {
+        "<think>\n"
+    } else {
+        "<think>\n\n</think>\n\n"
+    };
+    assert!(prompt.ends_with(end), "{prompt:?}");
+    let ids = tok.encode(&prompt, false, true).expect("encode");
+    let opts = GenerateOptions {
+        max_tokens,
+        sampling: SamplingParams {
+            temperature: 1.0,
+            seed: SEED,
+            ..SamplingParams::default()
+        },
+        stop_ids: tok.eog_ids().to_vec(),
+        top_logprobs: None,
+    };
+    let mut out = Vec::new();
+    let mut session = Session::new(&model, 256);
+    generate(
+        &model,
+        &ThreadPool::new(1),
+        &mut session,
+        &ids,
+        &opts,
+        |s| {
+            out.push(s.id);
+            true
+        },
+    )
+    .expect("generate");
+    let n = out.len();
+    let tags: Vec<u32> = ["<think>", "</think>"]
+        .iter()
+        .map(|t| tok.token_id(t).expect("tag token"))
+        .collect();
+    let mut text = String::new();
+    for seg in out.split_inclusive(|id| tags.contains(id)) {
+        match seg.split_last() {
+            Some((last, body)) if tags.contains(last) => {
+                text += &tok.decode_with(body, true);
+                text += tok.token_text(*last).expect("tag text");
+            }
+            _ => text += &tok.decode_with(seg, true),
+        }
+    }
+    (text, n)
+}
+
+async fn post(body: Value) -> (u16, String) {
+    let req = axum::http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("request");
+    let res = router().oneshot(req).await.expect("infallible");
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).expect("utf-8"))
+}
+
+/// (reasoning_content or None, content, finish_reason, completion_tokens) of a whole response.
+async fn chat(extra: Value) -> (Option<String>, String, String, u64) {
+    let mut body = json!({"messages": [{"role": "user", "content": USER}], "seed": SEED});
+    body.as_object_mut()
+        .expect("object")
+        .extend(extra.as_object().expect("object").clone());
+    let (status, text) = post(body).await;
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("json");
+    let m = &v["choices"][0]["message"];
+    (
+        m.get("reasoning_content")
+            .map(|r| r.as_str().expect("a string").to_string()),
+        m["content"].as_str().expect("content").to_string(),
+        v["choices"][0]["finish_reason"]
+            .as_str()
+            .expect("finish")
+            .to_string(),
+        v["usage"]["completion_tokens"].as_u64().expect("usage"),
+    )
+}
+
+/// The same, streamed: deltas joined; asserts no delta is empty or mixes in a tag.
+async fn chat_stream(extra: Value) -> (Option<String>, String, String, u64) {
+    let mut body = json!({"messages": [{"role": "user", "content": USER}], "seed": SEED,
+        "stream": true, "stream_options": {"include_usage": true}});
+    body.as_object_mut()
+        .expect("object")
+        .extend(extra.as_object().expect("object").clone());
+    let (status, text) = post(body).await;
+    assert_eq!(status, 200, "{text}");
+    let (mut reasoning, mut content, mut finish, mut usage) =
+        (None::<String>, String::new(), None, 0);
+    for d in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if d == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(d).expect("chunk json");
+        if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+            usage = n;
+        }
+        let Some(c) = v["choices"].get(0) else {
+            continue;
+        };
+        let delta = &c["delta"];
+        assert!(!delta.to_string().contains("think>"), "{d}");
+        if let Some(r) = delta.get("reasoning_content") {
+            reasoning
+                .get_or_insert_with(String::new)
+                .push_str(r.as_str().expect("string"));
+        }
+        content += delta["content"].as_str().unwrap_or("");
+        if let Some(f) = c["finish_reason"].as_str() {
+            finish = Some(f.to_string());
+        }
+    }
+    (reasoning, content, finish.expect("a finish chunk"), usage)
+}
+
+/// The reference cut at the first `</think>` the way the API reports it: (reasoning, answer).
+fn expected(raw: &str) -> (String, String) {
+    let at = raw
+        .find("</think>")
+        .unwrap_or_else(|| panic!("the output never closes </think>: {raw:?}"));
+    (
+        raw[..at].to_string(),
+        raw[at + 8..].trim_start().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn reasoning_is_split_from_the_answer_streamed_or_not() {
+    let (raw, n) = reference(MAX_TOKENS);
+    let (want_r, want_a) = expected(&raw);
+    assert!(
+        !want_r.is_empty() && !want_a.is_empty(),
+        "the test needs both reasoning and an answer: {raw:?}"
+    );
+    let whole = chat(json!({"max_tokens": MAX_TOKENS})).await;
+    assert_eq!(whole.0.as_deref(), Some(want_r.as_str()), "raw {raw:?}");
+    assert_eq!(whole.1, want_a, "raw {raw:?}");
+    assert!(!whole.1.contains("think>"));
+    assert_eq!(whole.3, n as u64, "usage counts reasoning tokens too");
+    let want_finish = if n == MAX_TOKENS { "length" } else { "stop" };
+    assert_eq!(whole.2, want_finish);
+    assert_eq!(chat_stream(json!({"max_tokens": MAX_TOKENS})).await, whole);
+}
+
+#[tokio::test]
+async fn length_limit_while_thinking_leaves_the_answer_empty() {
+    let (raw, _) = reference(MAX_TOKENS);
+    let (want_r, _) = expected(&raw);
+    // Three tokens cannot reach `</think>` (it comes later in this output).
+    let (short, n) = reference(3);
+    assert!(!short.contains("</think>") && n == 3, "{short:?}");
+    assert!(want_r.starts_with(&short), "{short:?} vs {want_r:?}");
+    let whole = chat(json!({"max_tokens": 3})).await;
+    assert_eq!(whole, (Some(short), String::new(), "length".into(), 3));
+    assert_eq!(chat_stream(json!({"max_tokens": 3})).await, whole);
+}
+
+#[tokio::test]
+async fn stop_strings_apply_to_the_answer_only() {
+    let (raw, _) = reference(MAX_TOKENS);
+    let (want_r, want_a) = expected(&raw);
+    // A stop string taken from the reasoning (and absent from the answer) ends nothing.
+    let in_reasoning: String = want_r.chars().take(3).collect();
+    assert!(!want_a.contains(&in_reasoning), "pick another stop");
+    let whole = chat(json!({"max_tokens": MAX_TOKENS, "stop": [in_reasoning]})).await;
+    assert_eq!(whole.0.as_deref(), Some(want_r.as_str()));
+    assert_eq!(whole.1, want_a);
+    // One from the middle of the answer cuts the answer there, and is not sent.
+    let chars: Vec<char> = want_a.chars().collect();
+    let stop: String = chars[chars.len() / 2..][..2.min(chars.len() / 2)]
+        .iter()
+        .collect();
+    let at = want_a.find(&stop).expect("stop in answer");
+    for result in [
+        chat(json!({"max_tokens": MAX_TOKENS, "stop": stop})).await,
+        chat_stream(json!({"max_tokens": MAX_TOKENS, "stop": stop})).await,
+    ] {
+        assert_eq!(result.0.as_deref(), Some(want_r.as_str()));
+        assert_eq!(result.1, want_a[..at]);
+        assert_eq!(result.2, "stop");
+    }
+}
+
+#[tokio::test]
+async fn chat_template_kwargs_reach_the_template() {
+    // Thinking switched off: the prompt closes an empty `<think>`, so all output is answer.
+    let (raw, n) = reference_with(MAX_TOKENS, false);
+    assert!(!raw.contains("think>"), "{raw:?}");
+    let extra =
+        json!({"max_tokens": MAX_TOKENS, "chat_template_kwargs": {"enable_thinking": false}});
+    let whole = chat(extra.clone()).await;
+    assert_eq!(whole.0, None, "no reasoning_content when there is none");
+    assert_eq!((whole.1.as_str(), whole.3), (raw.as_str(), n as u64));
+    assert_eq!(chat_stream(extra).await, whole);
+    let (s, body) =
+        post(json!({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": 3}))
+            .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("chat_template_kwargs"), "{body}");
+}
