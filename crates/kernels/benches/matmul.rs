@@ -1,10 +1,13 @@
-//! Weight throughput of matmul per format and ISA: decode (1 token) and prefill (32 tokens), one thread.
+//! Weight throughput of matmul per format and ISA: decode (1 token) and prefill (32 tokens), one thread; for the
+//! formats with a packed form, also the packed kernels (`packed-<isa>`).
 //!
 //! `cargo bench -p hearth-kernels --bench matmul [-- FILTER]`; throughput is bytes of weights read per second
 //! (for prefill, weight bytes x tokens, i.e. the work a token-at-a-time engine would do).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hearth_kernels::matmul::matmul_with_isa;
+use hearth_kernels::packed::matmul_packed_with_isa;
+use hearth_kernels::PackedMatrix;
 use hearth_kernels::{quantize_row, DType, Isa, ThreadPool, WeightMatrix};
 use std::time::Duration;
 
@@ -96,6 +99,24 @@ fn bench(c: &mut Criterion) {
                     &isa,
                     |b, &isa| {
                         b.iter(|| matmul_with_isa(&pool, &w, &x, n_tokens, &mut y, isa).unwrap())
+                    },
+                );
+            }
+            let Some(packed) = PackedMatrix::new(&w).unwrap() else {
+                continue;
+            };
+            for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+                if !isa.is_available() {
+                    continue;
+                }
+                group.bench_with_input(
+                    BenchmarkId::new(dtype.name(), format!("packed-{}", isa.name())),
+                    &isa,
+                    |b, &isa| {
+                        b.iter(|| {
+                            matmul_packed_with_isa(&pool, &packed, &x, n_tokens, &mut y, isa)
+                                .unwrap()
+                        })
                     },
                 );
             }
