@@ -227,14 +227,7 @@ pub fn quantize_activations_with_isa(
     src: &[f32],
     dst: &mut [u8],
 ) -> Result<(), MatmulError> {
-    if !isa.is_available() {
-        return Err(IsaError::Unsupported {
-            value: isa.name().to_string(),
-            isa,
-            best: crate::detected_isa(),
-        }
-        .into());
-    }
+    require(isa)?;
     // Checks the lengths (and that `act` is a format with a quantizer).
     formats::quantize_row(act, src, dst)?;
     let simd: Option<QuantizeFn> = match isa {
@@ -268,14 +261,7 @@ pub fn tile_with_isa(
     nt: usize,
     out: &mut [f32],
 ) -> Result<(), MatmulError> {
-    if !isa.is_available() {
-        return Err(IsaError::Unsupported {
-            value: isa.name().to_string(),
-            isa,
-            best: crate::detected_isa(),
-        }
-        .into());
-    }
+    require(isa)?;
     let unsupported = MatmulError::Unsupported {
         dtype: weight,
         op: "dot",
@@ -345,6 +331,19 @@ impl<T> SharedOut<T> {
 unsafe impl<T> Send for SharedOut<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SharedOut<T> {}
+
+/// Refuses an ISA this CPU lacks, naming the best one it has.
+pub(crate) fn require(isa: Isa) -> Result<(), MatmulError> {
+    if !isa.is_available() {
+        return Err(IsaError::Unsupported {
+            value: isa.name().to_string(),
+            isa,
+            best: crate::detected_isa(),
+        }
+        .into());
+    }
+    Ok(())
+}
 
 /// Checks that `w` holds whole blocks and exactly `rows` rows; returns the bytes of one row.
 pub(crate) fn check_weights(w: &WeightMatrix) -> Result<usize, MatmulError> {
@@ -429,14 +428,7 @@ pub fn matmul_with_isa(
     y: &mut [f32],
     isa: Isa,
 ) -> Result<(), MatmulError> {
-    if !isa.is_available() {
-        return Err(IsaError::Unsupported {
-            value: isa.name().to_string(),
-            isa,
-            best: crate::detected_isa(),
-        }
-        .into());
-    }
+    require(isa)?;
     let (rows, cols, dtype) = (w.rows, w.cols, w.dtype);
     let k = kernel(dtype, isa, cols).ok_or(MatmulError::Unsupported {
         dtype,

@@ -535,12 +535,7 @@ pub fn matmul_packed_with_isa(
     y: &mut [f32],
     isa: Isa,
 ) -> Result<(), MatmulError> {
-    if !isa.is_available() {
-        return Err(MatmulError::Unsupported {
-            dtype: m.dtype,
-            op: "packed matmul on this ISA",
-        });
-    }
+    crate::matmul::require(isa)?;
     crate::matmul::check_io(m.rows, m.cols, x, n_tokens, y)?;
     if n_tokens == 0 || m.rows == 0 {
         return Ok(());
