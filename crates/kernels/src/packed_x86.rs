@@ -128,20 +128,28 @@ unsafe fn tile<
     }
 }
 
-/// The tile function for `P` panels x `T` tokens of a packed format.
-fn pick<const P: usize, const T: usize>(f: Format) -> TileFn {
-    match (f.bits, f.min, f.f16_scales) {
-        (4, true, true) => tile::<P, T, 4, true, true>,
-        (4, false, true) => tile::<P, T, 4, false, true>,
-        (5, true, true) => tile::<P, T, 5, true, true>,
-        (5, false, true) => tile::<P, T, 5, false, true>,
-        (8, false, true) => tile::<P, T, 8, false, true>,
-        (4, true, false) => tile::<P, T, 4, true, false>,
-        (5, true, false) => tile::<P, T, 5, true, false>,
-        (6, false, false) => tile::<P, T, 6, false, false>,
-        _ => unreachable!("packed format without a kernel"),
-    }
+/// `pick::<P, T>(format)`: the instance of a kernel's `tile` for one packed format (bits, min term, f16 scales),
+/// one per combination `Format::for_dtype` produces.
+macro_rules! pick_fn {
+    ($vis:vis) => {
+        /// The tile function for `P` panels x `T` tokens of a packed format.
+        $vis fn pick<const P: usize, const T: usize>(f: Format) -> TileFn {
+            match (f.bits, f.min, f.f16_scales) {
+                (4, true, true) => tile::<P, T, 4, true, true>,
+                (4, false, true) => tile::<P, T, 4, false, true>,
+                (5, true, true) => tile::<P, T, 5, true, true>,
+                (5, false, true) => tile::<P, T, 5, false, true>,
+                (8, false, true) => tile::<P, T, 8, false, true>,
+                (4, true, false) => tile::<P, T, 4, true, false>,
+                (5, true, false) => tile::<P, T, 5, true, false>,
+                (6, false, false) => tile::<P, T, 6, false, false>,
+                _ => unreachable!("packed format without a kernel"),
+            }
+        }
+    };
 }
+
+pick_fn!(pub(crate));
 
 /// Tokens per pass over a panel pair: its weights stay in cache while these tokens go by.
 const TOKENS_PER_PASS: usize = 64;
@@ -364,18 +372,5 @@ mod avx2 {
         }
     }
 
-    /// The tile function for `P` panels x `T` tokens of a packed format.
-    pub(super) fn pick<const P: usize, const T: usize>(f: Format) -> TileFn {
-        match (f.bits, f.min, f.f16_scales) {
-            (4, true, true) => tile::<P, T, 4, true, true>,
-            (4, false, true) => tile::<P, T, 4, false, true>,
-            (5, true, true) => tile::<P, T, 5, true, true>,
-            (5, false, true) => tile::<P, T, 5, false, true>,
-            (8, false, true) => tile::<P, T, 8, false, true>,
-            (4, true, false) => tile::<P, T, 4, true, false>,
-            (5, true, false) => tile::<P, T, 5, true, false>,
-            (6, false, false) => tile::<P, T, 6, false, false>,
-            _ => unreachable!("packed format without a kernel"),
-        }
-    }
+    pick_fn!(pub(super));
 }
