@@ -131,9 +131,9 @@ unsafe fn tile<
 /// `pick::<P, T>(format)`: the instance of a kernel's `tile` for one packed format (bits, min term, f16 scales),
 /// one per combination `Format::for_dtype` produces.
 macro_rules! pick_fn {
-    ($vis:vis) => {
+    ($($vis:tt)*) => {
         /// The tile function for `P` panels x `T` tokens of a packed format.
-        $vis fn pick<const P: usize, const T: usize>(f: Format) -> TileFn {
+        $($vis)* fn pick<const P: usize, const T: usize>(f: Format) -> TileFn {
             match (f.bits, f.min, f.f16_scales) {
                 (4, true, true) => tile::<P, T, 4, true, true>,
                 (4, false, true) => tile::<P, T, 4, false, true>,
@@ -149,7 +149,7 @@ macro_rules! pick_fn {
     };
 }
 
-pick_fn!(pub(crate));
+pick_fn!();
 
 /// Tokens per pass over a panel pair: its weights stay in cache while these tokens go by.
 const TOKENS_PER_PASS: usize = 64;
