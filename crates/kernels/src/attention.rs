@@ -19,6 +19,7 @@
 //! assert!((acc[0] / l[0] - w0).abs() < 1e-6);
 //! ```
 
+use crate::lanes;
 use crate::{DType, Isa, MatmulError};
 
 /// Keys and values of up to a tile of positions, widened to f32.
@@ -96,8 +97,10 @@ pub fn fold_tile(
     fold_tile_scalar(q, head_dim, head_dim_v, scale, tile, ranges, state, scores);
 }
 
-/// Scalar specification of [`fold_tile`].
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+/// Portable [`fold_tile`]: the AVX2 kernel's arithmetic lane by lane ([`crate::lanes`]), so the same bits where
+/// head dims are multiples of 8. Per query: scores `scale * q·k_j`, their running max, the weights `p_j =
+/// e^(s_j - max)` summed in 8 lanes, then the state rescaled by `e^(old max - max)` and `acc += p_j v_j` in key order.
+#[allow(clippy::too_many_arguments)]
 pub fn fold_tile_scalar(
     q: &[f32],
     head_dim: usize,
@@ -114,24 +117,36 @@ pub fn fold_tile_scalar(
         }
         let qr = &q[r * head_dim..][..head_dim];
         let mut m_new = state.m[r];
-        for j in lo..hi {
-            let kj = &tile.k[j * head_dim..][..head_dim];
-            scores[j] = scale * qr.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>();
-            m_new = m_new.max(scores[j]);
+        let s = &mut scores[lo..hi];
+        for (j, sj) in (lo..hi).zip(s.iter_mut()) {
+            *sj = scale * lanes::dot(qr, &tile.k[j * head_dim..][..head_dim]);
+            m_new = m_new.max(*sj);
+        }
+        let n8 = s.len() / 8 * 8;
+        let mut sum = [0f32; 8];
+        for chunk in s[..n8].chunks_exact_mut(8) {
+            for (x, acc) in chunk.iter_mut().zip(&mut sum) {
+                *x = lanes::exp(*x - m_new);
+                *acc += *x;
+            }
+        }
+        let mut l = lanes::sum8(&sum);
+        for x in &mut s[n8..] {
+            *x = (*x - m_new).exp();
+            l += *x;
         }
         // exp(-inf) = 0 wipes the empty initial state.
         let c = (state.m[r] - m_new).exp();
-        let acc = &mut state.acc[r * head_dim_v..][..head_dim_v];
-        acc.iter_mut().for_each(|a| *a *= c);
-        let mut l = state.l[r] * c;
-        for j in lo..hi {
-            let p = (scores[j] - m_new).exp();
-            l += p;
-            let vj = &tile.v[j * tile.v_stride..][..head_dim_v];
-            acc.iter_mut().zip(vj).for_each(|(a, v)| *a += p * v);
-        }
-        state.l[r] = l;
+        state.l[r] = state.l[r] * c + l;
         state.m[r] = m_new;
+        let acc = &mut state.acc[r * head_dim_v..][..head_dim_v];
+        for (d, a) in acc.iter_mut().enumerate() {
+            let mut y = *a * c;
+            for (j, &p) in s.iter().enumerate() {
+                y = p.mul_add(tile.v[(lo + j) * tile.v_stride + d], y);
+            }
+            *a = y;
+        }
     }
 }
 
@@ -390,52 +405,72 @@ mod tests {
             .collect()
     }
 
+    /// Folds `n_keys` keys in tiles of 32 on `isa`: the state's `(acc, l)`.
+    #[allow(clippy::too_many_arguments)]
+    fn fold_in_tiles(
+        isa: Isa,
+        transposed: bool,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        (hd, hdv, n_keys): (usize, usize, usize),
+        ranges: &[(usize, usize)],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (n_q, tile) = (ranges.len(), 32);
+        let (mut m, mut l, mut acc) = (
+            vec![f32::NEG_INFINITY; n_q],
+            vec![0.0; n_q],
+            vec![0.0; n_q * hdv],
+        );
+        let mut scores = vec![0.0; tile];
+        for t0 in (0..n_keys).step_by(tile) {
+            let nk = tile.min(n_keys - t0);
+            let r: Vec<_> = ranges
+                .iter()
+                .map(|&(lo, hi)| {
+                    let (a, b) = (lo.clamp(t0, t0 + nk), hi.clamp(t0, t0 + nk));
+                    (a - t0, b.max(a) - t0)
+                })
+                .collect();
+            let mut k_t = vec![0.0; hd * tile];
+            transpose_keys(&k[t0 * hd..], nk, hd, &mut k_t, tile);
+            let t = Tile {
+                k: &k[t0 * hd..][..nk * hd],
+                v: &v[t0 * hdv..][..nk * hdv],
+                v_stride: hdv,
+                n_keys: nk,
+                k_t: if transposed { &k_t } else { &[] },
+                k_t_stride: tile,
+            };
+            let mut st = SoftmaxState {
+                m: &mut m,
+                l: &mut l,
+                acc: &mut acc,
+            };
+            fold_tile(isa, q, hd, hdv, 0.3, &t, &r, &mut st, &mut scores);
+        }
+        (acc, l)
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
     #[test]
     fn tiles_fold_to_the_full_softmax_on_every_isa() {
-        let (hd, hdv, n_keys, tile) = (64, 64, 100, 32);
+        let dims @ (hd, hdv, n_keys) = (64, 64, 100);
         let ranges = [(0, 100), (0, 1), (37, 90), (99, 100), (5, 64)];
         let q = pseudo(ranges.len() * hd, 1);
         let k = pseudo(n_keys * hd, 2);
         let v = pseudo(n_keys * hdv, 3);
         let want = reference(&q, &k, &v, hd, hdv, 0.3, &ranges);
+        let portable = fold_in_tiles(Isa::Scalar, false, &q, &k, &v, dims, &ranges);
         for (isa, transposed) in Isa::available()
             .into_iter()
             .flat_map(|i| [(i, false), (i, true)])
         {
-            let n_q = ranges.len();
-            let (mut m, mut l, mut acc) = (
-                vec![f32::NEG_INFINITY; n_q],
-                vec![0.0; n_q],
-                vec![0.0; n_q * hdv],
-            );
-            let mut scores = vec![0.0; tile];
-            for t0 in (0..n_keys).step_by(tile) {
-                let nk = tile.min(n_keys - t0);
-                let r: Vec<_> = ranges
-                    .iter()
-                    .map(|&(lo, hi)| {
-                        let (a, b) = (lo.clamp(t0, t0 + nk), hi.clamp(t0, t0 + nk));
-                        (a - t0, b.max(a) - t0)
-                    })
-                    .collect();
-                let mut k_t = vec![0.0; hd * tile];
-                transpose_keys(&k[t0 * hd..], nk, hd, &mut k_t, tile);
-                let t = Tile {
-                    k: &k[t0 * hd..][..nk * hd],
-                    v: &v[t0 * hdv..][..nk * hdv],
-                    v_stride: hdv,
-                    n_keys: nk,
-                    k_t: if transposed { &k_t } else { &[] },
-                    k_t_stride: tile,
-                };
-                let mut st = SoftmaxState {
-                    m: &mut m,
-                    l: &mut l,
-                    acc: &mut acc,
-                };
-                fold_tile(isa, &q, hd, hdv, 0.3, &t, &r, &mut st, &mut scores);
-            }
-            for r in 0..n_q {
+            let (acc, l) = fold_in_tiles(isa, transposed, &q, &k, &v, dims, &ranges);
+            for r in 0..ranges.len() {
                 for d in 0..hdv {
                     let got = acc[r * hdv + d] / l[r];
                     let w = want[r * hdv + d];
@@ -444,6 +479,11 @@ mod tests {
                         "{isa} (transposed keys: {transposed}): query {r} dim {d}: {got} vs {w}"
                     );
                 }
+            }
+            // Keys scored one dot product each (what the engine runs): the portable path's bits on every ISA.
+            if !transposed {
+                assert_eq!(bits(&acc), bits(&portable.0), "{isa}: acc vs portable");
+                assert_eq!(bits(&l), bits(&portable.1), "{isa}: l vs portable");
             }
         }
     }

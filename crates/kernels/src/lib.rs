@@ -24,6 +24,7 @@ pub mod attention;
 pub mod dtype;
 pub mod formats;
 pub mod isa;
+mod lanes;
 pub mod matmul;
 #[cfg(target_arch = "aarch64")]
 mod neon;

@@ -13,8 +13,8 @@
 //! ```
 //!
 //! `q` are the weight quants as unsigned bytes (`value = wd * (q - offset) + wm`), `qa` the token's signed activation
-//! quants, `da` their scale and `sa` the activation group's scaled sum. [`dot_reference`] is the chain in scalar code
-//! and the SIMD kernels (`packed_x86`) equal it bit for bit.
+//! quants, `da` their scale and `sa` the activation group's scaled sum. `dot_reference` (in the tests) is the chain
+//! in scalar code, one element at a time; the portable kernel and the SIMD ones (`packed_x86`) equal it bit for bit.
 //!
 //! Layout: panels of 16 rows (the last one padded with zeros); in a panel, group after group: the scales `wd` of
 //! the 16 rows, their min terms `wm` (min formats only), both f16 where the format stores them so (exactly the file's
@@ -34,14 +34,11 @@ pub const PANEL: usize = 16;
 /// Rows packed between two calls of the release callback of [`PackedMatrix::new_releasing`].
 const RELEASE_ROWS: usize = 4096;
 
-/// Whether models should repack their matrices at load: on x86-64 with AVX2 or better (the AVX2 and VNNI kernels
-/// compute packed products with the same bits), unless `HEARTH_REPACK=0` (keeps every matrix in the file mapping,
-/// like llama.cpp's `--repack 0`). The scalar reference of the packed path is for tests; `HEARTH_ISA=scalar` runs
-/// the per-token scalar kernels.
+/// Whether models should repack their matrices at load: on x86-64, whatever the selected ISA (the VNNI, AVX2 and
+/// scalar kernels compute packed products with the same bits, so `HEARTH_ISA` changes speed, not numbers), unless
+/// `HEARTH_REPACK=0` (keeps every matrix in the file mapping, like llama.cpp's `--repack 0`).
 pub fn packing_enabled() -> bool {
-    cfg!(target_arch = "x86_64")
-        && crate::selected_isa().is_ok_and(|i| i != Isa::Scalar)
-        && std::env::var("HEARTH_REPACK").map_or(true, |v| v.trim() != "0")
+    cfg!(target_arch = "x86_64") && std::env::var("HEARTH_REPACK").map_or(true, |v| v.trim() != "0")
 }
 
 /// Unpacks one GGUF row into quants `(cols)` as unsigned bytes and, per group, the scale `wd` and min term `wm`.
@@ -462,12 +459,15 @@ thread_local! {
     static ACTS: RefCell<(Vec<u8>, ActRows)> = RefCell::new(Default::default());
 }
 
-/// The packed quant of element `e` of row `r` (for the scalar reference).
-fn quant_at(m: &PackedMatrix, r: usize, e: usize) -> i32 {
+/// The bytes of group `g` of the panel holding row `r`.
+fn group_of(m: &PackedMatrix, r: usize, g: usize) -> &[u8] {
     let f = m.format;
-    let (g, e) = (e / f.group, e % f.group);
-    let group = &m.data()[(r / PANEL) * m.panel_bytes() + g * f.group_bytes()..][..f.group_bytes()];
-    let lane = r % PANEL;
+    &m.data()[(r / PANEL) * m.panel_bytes() + g * f.group_bytes()..][..f.group_bytes()]
+}
+
+/// Quant `e` (unsigned, `0..2^bits`) of `lane` in one packed `group`, read on its own (for `dot_reference`).
+#[cfg(test)]
+fn group_quant(f: Format, group: &[u8], lane: usize, e: usize) -> i32 {
     if f.bits == 8 {
         return group[f.quant_offset() + 64 * (e / 4) + 4 * lane + e % 4] as i32;
     }
@@ -483,34 +483,133 @@ fn quant_at(m: &PackedMatrix, r: usize, e: usize) -> i32 {
     q
 }
 
-/// The group's scale (`k = 0`) or min term (`k = 1`) of row `r`.
-fn scale_at(m: &PackedMatrix, r: usize, g: usize, k: usize) -> f32 {
-    let f = m.format;
-    let at = (r / PANEL) * m.panel_bytes() + g * f.group_bytes() + f.scale_bytes() * k;
+/// The scale (`k = 0`) or min term (`k = 1`) of `lane` in one packed `group`.
+fn group_scale(f: Format, group: &[u8], lane: usize, k: usize) -> f32 {
+    let at = f.scale_bytes() * k;
     if f.f16_scales {
-        f16_at(m.data(), at + 2 * (r % PANEL))
+        f16_at(group, at + 2 * lane)
     } else {
-        f32_at(m.data(), at + 4 * (r % PANEL))
+        f32_at(group, at + 4 * lane)
     }
 }
 
-/// The chain of the module docs for row `r` and token `t`, in scalar code: the specification the SIMD kernel meets
-/// bit for bit.
-pub(crate) fn dot_reference(m: &PackedMatrix, r: usize, a: &ActRows, t: usize) -> f32 {
+/// The chain of the module docs for row `r` and token `t`, in scalar code, one element at a time: the
+/// specification that the kernels ([`run_scalar`] and `packed_x86`) meet bit for bit.
+#[cfg(test)]
+fn dot_reference(m: &PackedMatrix, r: usize, a: &ActRows, t: usize) -> f32 {
     let (f, ng, cols) = (m.format, m.n_groups(), m.cols);
+    let lane = r % PANEL;
     let mut acc = 0f32;
     for g in 0..ng {
+        let group = group_of(m, r, g);
         let mut isum = 0i32;
-        for e in g * f.group..(g + 1) * f.group {
-            isum += quant_at(m, r, e) * a.q[t * cols + e] as i8 as i32;
+        for e in 0..f.group {
+            isum += group_quant(f, group, lane, e) * a.q[t * cols + g * f.group + e] as i8 as i32;
         }
         let x = (isum - a.o[t * ng + g]) as f32 * a.d[t * ng + g];
-        acc = x.mul_add(scale_at(m, r, g, 0), acc);
+        acc = x.mul_add(group_scale(f, group, lane, 0), acc);
         if f.min {
-            acc = scale_at(m, r, g, 1).mul_add(a.s[t * ng + g], acc);
+            acc = group_scale(f, group, lane, 1).mul_add(a.s[t * ng + g], acc);
         }
     }
     acc
+}
+
+/// One packed group's quants minus the format's offset, as `(lane, element)`: vector by vector, each quant byte
+/// read once with its mask bits.
+fn unpack_group(f: Format, group: &[u8], w: &mut [[i32; 32]; PANEL]) {
+    let q = &group[f.quant_offset()..];
+    for j in 0..f.quant_vectors() {
+        let v = &q[64 * j..][..64];
+        if f.bits == 8 {
+            for (lane, wl) in w.iter_mut().enumerate() {
+                for b in 0..4 {
+                    wl[4 * j + b] = v[4 * lane + b] as i32 - f.offset;
+                }
+            }
+            continue;
+        }
+        // Bit i of a mask (low-nibble half, high-nibble half) is byte i of the vector.
+        let mut masks = [(0u64, 0u64); 2];
+        for (plane, m) in masks.iter_mut().enumerate().take(f.bits as usize - 4) {
+            let at = f.mask_offset(plane, j);
+            let word = |o: usize| u64::from_le_bytes(group[o..o + 8].try_into().unwrap());
+            *m = (word(at), word(at + 8));
+        }
+        let half = f.group / 2;
+        for (lane, wl) in w.iter_mut().enumerate() {
+            for b in 0..4 {
+                let i = 4 * lane + b;
+                let (mut lo, mut hi) = ((v[i] & 0x0F) as i32, (v[i] >> 4) as i32);
+                for (plane, &(ml, mh)) in masks.iter().enumerate().take(f.bits as usize - 4) {
+                    lo |= (((ml >> i) & 1) as i32) << (4 + plane);
+                    hi |= (((mh >> i) & 1) as i32) << (4 + plane);
+                }
+                wl[4 * j + b] = lo - f.offset;
+                wl[half + 4 * j + b] = hi - f.offset;
+            }
+        }
+    }
+}
+
+/// The packed product in portable code, for panels `p0..p0 + np`: each group of 16 rows is unpacked once (quants
+/// minus their offset, which leaves the i32 sum exact and equal) and reused for every token. The same chain as
+/// `dot_reference`, so the same bits as the SIMD kernels; what `HEARTH_ISA=scalar` runs.
+///
+/// # Safety
+/// `y` holds `(n_tokens, m.rows)` and no other thread writes rows of these panels.
+unsafe fn run_scalar(
+    m: &PackedMatrix,
+    a: &ActRows,
+    p0: usize,
+    np: usize,
+    n_tokens: usize,
+    y: *mut f32,
+) {
+    let (f, ng, cols) = (m.format, m.n_groups(), m.cols);
+    let mut w = [[0i32; 32]; PANEL]; // (lane, element) of one group
+    let (mut wd, mut wm) = ([0f32; PANEL], [0f32; PANEL]);
+    let mut acc = vec![0f32; n_tokens * PANEL]; // (token, lane)
+    for p in p0..p0 + np {
+        acc.fill(0.0);
+        for g in 0..ng {
+            let group = group_of(m, p * PANEL, g);
+            unpack_group(f, group, &mut w);
+            for lane in 0..PANEL {
+                wd[lane] = group_scale(f, group, lane, 0);
+                wm[lane] = if f.min {
+                    group_scale(f, group, lane, 1)
+                } else {
+                    0.0
+                };
+            }
+            for (t, acc) in acc.chunks_exact_mut(PANEL).enumerate() {
+                let qa = &a.q[t * cols + g * f.group..][..f.group];
+                let (d, s) = (a.d[t * ng + g], a.s[t * ng + g]);
+                for lane in 0..PANEL {
+                    let isum: i32 = w[lane]
+                        .iter()
+                        .zip(qa)
+                        .map(|(&q, &x)| q * x as i8 as i32)
+                        .sum();
+                    acc[lane] = (isum as f32 * d).mul_add(wd[lane], acc[lane]);
+                    if f.min {
+                        acc[lane] = wm[lane].mul_add(s, acc[lane]);
+                    }
+                }
+            }
+        }
+        for (t, acc) in acc.chunks_exact(PANEL).enumerate() {
+            for (lane, &v) in acc
+                .iter()
+                .enumerate()
+                .take(m.rows.saturating_sub(p * PANEL))
+            {
+                // SAFETY: (t, p * PANEL + lane) is inside y (the caller's contract).
+                unsafe { *y.add(t * m.rows + p * PANEL + lane) = v };
+            }
+        }
+    }
 }
 
 /// `y[t][r] = sum_c W[r][c] * x[t][c]` for a packed matrix, x: (n_tokens, cols), y: (n_tokens, rows). The result
@@ -525,8 +624,8 @@ pub fn matmul_packed(
     matmul_packed_with_isa(pool, m, x, n_tokens, y, crate::selected_isa()?)
 }
 
-/// [`matmul_packed`] on `isa`: the AVX-512 VNNI kernel, the AVX2 one (for `Avx2` and `Avx512`), or the scalar
-/// reference (`Scalar`, and `Neon`, which has no packed kernel). All give the same bits.
+/// [`matmul_packed`] on `isa`: the AVX-512 VNNI kernel, the AVX2 one (for `Avx2` and `Avx512`), or the portable
+/// scalar one (`Scalar`, and `Neon`, which has no packed kernel). All give the same bits.
 pub fn matmul_packed_with_isa(
     pool: &ThreadPool,
     m: &PackedMatrix,
@@ -602,18 +701,91 @@ pub fn matmul_packed_with_isa(
                     let vnni = isa == Isa::Avx512Vnni;
                     crate::packed_x86::run(m, acts, p0, np, n_tokens, out.get(), vnni)
                 },
-                _ => {
-                    for r in p0 * PANEL..((p0 + np) * PANEL).min(m.rows) {
-                        for t in 0..n_tokens {
-                            // SAFETY: (t, r) is inside y and only this item writes row r.
-                            unsafe {
-                                *out.get().add(t * m.rows + r) = dot_reference(m, r, acts, t)
-                            };
-                        }
-                    }
-                }
+                // SAFETY: the item writes only rows of its panels, inside y.
+                _ => unsafe { run_scalar(m, acts, p0, np, n_tokens, out.get()) },
             }
         });
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A packed matrix of random quants and scales, and random prepared activations: the fast scalar kernel
+    /// equals the element-wise specification bit for bit (the SIMD kernels are held to the fast one in
+    /// `tests/packed.rs`).
+    #[test]
+    fn scalar_kernel_equals_the_specification() {
+        use DType::*;
+        let mut seed = 7u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for dtype in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K] {
+            let f = Format::for_dtype(dtype).unwrap();
+            let (rows, cols, n_tokens): (usize, usize, usize) = (37, 4 * f.group, 5);
+            let ng = cols / f.group;
+            let n_panels = rows.div_ceil(PANEL);
+            let mut lines = vec![Line([0; 64]); n_panels * ng * f.group_bytes() / 64];
+            for line in &mut lines {
+                line.0.iter_mut().for_each(|b| *b = next() as u8);
+            }
+            let mut m = PackedMatrix {
+                dtype,
+                rows,
+                cols,
+                format: f,
+                lines,
+            };
+            // Finite scales: random values in (-1, 1) in the format's width.
+            let gb = f.group_bytes();
+            let data = unsafe {
+                std::slice::from_raw_parts_mut(m.lines.as_mut_ptr() as *mut u8, m.lines.len() * 64)
+            };
+            for group in data.chunks_exact_mut(gb) {
+                for lane in 0..PANEL * (1 + f.min as usize) {
+                    let v = (next() % 2001) as f32 / 1000.0 - 1.0;
+                    if f.f16_scales {
+                        group[2 * lane..2 * lane + 2]
+                            .copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+                    } else {
+                        group[4 * lane..4 * lane + 4].copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+            let q: Vec<u8> = (0..n_tokens * cols).map(|_| next() as u8).collect();
+            // `o` is what the preparation stores: offset * sum(qa) per token and group.
+            let o = q
+                .chunks_exact(f.group)
+                .map(|g| f.offset * g.iter().map(|&x| x as i8 as i32).sum::<i32>())
+                .collect();
+            let a = ActRows {
+                q,
+                d: (0..n_tokens * ng)
+                    .map(|_| (next() % 1000) as f32 / 7e4)
+                    .collect(),
+                s: (0..n_tokens * ng)
+                    .map(|_| (next() % 1000) as f32 / 3e3 - 0.2)
+                    .collect(),
+                o,
+            };
+            let mut y = vec![f32::NAN; n_tokens * rows];
+            unsafe { run_scalar(&m, &a, 0, n_panels, n_tokens, y.as_mut_ptr()) };
+            for t in 0..n_tokens {
+                for r in 0..rows {
+                    let want = dot_reference(&m, r, &a, t);
+                    assert_eq!(
+                        y[t * rows + r].to_bits(),
+                        want.to_bits(),
+                        "{dtype} row {r} token {t}"
+                    );
+                }
+            }
+        }
+    }
 }
