@@ -15,7 +15,8 @@ pub struct SamplingParams {
     /// Divides positive (multiplies negative) logits of tokens seen in the last `repeat_last_n`; 1.0 disables.
     pub repeat_penalty: f32,
     pub repeat_last_n: usize,
-    /// OpenAI's additive penalties: subtract `presence` once and `frequency × count` for every token seen.
+    /// OpenAI's additive penalties: subtract `presence` once and `frequency × count` for every token this sampler
+    /// has generated (not the prompt's, as OpenAI counts them).
     pub presence_penalty: f32,
     pub frequency_penalty: f32,
     pub seed: u64,
@@ -37,20 +38,28 @@ impl Default for SamplingParams {
     }
 }
 
-/// A seeded sampler: the same seed and logits give the same tokens.
+/// A seeded sampler for one sequence: the same seed and logits give the same tokens.
 #[derive(Debug, Clone)]
 pub struct Sampler {
     pub params: SamplingParams,
     rng: SplitMix64,
+    /// How often each token was sampled so far (for the presence and frequency penalties).
+    generated: std::collections::HashMap<u32, u32>,
 }
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Sampler {
         let rng = SplitMix64(params.seed);
-        Sampler { params, rng }
+        Sampler {
+            params,
+            rng,
+            generated: Default::default(),
+        }
     }
 
-    /// Applies the penalties for `history` (the tokens so far) to `logits` in place.
+    /// Applies the penalties to `logits` in place: the repetition penalty over the last `repeat_last_n` of
+    /// `history` (the sequence's tokens so far, prompt included, as llama.cpp does), the presence and frequency
+    /// penalties over the tokens this sampler generated.
     pub fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
         let p = &self.params;
         if p.repeat_penalty != 1.0 && p.repeat_last_n > 0 {
@@ -69,11 +78,7 @@ impl Sampler {
             }
         }
         if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
-            let mut counts = std::collections::HashMap::<u32, u32>::new();
-            for &id in history {
-                *counts.entry(id).or_default() += 1;
-            }
-            for (id, n) in counts {
+            for (&id, &n) in &self.generated {
                 if let Some(l) = logits.get_mut(id as usize) {
                     *l -= p.presence_penalty + p.frequency_penalty * n as f32;
                 }
@@ -84,6 +89,13 @@ impl Sampler {
     /// Picks the next token. `logits` (n_vocab) are modified (penalised).
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         self.apply_penalties(logits, history);
+        let id = self.choose(logits);
+        *self.generated.entry(id).or_default() += 1;
+        id
+    }
+
+    /// Top-k, temperature, top-p, min-p and the draw, on penalised logits.
+    fn choose(&mut self, logits: &[f32]) -> u32 {
         let p = self.params.clone();
         if p.temperature <= 0.0 {
             return argmax(logits);
@@ -268,11 +280,20 @@ mod tests {
             ..params(0.0)
         });
         assert_eq!(s.sample(&mut [3.0, 2.0], &[0]), 1, "3.0/2 < 2.0");
+        // Presence and frequency count the tokens the sampler generated, not the prompt's (OpenAI's rule).
         let mut s = Sampler::new(SamplingParams {
             presence_penalty: 1.5,
             ..params(0.0)
         });
-        assert_eq!(s.sample(&mut [3.0, 2.0], &[0]), 1);
+        assert_eq!(s.sample(&mut [3.0, 2.0], &[0, 0]), 0, "prompt tokens");
+        assert_eq!(s.sample(&mut [3.0, 2.0], &[0, 0, 0]), 1, "3.0 - 1.5 < 2.0");
+        let mut s = Sampler::new(SamplingParams {
+            frequency_penalty: 0.4,
+            ..params(0.0)
+        });
+        // Token 0 is chosen twice (3.0, then 3.0 - 0.4), then 3.0 - 0.8 < 2.5.
+        let picks: Vec<u32> = (0..3).map(|_| s.sample(&mut [3.0, 2.5], &[])).collect();
+        assert_eq!(picks, [0, 0, 1]);
     }
 
     #[test]

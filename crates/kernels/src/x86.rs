@@ -270,8 +270,6 @@ pub(crate) mod kernels {
             }
             DType::Q2_K => pick::<q2_k::x86::Avx2, q2_k::x86::Avx2>(isa),
             DType::Q3_K => pick::<q3_k::x86::Avx2, q3_k::x86::Avx2>(isa),
-            // The 512-bit VNNI blocks (x86_512::Vnni512) are faster but moved a Gemma3 greedy near-tie past the
-            // llama.cpp test's bar; kept tested and unselected until that is understood.
             DType::Q4_K => pick::<q4_k::x86::Avx2, q4_k::x86::Avx2>(isa),
             DType::Q5_K => pick::<q5_k::x86::Avx2, q5_k::x86::Avx2>(isa),
             DType::Q6_K => pick::<q6_k::x86::Avx2, q6_k::x86::Avx2>(isa),
