@@ -115,95 +115,133 @@ impl Format {
     }
 }
 
+/// `dst[l] = src[l] & 0x0F` and `dst[half + l] = src[l] >> 4`, `half = src.len()`: how Q4_0, Q4_1, Q5_0, Q5_1 and
+/// the K-quants lay out their low 4 bits.
+#[inline]
+fn split_nibbles(src: &[u8], dst: &mut [u8]) {
+    let (lo, hi) = dst.split_at_mut(src.len());
+    for ((l, h), &x) in lo.iter_mut().zip(hi).zip(src) {
+        *l = x & 0x0F;
+        *h = x >> 4;
+    }
+}
+
+/// `q[j] |= ((bits >> j) & 1) << 4`: Q5_0 and Q5_1's fifth bits.
+#[inline]
+fn add_fifth_bits(bits: u32, q: &mut [u8]) {
+    for (j, x) in q.iter_mut().enumerate() {
+        *x |= (((bits >> j) & 1) << 4) as u8;
+    }
+}
+
 fn unpack_q4_0(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
-    for (b, blk) in row.chunks_exact(18).enumerate() {
-        wd[b] = f16_at(blk, 0);
-        for j in 0..16 {
-            q[32 * b + j] = blk[2 + j] & 0x0F;
-            q[32 * b + 16 + j] = blk[2 + j] >> 4;
-        }
+    for ((blk, qb), d) in row.chunks_exact(18).zip(q.chunks_exact_mut(32)).zip(wd) {
+        *d = f16_at(blk, 0);
+        split_nibbles(&blk[2..18], qb);
     }
 }
 
 fn unpack_q4_1(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
-    for (b, blk) in row.chunks_exact(20).enumerate() {
-        wd[b] = f16_at(blk, 0);
-        wm[b] = f16_at(blk, 2);
-        for j in 0..16 {
-            q[32 * b + j] = blk[4 + j] & 0x0F;
-            q[32 * b + 16 + j] = blk[4 + j] >> 4;
-        }
+    let groups = row.chunks_exact(20).zip(q.chunks_exact_mut(32));
+    for ((blk, qb), (d, m)) in groups.zip(wd.iter_mut().zip(wm)) {
+        (*d, *m) = (f16_at(blk, 0), f16_at(blk, 2));
+        split_nibbles(&blk[4..20], qb);
     }
 }
 
 fn unpack_q5_0(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
-    for (b, blk) in row.chunks_exact(q5_0::BLOCK_BYTES).enumerate() {
-        wd[b] = f16_at(blk, 0);
-        let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-        for j in 0..32 {
-            q[32 * b + j] = q5_0::quant(blk, qh, j) as u8;
-        }
+    for ((blk, qb), d) in row
+        .chunks_exact(q5_0::BLOCK_BYTES)
+        .zip(q.chunks_exact_mut(32))
+        .zip(wd)
+    {
+        *d = f16_at(blk, 0);
+        split_nibbles(&blk[6..22], qb);
+        add_fifth_bits(u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]), qb);
     }
 }
 
 fn unpack_q5_1(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
-    for (b, blk) in row.chunks_exact(q5_1::BLOCK_BYTES).enumerate() {
-        wd[b] = f16_at(blk, 0);
-        wm[b] = f16_at(blk, 2);
-        let qh = u32::from_le_bytes([blk[4], blk[5], blk[6], blk[7]]);
-        for j in 0..32 {
-            q[32 * b + j] = q5_1::quant(blk, qh, j) as u8;
-        }
+    let groups = row
+        .chunks_exact(q5_1::BLOCK_BYTES)
+        .zip(q.chunks_exact_mut(32));
+    for ((blk, qb), (d, m)) in groups.zip(wd.iter_mut().zip(wm)) {
+        (*d, *m) = (f16_at(blk, 0), f16_at(blk, 2));
+        split_nibbles(&blk[8..24], qb);
+        add_fifth_bits(u32::from_le_bytes([blk[4], blk[5], blk[6], blk[7]]), qb);
     }
 }
 
 fn unpack_q8_0(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
-    for (b, blk) in row.chunks_exact(34).enumerate() {
-        wd[b] = f16_at(blk, 0);
-        for j in 0..32 {
-            q[32 * b + j] = blk[2 + j] ^ 0x80; // i8 + 128 as u8
+    for ((blk, qb), d) in row.chunks_exact(34).zip(q.chunks_exact_mut(32)).zip(wd) {
+        *d = f16_at(blk, 0);
+        for (x, &b) in qb.iter_mut().zip(&blk[2..34]) {
+            *x = b ^ 0x80; // i8 + 128 as u8
         }
     }
 }
 
-/// The K-quants with a min: `wd = d * sc`, `wm = -dmin * m` per group of 32 (exact in f32: 11 x 6 bits).
-fn unpack_k_min(
-    row: &[u8],
-    block_bytes: usize,
-    quant: fn(&[u8], usize) -> i32,
-    q: &mut [u8],
-    wd: &mut [f32],
-    wm: &mut [f32],
-) {
-    for (b, blk) in row.chunks_exact(block_bytes).enumerate() {
+/// The K-quants with a min: `wd = d * sc`, `wm = -dmin * m` per group of 32 (exact in f32: 11 x 6 bits). Per 64
+/// elements, 32 bytes of nibbles at `nibbles + 32 c`; Q5_K's fifth bit of element `64 c + 32 h + l` is bit
+/// `2 c + h` of byte `16 + l`.
+fn unpack_k_min(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32], fifth_bits: bool) {
+    let (block_bytes, nibbles) = if fifth_bits {
+        (q5_k::BLOCK_BYTES, 48)
+    } else {
+        (q4_k::BLOCK_BYTES, 16)
+    };
+    for (b, (blk, qb)) in row
+        .chunks_exact(block_bytes)
+        .zip(q.chunks_exact_mut(256))
+        .enumerate()
+    {
         let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
         let (sc, mn) = q4_k::scale_min(&blk[4..16]);
         for g in 0..8 {
             wd[8 * b + g] = d * sc[g] as f32;
             wm[8 * b + g] = -(dmin * mn[g] as f32);
         }
-        for e in 0..256 {
-            q[256 * b + e] = quant(blk, e) as u8;
+        for (c, qc) in qb.chunks_exact_mut(64).enumerate() {
+            split_nibbles(&blk[nibbles + 32 * c..][..32], qc);
+            if fifth_bits {
+                for (h, qh) in qc.chunks_exact_mut(32).enumerate() {
+                    for (x, &hb) in qh.iter_mut().zip(&blk[16..48]) {
+                        *x |= ((hb >> (2 * c + h)) & 1) << 4;
+                    }
+                }
+            }
         }
     }
 }
 
 fn unpack_q4_k(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
-    unpack_k_min(row, q4_k::BLOCK_BYTES, q4_k::quant, q, wd, wm)
+    unpack_k_min(row, q, wd, wm, false)
 }
 
 fn unpack_q5_k(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
-    unpack_k_min(row, q5_k::BLOCK_BYTES, q5_k::quant, q, wd, wm)
+    unpack_k_min(row, q, wd, wm, true)
 }
 
+/// Q6_K: per 128 elements `c`, element `128 c + 32 k + l` has its low 4 bits in byte `64 c + 32 (k % 2) + l`
+/// (nibble `k / 2`) and its high 2 bits at bit `2 k` of byte `128 + 32 c + l`; stored unsigned (quant + 32).
 fn unpack_q6_k(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
-    for (b, blk) in row.chunks_exact(q6_k::BLOCK_BYTES).enumerate() {
+    for (b, (blk, qb)) in row
+        .chunks_exact(q6_k::BLOCK_BYTES)
+        .zip(q.chunks_exact_mut(256))
+        .enumerate()
+    {
         let d = f16_at(blk, 208);
         for g in 0..16 {
             wd[16 * b + g] = d * blk[192 + g] as i8 as f32;
         }
-        for e in 0..256 {
-            q[256 * b + e] = (q6_k::quant(blk, e) + 32) as u8;
+        for (c, qc) in qb.chunks_exact_mut(128).enumerate() {
+            for (k, qk) in qc.chunks_exact_mut(32).enumerate() {
+                let low = &blk[64 * c + 32 * (k % 2)..][..32];
+                let high = &blk[128 + 32 * c..][..32];
+                for ((x, &lo), &hi) in qk.iter_mut().zip(low).zip(high) {
+                    *x = ((lo >> (4 * (k / 2))) & 0x0F) | (((hi >> (2 * k)) & 3) << 4);
+                }
+            }
         }
     }
 }
@@ -249,28 +287,27 @@ fn pack_panel(f: Format, data: &[u8], rows: usize, s: &mut PanelScratch, out: &m
                 put_scale(&mut gb[f.scale_bytes() + sb * lane..], s.wm[g]);
             }
             let gq = &s.q[g * f.group..][..f.group];
+            let quad = |at: usize| u32::from_le_bytes(gq[at..at + 4].try_into().unwrap());
             for j in 0..nv {
                 let at = f.quant_offset() + 64 * j + 4 * lane;
                 if f.bits == 8 {
                     gb[at..at + 4].copy_from_slice(&gq[4 * j..4 * j + 4]);
                     continue;
                 }
-                let (lo, hi) = (&gq[4 * j..4 * j + 4], &gq[4 * j + half..4 * j + half + 4]);
-                for b in 0..4 {
-                    gb[at + b] = (lo[b] & 0x0F) | (hi[b] << 4);
-                }
+                let (lo, hi) = (quad(4 * j), quad(4 * j + half));
+                let nibbles = (lo & 0x0F0F_0F0F) | ((hi & 0x0F0F_0F0F) << 4);
+                gb[at..at + 4].copy_from_slice(&nibbles.to_le_bytes());
                 // Bit i of a mask is byte i of its vector: this lane's 4 bytes are bits 4 * lane.. of the masks.
                 let shift = (4 * lane) % 8;
                 for plane in 0..f.bits as usize - 4 {
-                    let nib = |qs: &[u8]| -> u8 {
-                        (0..4)
-                            .map(|b| ((qs[b] >> (4 + plane)) & 1) << b)
-                            .sum::<u8>()
-                            << shift
+                    // Bit 4 + plane of each of the 4 bytes, gathered into 4 adjacent bits.
+                    let gather = |x: u32| {
+                        let b = (x >> (4 + plane)) & 0x0101_0101;
+                        (((b | b >> 7 | b >> 14 | b >> 21) & 0x0F) as u8) << shift
                     };
                     let m = f.mask_offset(plane, j) + (4 * lane) / 8;
-                    gb[m] |= nib(lo);
-                    gb[m + 8] |= nib(hi);
+                    gb[m] |= gather(lo);
+                    gb[m + 8] |= gather(hi);
                 }
             }
         }
