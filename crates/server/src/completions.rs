@@ -3,7 +3,7 @@
 
 use crate::api::{self, ChatBody, Common, CompletionBody, Prompt};
 use crate::error::ApiError;
-use crate::render::{self, Head, Kind, Piece};
+use crate::render::{self, End, Head, Kind, Piece};
 use crate::text::{Delta, TextStream};
 use crate::AppState;
 use axum::body::Bytes;
@@ -307,11 +307,6 @@ async fn start(state: &Arc<AppState>, job: Job) -> Result<Response, ApiError> {
 }
 
 /// How a generation ended, as the API reports it.
-struct End {
-    finish: &'static str,
-    usage: Usage,
-}
-
 /// Follows one request's events: text deltas go to `on_delta`; returns how it ended.
 async fn follow(
     state: &AppState,
@@ -347,6 +342,7 @@ async fn follow(
                             completion_tokens: n,
                             cached_tokens: 0,
                         },
+                        reasoning_tokens: text.reasoning_tokens,
                     };
                 }
             }
@@ -360,7 +356,11 @@ async fn follow(
                     _ if text.stopped => "stop",
                     _ => "length",
                 };
-                break End { finish, usage };
+                break End {
+                    finish,
+                    usage,
+                    reasoning_tokens: text.reasoning_tokens,
+                };
             }
             Event::Failed(m) => return Err(ApiError::internal(m)),
         }
@@ -398,9 +398,7 @@ async fn collect(
         Some(_) => render::logprobs(job.head.kind, &all.tokens, &mut 0),
         None => Value::Null,
     };
-    let body = job
-        .head
-        .response(all.text, &all.reasoning, logprobs, end.finish, &end.usage);
+    let body = job.head.response(all.text, &all.reasoning, logprobs, &end);
     Ok(Json(body).into_response())
 }
 
@@ -449,7 +447,7 @@ async fn stream_task(
             };
             send(head.chunk(piece, false, Value::Null, Some(end.finish), usage_null));
             if job.include_usage {
-                send(head.usage_chunk(&end.usage));
+                send(head.usage_chunk(&end));
             }
             let _ = out.send(Ok(SseEvent::default().data("[DONE]")));
         }

@@ -53,12 +53,22 @@ pub fn chat_delta(piece: Piece<'_>, role: bool) -> serde_json::Map<String, Value
     delta
 }
 
-pub fn usage(u: &Usage) -> Value {
+/// How a request ended: its finish reason and what `usage` reports.
+pub struct End {
+    pub finish: &'static str,
+    pub usage: Usage,
+    /// Of the completion tokens, those spent thinking (reasoning models; 0 otherwise).
+    pub reasoning_tokens: usize,
+}
+
+pub fn usage(end: &End) -> Value {
+    let u = &end.usage;
     json!({
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.prompt_tokens + u.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": end.reasoning_tokens},
     })
 }
 
@@ -94,14 +104,8 @@ pub fn logprobs(kind: Kind, tokens: &[TokenInfo], offset: &mut usize) -> Value {
 
 impl Head {
     /// A whole (non-streamed) response; `reasoning` (chat only) is left out when empty.
-    pub fn response(
-        &self,
-        text: String,
-        reasoning: &str,
-        logprobs: Value,
-        finish: &str,
-        u: &Usage,
-    ) -> Value {
+    pub fn response(&self, text: String, reasoning: &str, logprobs: Value, end: &End) -> Value {
+        let finish = end.finish;
         let choice = match self.kind {
             Kind::Chat => {
                 let mut message = json!({"role": "assistant", "content": text});
@@ -129,7 +133,7 @@ impl Head {
             "model": self.model,
             "system_fingerprint": "hearth",
             "choices": [choice],
-            "usage": usage(u),
+            "usage": usage(end),
         })
     }
 
@@ -169,10 +173,10 @@ impl Head {
     }
 
     /// The final usage chunk of `stream_options.include_usage`: no choices.
-    pub fn usage_chunk(&self, u: &Usage) -> Value {
+    pub fn usage_chunk(&self, end: &End) -> Value {
         let mut c = self.chunk(Piece::default(), false, Value::Null, None, false);
         c["choices"] = json!([]);
-        c["usage"] = usage(u);
+        c["usage"] = usage(end);
         c
     }
 }

@@ -114,6 +114,11 @@ impl TextSplit {
         self.take(parts, out);
     }
 
+    /// Whether the text so far ends inside the reasoning.
+    pub fn thinking(&self) -> bool {
+        self.reasoning.as_ref().is_some_and(|s| s.thinking())
+    }
+
     /// The end of the text: whatever was held back goes to `out`.
     pub fn finish(&mut self, out: &mut Delta) {
         if let Some(s) = &mut self.reasoning {
@@ -152,6 +157,9 @@ pub struct TextStream<'a> {
     tags: Vec<(u32, &'static str)>,
     /// Whether a stop string or end-of-generation token ended the text.
     pub stopped: bool,
+    /// Tokens generated while thinking: those that start inside the reasoning (the closing tag included) or open
+    /// it (usage's `reasoning_tokens`).
+    pub reasoning_tokens: usize,
 }
 
 impl<'a> TextStream<'a> {
@@ -171,6 +179,7 @@ impl<'a> TextStream<'a> {
             stop_ids: tok.eog_ids().to_vec(),
             tags,
             stopped: false,
+            reasoning_tokens: 0,
         }
     }
 
@@ -197,7 +206,11 @@ impl<'a> TextStream<'a> {
             Some((_, tag)) => self.detok.flush() + tag,
             None => self.detok.push(step.id),
         };
+        let was_thinking = self.split.thinking();
         self.split.push(&piece, &mut d);
+        if was_thinking || self.split.thinking() {
+            self.reasoning_tokens += 1;
+        }
         self.stopped = self.split.stopped;
         d
     }

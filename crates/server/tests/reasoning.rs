@@ -73,13 +73,14 @@ fn router() -> axum::Router {
     app(state.clone())
 }
 
-/// The generate loop's text for `USER`, tags written out, other control tokens left out; and the number of
-/// tokens generated.
-fn reference(max_tokens: usize) -> (String, usize) {
+/// The generate loop's text for `USER`, tags written out, other control tokens left out; the number of tokens
+/// generated; and how many of them are reasoning (up to and including the first `</think>`, when the prompt
+/// opened the reasoning).
+fn reference(max_tokens: usize) -> (String, usize, usize) {
     reference_with(max_tokens, true)
 }
 
-fn reference_with(max_tokens: usize, thinking: bool) -> (String, usize) {
+fn reference_with(max_tokens: usize, thinking: bool) -> (String, usize, usize) {
     let (model, tok) = (model(), tok());
     let template = ChatTemplate::from_gguf_with(&model.gguf, tok).expect("template");
     let messages = [ChatMessage::new("user", USER)];
@@ -126,6 +127,13 @@ fn reference_with(max_tokens: usize, thinking: bool) -> (String, usize) {
         .iter()
         .map(|t| tok.token_id(t).expect("tag token"))
         .collect();
+    let n_reasoning = match thinking {
+        true => out
+            .iter()
+            .position(|&id| id == tags[1])
+            .map_or(n, |i| i + 1),
+        false => 0,
+    };
     let mut text = String::new();
     for seg in out.split_inclusive(|id| tags.contains(id)) {
         match seg.split_last() {
@@ -136,7 +144,7 @@ fn reference_with(max_tokens: usize, thinking: bool) -> (String, usize) {
             _ => text += &tok.decode_with(seg, true),
         }
     }
-    (text, n)
+    (text, n, n_reasoning)
 }
 
 async fn post(body: Value) -> (u16, String) {
@@ -150,8 +158,16 @@ async fn post(body: Value) -> (u16, String) {
     (status, String::from_utf8(bytes.to_vec()).expect("utf-8"))
 }
 
-/// (reasoning_content or None, content, finish_reason, completion_tokens) of a whole response.
-async fn chat(extra: Value) -> (Option<String>, String, String, u64) {
+/// Usage's (completion_tokens, completion_tokens_details.reasoning_tokens).
+fn token_counts(usage: &Value) -> Option<(u64, u64)> {
+    Some((
+        usage["completion_tokens"].as_u64()?,
+        usage["completion_tokens_details"]["reasoning_tokens"].as_u64()?,
+    ))
+}
+
+/// (reasoning_content or None, content, finish_reason, token counts) of a whole response.
+async fn chat(extra: Value) -> (Option<String>, String, String, (u64, u64)) {
     let mut body = json!({"messages": [{"role": "user", "content": USER}], "seed": SEED});
     body.as_object_mut()
         .expect("object")
@@ -168,12 +184,12 @@ async fn chat(extra: Value) -> (Option<String>, String, String, u64) {
             .as_str()
             .expect("finish")
             .to_string(),
-        v["usage"]["completion_tokens"].as_u64().expect("usage"),
+        token_counts(&v["usage"]).expect("usage"),
     )
 }
 
 /// The same, streamed: deltas joined; asserts no delta is empty or mixes in a tag.
-async fn chat_stream(extra: Value) -> (Option<String>, String, String, u64) {
+async fn chat_stream(extra: Value) -> (Option<String>, String, String, (u64, u64)) {
     let mut body = json!({"messages": [{"role": "user", "content": USER}], "seed": SEED,
         "stream": true, "stream_options": {"include_usage": true}});
     body.as_object_mut()
@@ -182,14 +198,14 @@ async fn chat_stream(extra: Value) -> (Option<String>, String, String, u64) {
     let (status, text) = post(body).await;
     assert_eq!(status, 200, "{text}");
     let (mut reasoning, mut content, mut finish, mut usage) =
-        (None::<String>, String::new(), None, 0);
+        (None::<String>, String::new(), None, (0, 0));
     for d in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
         if d == "[DONE]" {
             continue;
         }
         let v: Value = serde_json::from_str(d).expect("chunk json");
-        if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
-            usage = n;
+        if let Some(counts) = token_counts(&v["usage"]) {
+            usage = counts;
         }
         let Some(c) = v["choices"].get(0) else {
             continue;
@@ -222,7 +238,7 @@ fn expected(raw: &str) -> (String, String) {
 
 #[tokio::test]
 async fn reasoning_is_split_from_the_answer_streamed_or_not() {
-    let (raw, n) = reference(MAX_TOKENS);
+    let (raw, n, n_reasoning) = reference(MAX_TOKENS);
     let (want_r, want_a) = expected(&raw);
     assert!(
         !want_r.is_empty() && !want_a.is_empty(),
@@ -232,7 +248,12 @@ async fn reasoning_is_split_from_the_answer_streamed_or_not() {
     assert_eq!(whole.0.as_deref(), Some(want_r.as_str()), "raw {raw:?}");
     assert_eq!(whole.1, want_a, "raw {raw:?}");
     assert!(!whole.1.contains("think>"));
-    assert_eq!(whole.3, n as u64, "usage counts reasoning tokens too");
+    assert_eq!(
+        whole.3,
+        (n as u64, n_reasoning as u64),
+        "completion tokens count reasoning too; reasoning_tokens end at </think>"
+    );
+    assert!(0 < n_reasoning && n_reasoning < n);
     let want_finish = if n == MAX_TOKENS { "length" } else { "stop" };
     assert_eq!(whole.2, want_finish);
     assert_eq!(chat_stream(json!({"max_tokens": MAX_TOKENS})).await, whole);
@@ -240,20 +261,20 @@ async fn reasoning_is_split_from_the_answer_streamed_or_not() {
 
 #[tokio::test]
 async fn length_limit_while_thinking_leaves_the_answer_empty() {
-    let (raw, _) = reference(MAX_TOKENS);
+    let (raw, _, _) = reference(MAX_TOKENS);
     let (want_r, _) = expected(&raw);
     // Three tokens cannot reach `</think>` (it comes later in this output).
-    let (short, n) = reference(3);
+    let (short, n, _) = reference(3);
     assert!(!short.contains("</think>") && n == 3, "{short:?}");
     assert!(want_r.starts_with(&short), "{short:?} vs {want_r:?}");
     let whole = chat(json!({"max_tokens": 3})).await;
-    assert_eq!(whole, (Some(short), String::new(), "length".into(), 3));
+    assert_eq!(whole, (Some(short), String::new(), "length".into(), (3, 3)));
     assert_eq!(chat_stream(json!({"max_tokens": 3})).await, whole);
 }
 
 #[tokio::test]
 async fn stop_strings_apply_to_the_answer_only() {
-    let (raw, _) = reference(MAX_TOKENS);
+    let (raw, _, _) = reference(MAX_TOKENS);
     let (want_r, want_a) = expected(&raw);
     // A stop string taken from the reasoning (and absent from the answer) ends nothing.
     let in_reasoning: String = want_r.chars().take(3).collect();
@@ -280,13 +301,13 @@ async fn stop_strings_apply_to_the_answer_only() {
 #[tokio::test]
 async fn chat_template_kwargs_reach_the_template() {
     // Thinking switched off: the prompt closes an empty `<think>`, so all output is answer.
-    let (raw, n) = reference_with(MAX_TOKENS, false);
+    let (raw, n, _) = reference_with(MAX_TOKENS, false);
     assert!(!raw.contains("think>"), "{raw:?}");
     let extra =
         json!({"max_tokens": MAX_TOKENS, "chat_template_kwargs": {"enable_thinking": false}});
     let whole = chat(extra.clone()).await;
     assert_eq!(whole.0, None, "no reasoning_content when there is none");
-    assert_eq!((whole.1.as_str(), whole.3), (raw.as_str(), n as u64));
+    assert_eq!((whole.1.as_str(), whole.3), (raw.as_str(), (n as u64, 0)));
     assert_eq!(chat_stream(extra).await, whole);
     let (s, body) =
         post(json!({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": 3}))

@@ -55,6 +55,11 @@ impl ReasoningSplitter {
         }
     }
 
+    /// Whether the text so far ends inside the reasoning (an opened `<think>` not yet closed).
+    pub fn thinking(&self) -> bool {
+        self.state == State::Reasoning
+    }
+
     /// Whether a rendered prompt leaves the model inside an open `<think>`.
     pub fn prompt_opens_reasoning(prompt: &str) -> bool {
         let p = prompt.trim_end();
