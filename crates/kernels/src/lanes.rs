@@ -61,6 +61,19 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+#[cfg(test)]
+mod portable_tests {
+    #[test]
+    fn dot_handles_remainders() {
+        // Squares of small integers sum exactly in f32, in any order.
+        for n in 0..40 {
+            let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let want: f32 = a.iter().map(|v| v * v).sum();
+            assert_eq!(super::dot(&a, &a), want, "n = {n}");
+        }
+    }
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use std::arch::x86_64::*;

@@ -240,24 +240,6 @@ impl Rope {
     }
 }
 
-/// Dot product of two f32 slices.
-#[inline]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators let the compiler vectorise without reassociation flags.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        s += a[i] * b[i];
-    }
-    s
-}
-
 /// `y += a * x`.
 #[inline]
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
@@ -418,14 +400,5 @@ mod tests {
             }
         }
         assert_eq!(gelu_tanh(0.0), 0.0);
-    }
-
-    #[test]
-    fn dot_handles_remainders() {
-        for n in 0..20 {
-            let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
-            let want: f32 = a.iter().map(|v| v * v).sum();
-            assert_eq!(dot_f32(&a, &a), want);
-        }
     }
 }
