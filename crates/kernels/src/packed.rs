@@ -314,7 +314,12 @@ fn pack_panel(f: Format, data: &[u8], rows: usize, s: &mut PanelScratch, out: &m
     }
 }
 
-/// A 64-byte aligned chunk (panels start on cache lines).
+/// Lines needed to hold `bytes` bytes.
+fn lines_for(bytes: usize) -> usize {
+    bytes.div_ceil(64)
+}
+
+/// A 64-byte aligned chunk (the matrix starts on a cache line; a panel need not).
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Line([u8; 64]);
@@ -371,11 +376,20 @@ impl PackedMatrix {
         let ng = w.cols / format.group;
         let panel_bytes = ng * format.group_bytes();
         let n_panels = w.rows.div_ceil(PANEL);
-        let mut lines = vec![Line([0; 64]); n_panels * panel_bytes / 64];
-        // SAFETY: `lines` is plain bytes, n_panels * panel_bytes long.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, n_panels * panel_bytes)
-        };
+        // A group is not always a whole number of lines (Q4_0: 288 bytes, Q8_0: 544), so the total is rounded up:
+        // rounding down left the last panel up to 32 bytes short of its end.
+        let total = n_panels
+            .checked_mul(panel_bytes)
+            .ok_or(MatmulError::WeightBytes {
+                dtype: w.dtype,
+                rows: w.rows,
+                cols: w.cols,
+                expected: usize::MAX,
+                got: w.data.len(),
+            })?;
+        let mut lines = vec![Line([0; 64]); lines_for(total)];
+        // SAFETY: `lines` is plain bytes, `lines_for(total) * 64 >= total` long, and `Line` has no padding.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, total) };
         // Panels in batches of RELEASE_ROWS rows, each batch split over the CPU's threads.
         static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         let threads = *THREADS
@@ -750,6 +764,36 @@ pub fn matmul_packed_with_isa(
 mod tests {
     use super::*;
 
+    /// The buffer holds every panel, whatever the shape: a group of Q4_0 (288 bytes), Q5_0 (352) or Q8_0 (544)
+    /// is not a whole number of lines, and an odd panels x groups count once left the last panel short.
+    #[test]
+    fn every_shape_fits_its_buffer() {
+        use DType::*;
+        for dtype in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K] {
+            let block = dtype.block_size();
+            for rows in [1, 15, 16, 17, 33, 47, 4097] {
+                for blocks in 1..=3 {
+                    let cols = blocks * block;
+                    let data = vec![0u8; rows * dtype.row_bytes(cols as u64).unwrap() as usize];
+                    let w = WeightMatrix {
+                        dtype,
+                        data: &data,
+                        rows,
+                        cols,
+                    };
+                    let m = PackedMatrix::new(&w).unwrap().unwrap();
+                    assert!(
+                        m.bytes() >= rows.div_ceil(PANEL) * m.panel_bytes(),
+                        "{dtype} {rows}x{cols}: {} bytes for {} panels of {}",
+                        m.bytes(),
+                        rows.div_ceil(PANEL),
+                        m.panel_bytes()
+                    );
+                }
+            }
+        }
+    }
+
     /// A packed matrix of random quants and scales, and random prepared activations: the fast scalar kernel
     /// equals the element-wise specification bit for bit (the SIMD kernels are held to the fast one in
     /// `tests/packed.rs`).
@@ -768,7 +812,7 @@ mod tests {
             let (rows, cols, n_tokens): (usize, usize, usize) = (37, 4 * f.group, 5);
             let ng = cols / f.group;
             let n_panels = rows.div_ceil(PANEL);
-            let mut lines = vec![Line([0; 64]); n_panels * ng * f.group_bytes() / 64];
+            let mut lines = vec![Line([0; 64]); lines_for(n_panels * ng * f.group_bytes())];
             for line in &mut lines {
                 line.0.iter_mut().for_each(|b| *b = next() as u8);
             }
