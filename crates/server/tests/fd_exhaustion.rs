@@ -69,7 +69,7 @@ async fn when_descriptors_run_out_the_server_waits_and_then_serves_again() {
     hogs.pop();
     let waiting = TcpStream::connect(addr)
         .await
-        .expect("connect with the last descriptor");
+        .unwrap_or_else(|e| panic!("connect with the last descriptor: {e}"));
     let waiting = tokio::spawn(health(waiting));
     sleep(Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "answered without a descriptor to accept with");
