@@ -25,8 +25,8 @@ mod value;
 mod writer;
 
 pub use error::GgufError;
-pub use mapped::EXIT_FILE_CHANGED;
 pub use hearth_kernels::DType;
+pub use mapped::EXIT_FILE_CHANGED;
 pub use value::{Array, Value, ValueType};
 pub use writer::{GgufWriter, MetaArray, MetaValue, TensorSpec, WriteError, DEFAULT_ALIGNMENT};
 

@@ -47,7 +47,10 @@ fn truncation_and_in_place_writes_are_noticed() {
         .and_then(|f| f.set_len(1000))
         .expect("truncate");
     let why = g.changed_on_disk().expect("a truncation is noticed");
-    assert!(why.contains("changed on disk") && why.contains("1000"), "{why}");
+    assert!(
+        why.contains("changed on disk") && why.contains("1000"),
+        "{why}"
+    );
     drop(g);
 
     write_gguf(&path);
@@ -100,7 +103,8 @@ fn a_bus_error_in_a_mapped_model_is_reported_and_exits_74() {
         out.status
     );
     assert!(
-        stderr.contains("was truncated or overwritten while in use") && stderr.contains("model.gguf"),
+        stderr.contains("was truncated or overwritten while in use")
+            && stderr.contains("model.gguf"),
         "{stderr}"
     );
 }

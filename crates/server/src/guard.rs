@@ -28,7 +28,11 @@ use std::sync::Arc;
 pub const MAX_BODY_BYTES: usize = 2 << 20;
 
 /// The middleware: see the module documentation for the rules, in the order they are applied.
-pub(crate) async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let cors = cors_origin(&state.config.cors_origins, req.headers());
@@ -89,25 +93,26 @@ async fn check(state: &AppState, req: Request, cors: bool) -> Result<Checked, Ap
     }
     let timeout = state.config.limits.body_read_timeout;
     let (parts, body) = req.into_parts();
-    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) if is_length_limit(&e) => return Err(too_large()),
-        Ok(Err(e)) => {
-            return Err(ApiError::invalid(
-                format!("The request body could not be read: {e}"),
-                None,
-            ))
-        }
-        Err(_) => {
-            return Err(ApiError::status(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "The request body did not arrive within {} s",
-                    timeout.as_secs_f64()
-                ),
-            ))
-        }
-    };
+    let bytes =
+        match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) if is_length_limit(&e) => return Err(too_large()),
+            Ok(Err(e)) => {
+                return Err(ApiError::invalid(
+                    format!("The request body could not be read: {e}"),
+                    None,
+                ))
+            }
+            Err(_) => {
+                return Err(ApiError::status(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "The request body did not arrive within {} s",
+                        timeout.as_secs_f64()
+                    ),
+                ))
+            }
+        };
     Ok(Checked::Run(Request::from_parts(parts, Body::from(bytes))))
 }
 
@@ -117,10 +122,12 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
         .trim()
         .trim_end_matches('.')
         .to_ascii_lowercase();
-    if allowed
-        .iter()
-        .any(|a| a == "*" || without_port(a).trim_end_matches('.').eq_ignore_ascii_case(&name))
-    {
+    if allowed.iter().any(|a| {
+        a == "*"
+            || without_port(a)
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(&name)
+    }) {
         return true;
     }
     let ip = name.parse::<Ipv4Addr>().is_ok()

@@ -207,7 +207,8 @@ async fn model(
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     if let Some(why) = state.failure() {
-        let body = serde_json::json!({"status": "failed", "model": state.config.model_id, "error": why});
+        let body =
+            serde_json::json!({"status": "failed", "model": state.config.model_id, "error": why});
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     let s = state.engine.stats();

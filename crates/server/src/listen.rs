@@ -191,9 +191,7 @@ impl Conn {
             }
             Poll::Pending => {
                 let timeout = self.write_timeout;
-                let s = self
-                    .stalled
-                    .get_or_insert_with(|| Box::pin(sleep(timeout)));
+                let s = self.stalled.get_or_insert_with(|| Box::pin(sleep(timeout)));
                 if s.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -238,7 +236,9 @@ pub fn rewrite_hyper_error(head: &[u8]) -> Option<Vec<u8>> {
         _ => return None,
     };
     let lines: Vec<&str> = rest.trim_end().split("\r\n").collect();
-    if !lines.iter().any(|l| l.eq_ignore_ascii_case("content-length: 0"))
+    if !lines
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case("content-length: 0"))
         || lines.iter().any(|l| {
             l.get(..13)
                 .is_some_and(|h| h.eq_ignore_ascii_case("content-type:"))
@@ -319,7 +319,10 @@ mod tests {
         let (h, body) = out.split_once("\r\n\r\n").expect("head and body");
         assert!(h.starts_with("HTTP/1.1 431 "), "{h}");
         assert!(h.contains("content-type: application/json"), "{h}");
-        assert!(h.contains(&format!("content-length: {}", body.len())), "{h}");
+        assert!(
+            h.contains(&format!("content-length: {}", body.len())),
+            "{h}"
+        );
         assert!(h.contains("date: "), "{h}");
         let v: serde_json::Value = serde_json::from_str(body).expect("json");
         assert_eq!(v["error"]["type"], "invalid_request_error");

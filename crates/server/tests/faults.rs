@@ -97,7 +97,10 @@ async fn assert_failed(
     assert!(v["error"].as_str().unwrap_or("").contains(what), "{v}");
     let (s, v) = oneshot(state, completion()).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap_or("").contains(what), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap_or("").contains(what),
+        "{v}"
+    );
     match timeout(Duration::from_secs(20), server).await {
         Ok(Ok(Err(ServerError::Failed(m)))) => assert!(m.contains(what), "{m}"),
         Ok(other) => panic!("the server ended with {other:?}, not the failure"),

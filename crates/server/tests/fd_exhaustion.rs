@@ -72,7 +72,10 @@ async fn when_descriptors_run_out_the_server_waits_and_then_serves_again() {
         .unwrap_or_else(|e| panic!("connect with the last descriptor: {e}"));
     let waiting = tokio::spawn(health(waiting));
     sleep(Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "answered without a descriptor to accept with");
+    assert!(
+        !waiting.is_finished(),
+        "answered without a descriptor to accept with"
+    );
 
     drop(hogs);
     let status = timeout(Duration::from_secs(10), waiting)

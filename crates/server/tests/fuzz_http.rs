@@ -16,6 +16,7 @@ use axum::Router;
 use hearth_server::{app, ServerConfig};
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use tiny::{tiny_config, tiny_state};
 use tower::ServiceExt;
@@ -54,9 +55,17 @@ impl Bytes<'_> {
         let mut s = String::new();
         for _ in 0..n {
             match self.byte() % 8 {
-                0 => s += self.pick(&["<|im_start|>", "<|im_end|>", "<think>", "</think>", "\u{fffd}"]),
+                0 => s.push_str(self.pick::<&str>(&[
+                    "<|im_start|>",
+                    "<|im_end|>",
+                    "<think>",
+                    "</think>",
+                    "\u{fffd}",
+                ])),
                 1 => s.push(char::from_u32(self.byte() as u32 * 257).unwrap_or('?')),
-                2 => s += self.pick(&["{{", "}}", "{%", "%}", "\\", "\"", "\n", "\0"]),
+                2 => {
+                    s.push_str(self.pick::<&str>(&["{{", "}}", "{%", "%}", "\\", "\"", "\n", "\0"]))
+                }
                 _ => s.push((b' ' + self.byte() % 95) as char),
             }
         }
@@ -84,14 +93,26 @@ impl Bytes<'_> {
             1 => json!(self.byte() % 2 == 0),
             2 | 3 => self.number(),
             4 => json!(self.string()),
-            5 => Value::Array((0..self.byte() % 4).map(|_| self.value(depth - 1)).collect()),
+            5 => Value::Array(
+                (0..self.byte() % 4)
+                    .map(|_| self.value(depth - 1))
+                    .collect(),
+            ),
             6 => self.messages(depth - 1),
             _ => Value::Object(self.object(depth - 1)),
         }
     }
 
     fn message(&mut self, depth: u32) -> Value {
-        let role = *self.pick(&["user", "system", "assistant", "developer", "tool", "", "bogus"]);
+        let role = *self.pick(&[
+            "user",
+            "system",
+            "assistant",
+            "developer",
+            "tool",
+            "",
+            "bogus",
+        ]);
         let content = match self.byte() % 5 {
             0 => json!([{"type": "text", "text": self.string()}]),
             1 => json!([{"type": "image_url", "image_url": {"url": self.string()}}]),
@@ -112,10 +133,34 @@ impl Bytes<'_> {
     /// An object whose keys are mostly the API's own.
     fn object(&mut self, depth: u32) -> Map<String, Value> {
         const KEYS: &[&str] = &[
-            "model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-            "top_k", "min_p", "n", "stream", "stream_options", "stop", "seed", "logprobs", "top_logprobs",
-            "presence_penalty", "frequency_penalty", "repeat_penalty", "chat_template_kwargs", "echo",
-            "response_format", "tools", "tool_choice", "user", "logit_bias", "include_usage", "suffix",
+            "model",
+            "messages",
+            "prompt",
+            "max_tokens",
+            "max_completion_tokens",
+            "temperature",
+            "top_p",
+            "top_k",
+            "min_p",
+            "n",
+            "stream",
+            "stream_options",
+            "stop",
+            "seed",
+            "logprobs",
+            "top_logprobs",
+            "presence_penalty",
+            "frequency_penalty",
+            "repeat_penalty",
+            "chat_template_kwargs",
+            "echo",
+            "response_format",
+            "tools",
+            "tool_choice",
+            "user",
+            "logit_bias",
+            "include_usage",
+            "suffix",
         ];
         let mut m = Map::new();
         for _ in 0..self.byte() % 8 {
@@ -130,7 +175,9 @@ impl Bytes<'_> {
                 "max_tokens" | "max_completion_tokens" if self.byte() % 4 != 0 => {
                     json!(self.byte() % 8)
                 }
-                "stream_options" if self.byte() % 2 == 0 => json!({"include_usage": self.byte() % 2 == 0}),
+                "stream_options" if self.byte() % 2 == 0 => {
+                    json!({"include_usage": self.byte() % 2 == 0})
+                }
                 _ => self.value(depth),
             };
             m.insert(key, v);
@@ -189,15 +236,22 @@ async fn check_one(router: Router, req: Request<Body>) {
     let bytes = res.into_body().collect().await.expect("body").to_bytes();
     let text = String::from_utf8_lossy(&bytes);
     if status.is_client_error() || status.is_server_error() {
-        assert!(ct.starts_with("application/json"), "{status} with {ct}: {text}");
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{status}: {e}: {text}"));
+        assert!(
+            ct.starts_with("application/json"),
+            "{status} with {ct}: {text}"
+        );
+        let v: Value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{status}: {e}: {text}"));
         assert!(v["error"]["message"].is_string(), "{status}: {v}");
         assert!(v["error"]["type"].is_string(), "{status}: {v}");
         assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
     } else if ct.starts_with("text/event-stream") {
         for line in text.lines() {
             if let Some(d) = line.strip_prefix("data:").map(str::trim) {
-                assert!(d == "[DONE]" || serde_json::from_str::<Value>(d).is_ok(), "{d}");
+                assert!(
+                    d == "[DONE]" || serde_json::from_str::<Value>(d).is_ok(),
+                    "{d}"
+                );
             }
         }
     } else if ct.starts_with("application/json") {
@@ -215,12 +269,14 @@ fn fuzz_requests_through_the_router() {
         api_key: None,
         ..tiny_config()
     }));
+    // A panic fails the test either way; bolero only needs to catch it to report the input.
+    let (rt, router) = (AssertUnwindSafe(rt), AssertUnwindSafe(router));
     bolero::check!()
         .with_test_time(test_time())
         .with_max_len(2048)
-        .for_each(|bytes: &[u8]| {
+        .for_each(move |bytes: &[u8]| {
             let req = Bytes(bytes).request();
-            rt.block_on(check_one(router.clone(), req));
+            rt.block_on(check_one(Router::clone(&router), req));
         });
 }
 
@@ -232,8 +288,12 @@ fn fuzz_host_check_and_hyper_error_rewriting() {
             let s = String::from_utf8_lossy(bytes);
             let allowed = vec!["box.lan".to_string()];
             // A name that is allowed stays allowed with a port after it.
-            if hearth_server::guard::host_allowed(&s, &allowed) && !s.contains(':') && !s.is_empty() {
-                assert!(hearth_server::guard::host_allowed(&format!("{s}:80"), &allowed), "{s:?}");
+            if hearth_server::guard::host_allowed(&s, &allowed) && !s.contains(':') && !s.is_empty()
+            {
+                assert!(
+                    hearth_server::guard::host_allowed(&format!("{s}:80"), &allowed),
+                    "{s:?}"
+                );
             }
             let head = [b"HTTP/1.1 4".as_slice(), bytes].concat();
             if let Some(out) = hearth_server::listen::rewrite_hyper_error(&head) {

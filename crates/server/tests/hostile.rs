@@ -25,7 +25,12 @@ async fn send(router: Router, req: Request<Body>) -> (StatusCode, axum::http::He
 }
 
 /// Asserts OpenAI's error JSON with `status`.
-fn assert_api_error(status: StatusCode, headers: &axum::http::HeaderMap, v: &Value, want: StatusCode) {
+fn assert_api_error(
+    status: StatusCode,
+    headers: &axum::http::HeaderMap,
+    v: &Value,
+    want: StatusCode,
+) {
     assert_eq!(status, want, "{v}");
     assert!(
         headers
@@ -33,7 +38,12 @@ fn assert_api_error(status: StatusCode, headers: &axum::http::HeaderMap, v: &Val
             .is_some_and(|c| c.to_str().unwrap_or("").starts_with("application/json")),
         "{headers:?}"
     );
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
     assert!(v["error"]["type"].is_string(), "{v}");
 }
 
@@ -57,14 +67,29 @@ fn get(path: &str, host: &str) -> Request<Body> {
 #[tokio::test]
 async fn names_a_rebinding_page_would_send_are_refused() {
     let router = app(tiny_state(tiny_config()));
-    for host in ["evil.example:8080", "evil.example", "localhost.evil.example"] {
+    for host in [
+        "evil.example:8080",
+        "evil.example",
+        "localhost.evil.example",
+    ] {
         let (s, h, v) = send(router.clone(), post(host, Some("application/json"), BODY)).await;
         assert_api_error(s, &h, &v, StatusCode::FORBIDDEN);
-        assert!(v["error"]["message"].as_str().unwrap_or("").contains("--allowed-host"), "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("--allowed-host"),
+            "{v}"
+        );
         let (s, _, _) = send(router.clone(), get("/health", host)).await;
         assert_eq!(s, StatusCode::FORBIDDEN);
     }
-    for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "192.168.1.20"] {
+    for host in [
+        "127.0.0.1:8080",
+        "localhost:8080",
+        "[::1]:8080",
+        "192.168.1.20",
+    ] {
         let (s, _, v) = send(router.clone(), post(host, Some("application/json"), BODY)).await;
         assert_eq!(s, StatusCode::OK, "{host}: {v}");
     }
@@ -121,10 +146,16 @@ async fn cors_headers_go_only_to_configured_origins() {
     let router = app(tiny_state(tiny_config()));
     let (s, h, v) = send(router.clone(), preflight("https://evil.example")).await;
     assert_api_error(s, &h, &v, StatusCode::METHOD_NOT_ALLOWED);
-    assert!(!h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN), "{h:?}");
+    assert!(
+        !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        "{h:?}"
+    );
     let (s, h, _) = send(router, with_origin("https://evil.example")).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(!h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN), "{h:?}");
+    assert!(
+        !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        "{h:?}"
+    );
 
     let router = app(tiny_state(ServerConfig {
         cors_origins: vec!["https://app.example".into()],
@@ -132,16 +163,25 @@ async fn cors_headers_go_only_to_configured_origins() {
     }));
     let (s, h, _) = send(router.clone(), preflight("https://app.example")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
+    assert_eq!(
+        h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example"
+    );
     assert!(h[header::ACCESS_CONTROL_ALLOW_HEADERS]
         .to_str()
         .unwrap_or("")
         .contains("content-type"));
     let (s, h, _) = send(router.clone(), with_origin("https://app.example")).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
+    assert_eq!(
+        h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example"
+    );
     let (_, h, _) = send(router, with_origin("https://evil.example")).await;
-    assert!(!h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN), "{h:?}");
+    assert!(
+        !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        "{h:?}"
+    );
 }
 
 #[tokio::test]
@@ -153,9 +193,19 @@ async fn the_routers_own_errors_are_openai_json() {
     let (s, h, v) = send(router.clone(), get("/nothing/here", "localhost")).await;
     assert_api_error(s, &h, &v, StatusCode::NOT_FOUND);
     let big = format!(r#"{{"prompt": "{}"}}"#, "a".repeat(3 << 20));
-    let (s, h, v) = send(router.clone(), post("localhost", Some("application/json"), big)).await;
+    let (s, h, v) = send(
+        router.clone(),
+        post("localhost", Some("application/json"), big),
+    )
+    .await;
     assert_api_error(s, &h, &v, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(v["error"]["message"].as_str().unwrap_or("").contains("2 MiB"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2 MiB"),
+        "{v}"
+    );
 }
 
 /// Sends raw bytes to a served router and reads the whole answer.
@@ -193,12 +243,19 @@ async fn hypers_own_answers_to_unparsable_requests_are_openai_json() {
     );
     for (req, want) in [
         (b"GARBAGE\r\n\r\n".to_vec(), 400),
-        (b"GET /health HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n".to_vec(), 400),
+        (
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n".to_vec(),
+            400,
+        ),
         (huge_header.into_bytes(), 431),
     ] {
         let (status, head, body) = raw(addr, &req).await;
         assert_eq!(status, want, "{head}\n{body}");
-        assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
         let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
         assert!(v["error"]["message"].is_string(), "{v}");
     }

@@ -267,7 +267,8 @@ fn fetch_from(
     let if_range = to.known.as_ref().and_then(Validators::if_range);
     if *to.pos > 0 && !to.verified_at_end && if_range.is_none() {
         // Nothing can tell us that the server's file is the one these bytes came from: never splice two files.
-        progress.note("the server cannot prove its file is the one already partly here; starting over");
+        progress
+            .note("the server cannot prove its file is the one already partly here; starting over");
         to.restart().map_err(io)?;
         progress.reset(0);
     }

@@ -499,7 +499,8 @@ fn a_resume_without_sha256_needs_the_server_to_prove_it_is_the_same_file() {
     let store = Store::open(dir.path()).unwrap();
     let url = format!("{}/{REPO}/resolve/main/{FILE}", hub.endpoint());
     std::fs::write(
-        dir.path().join(format!("tmp/{}.part", sha256_hex(url.as_bytes()))),
+        dir.path()
+            .join(format!("tmp/{}.part", sha256_hex(url.as_bytes()))),
         &v1[..100_000],
     )
     .unwrap();

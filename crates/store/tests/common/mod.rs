@@ -377,7 +377,9 @@ fn send_file(
             total - 1
         )
     } else {
-        format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n{etag_line}Connection: close\r\n\r\n")
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n{etag_line}Connection: close\r\n\r\n"
+        )
     };
     s.write_all(head.as_bytes())?;
     let body = &bytes[start..];
