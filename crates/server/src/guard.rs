@@ -37,7 +37,7 @@ pub(crate) async fn guard(
     let path = req.uri().path().to_string();
     let cors = cors_origin(&state.config.cors_origins, req.headers());
     let res = match check(&state, req, cors.is_some()).await {
-        Ok(Checked::Run(req)) => next.run(req).await,
+        Ok(Checked::Run(req)) => next.run(*req).await,
         Ok(Checked::Preflight) => preflight(),
         Err(e) => e.into_response(),
     };
@@ -51,7 +51,7 @@ pub(crate) async fn guard(
 }
 
 enum Checked {
-    Run(Request),
+    Run(Box<Request>),
     Preflight,
 }
 
@@ -113,7 +113,10 @@ async fn check(state: &AppState, req: Request, cors: bool) -> Result<Checked, Ap
                 ))
             }
         };
-    Ok(Checked::Run(Request::from_parts(parts, Body::from(bytes))))
+    Ok(Checked::Run(Box::new(Request::from_parts(
+        parts,
+        Body::from(bytes),
+    ))))
 }
 
 /// Whether `host` (a `Host` header: name or IP literal, with or without a port) may be served.

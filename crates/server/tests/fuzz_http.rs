@@ -90,7 +90,7 @@ impl Bytes<'_> {
         let kind = self.byte() % if depth == 0 { 5 } else { 8 };
         match kind {
             0 => Value::Null,
-            1 => json!(self.byte() % 2 == 0),
+            1 => json!(self.byte().is_multiple_of(2)),
             2 | 3 => self.number(),
             4 => json!(self.string()),
             5 => Value::Array(
@@ -120,7 +120,7 @@ impl Bytes<'_> {
             _ => json!(self.string()),
         };
         let mut m = json!({"role": role, "content": content});
-        if self.byte() % 8 == 0 {
+        if self.byte().is_multiple_of(8) {
             m["name"] = self.value(0);
         }
         m
@@ -164,19 +164,19 @@ impl Bytes<'_> {
         ];
         let mut m = Map::new();
         for _ in 0..self.byte() % 8 {
-            let key = if self.byte() % 6 == 0 {
+            let key = if self.byte().is_multiple_of(6) {
                 self.string()
             } else {
                 self.pick(KEYS).to_string()
             };
             let v = match key.as_str() {
-                "messages" if self.byte() % 4 != 0 => self.messages(depth),
+                "messages" if !self.byte().is_multiple_of(4) => self.messages(depth),
                 // Keep generation short: a small count most of the time.
-                "max_tokens" | "max_completion_tokens" if self.byte() % 4 != 0 => {
+                "max_tokens" | "max_completion_tokens" if !self.byte().is_multiple_of(4) => {
                     json!(self.byte() % 8)
                 }
-                "stream_options" if self.byte() % 2 == 0 => {
-                    json!({"include_usage": self.byte() % 2 == 0})
+                "stream_options" if self.byte().is_multiple_of(2) => {
+                    json!({"include_usage": self.byte().is_multiple_of(2)})
                 }
                 _ => self.value(depth),
             };
