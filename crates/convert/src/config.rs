@@ -85,12 +85,9 @@ pub struct HfConfig {
 impl HfConfig {
     pub fn parse(f: &JsonFile) -> Result<HfConfig, ConvertError> {
         let hf_arch = match f.get("architectures").and_then(|a| a.get(0)) {
-            Some(v) => v.as_str().ok_or_else(|| ConvertError::BadKey {
-                path: f.path.clone(),
-                key: "architectures".into(),
-                expected: "a list of strings",
-                found: v.to_string(),
-            })?,
+            Some(v) => v
+                .as_str()
+                .ok_or_else(|| f.bad("architectures", "a list of strings", v))?,
             None => f
                 .opt_str("model_type")?
                 .ok_or_else(|| f.missing("architectures"))?,
@@ -143,23 +140,17 @@ fn gqa(f: &JsonFile, n_embd: usize, n_head: usize) -> Result<Attention, ConvertE
         Some(h) => h,
         None => {
             if n_head == 0 || !n_embd.is_multiple_of(n_head) {
-                return Err(ConvertError::BadKey {
-                    path: f.path.clone(),
-                    key: "num_attention_heads".into(),
-                    expected: "a divisor of hidden_size",
-                    found: n_head.to_string(),
-                });
+                return Err(f.bad("num_attention_heads", "a divisor of hidden_size", &n_head));
             }
             n_embd / n_head
         }
     };
     if n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) {
-        return Err(ConvertError::BadKey {
-            path: f.path.clone(),
-            key: "num_key_value_heads".into(),
-            expected: "a divisor of num_attention_heads",
-            found: n_head_kv.to_string(),
-        });
+        return Err(f.bad(
+            "num_key_value_heads",
+            "a divisor of num_attention_heads",
+            &n_head_kv,
+        ));
     }
     Ok(Attention::Gqa {
         n_head_kv,

@@ -30,16 +30,27 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    /// Copies `hf` as `gguf`, checking its shape.
-    fn copy(&mut self, hf: &str, gguf: &str, shape: &[usize]) -> Result<(), ConvertError> {
+    /// Plans `gguf` from the checkpoint tensor `hf` (checked to be `shape`) through `source`.
+    fn add(
+        &mut self,
+        hf: &str,
+        gguf: &str,
+        shape: &[usize],
+        source: Source,
+    ) -> Result<(), ConvertError> {
         self.ck.check_shape(hf, shape)?;
         self.used.push(hf.into());
         self.tensors.push(Planned {
             name: gguf.into(),
             shape: shape.to_vec(),
-            source: Source::Copy(hf.into()),
+            source,
         });
         Ok(())
+    }
+
+    /// Copies `hf` as `gguf`, checking its shape.
+    fn copy(&mut self, hf: &str, gguf: &str, shape: &[usize]) -> Result<(), ConvertError> {
+        self.add(hf, gguf, shape, Source::Copy(hf.into()))
     }
 
     /// Copies `hf` when the checkpoint has it.
@@ -50,6 +61,7 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Copies `hf` with each head's q/k rows permuted for adjacent-pair RoPE.
     fn permuted(
         &mut self,
         hf: &str,
@@ -57,17 +69,11 @@ impl Builder<'_> {
         shape: &[usize],
         n_head: usize,
     ) -> Result<(), ConvertError> {
-        self.ck.check_shape(hf, shape)?;
-        self.used.push(hf.into());
-        self.tensors.push(Planned {
-            name: gguf.into(),
-            shape: shape.to_vec(),
-            source: Source::PermuteRope {
-                name: hf.into(),
-                n_head,
-            },
-        });
-        Ok(())
+        let source = Source::PermuteRope {
+            name: hf.into(),
+            n_head,
+        };
+        self.add(hf, gguf, shape, source)
     }
 
     /// Copies `hf` as `gguf`, rows `from..period` of every `period` times `factor` (a plain copy at factor 1).
@@ -81,19 +87,13 @@ impl Builder<'_> {
         if factor == 1.0 {
             return self.copy(hf, gguf, shape);
         }
-        self.ck.check_shape(hf, shape)?;
-        self.used.push(hf.into());
-        self.tensors.push(Planned {
-            name: gguf.into(),
-            shape: shape.to_vec(),
-            source: Source::ScaleRows {
-                name: hf.into(),
-                period,
-                from,
-                factor,
-            },
-        });
-        Ok(())
+        let source = Source::ScaleRows {
+            name: hf.into(),
+            period,
+            from,
+            factor,
+        };
+        self.add(hf, gguf, shape, source)
     }
 
     fn stack(&mut self, hfs: Vec<String>, gguf: &str, shape: &[usize]) -> Result<(), ConvertError> {
