@@ -117,3 +117,62 @@ pub fn metadata(c: &HfConfig) -> Vec<(String, MetaValue)> {
     }
     meta
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hf::JsonFile;
+
+    fn keys(arch: &str, rope_scaling: serde_json::Value) -> Vec<(String, MetaValue)> {
+        let root = serde_json::json!({
+            "architectures": [arch], "vocab_size": 384, "hidden_size": 64, "intermediate_size": 128,
+            "num_attention_heads": 4, "num_hidden_layers": 2, "max_position_embeddings": 128,
+            "rope_theta": 10000.0, "rope_scaling": rope_scaling,
+            "n_routed_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+            "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
+        });
+        let f = JsonFile {
+            path: "config.json".into(),
+            root,
+        };
+        metadata(&HfConfig::parse(&f).unwrap())
+    }
+
+    fn f32_key(meta: &[(String, MetaValue)], key: &str) -> Option<f32> {
+        meta.iter().find(|(k, _)| k == key).map(|(_, v)| match v {
+            MetaValue::F32(x) => *x,
+            other => panic!("{key}: {other:?}"),
+        })
+    }
+
+    /// The engine (as llama.cpp) multiplies sin/cos by attn_factor (1 + 0.1 ln factor): the key makes the product
+    /// transformers' factor, and is left out where that is already so.
+    #[test]
+    fn yarn_sin_cos_factor_becomes_attn_factor() {
+        let yarn = |extra: serde_json::Value| {
+            let mut y = serde_json::json!({"rope_type": "yarn", "factor": 4.0,
+                "original_max_position_embeddings": 32});
+            for (k, v) in extra.as_object().unwrap() {
+                y[k] = v.clone();
+            }
+            y
+        };
+        let m = keys("Qwen2ForCausalLM", yarn(serde_json::json!({})));
+        assert_eq!(f32_key(&m, "qwen2.rope.scaling.attn_factor"), None);
+        let m = keys(
+            "Qwen2ForCausalLM",
+            yarn(serde_json::json!({"attention_factor": 1.0})),
+        );
+        let want = 1.0 / (1.0 + 0.1 * 4f64.ln());
+        let got = f32_key(&m, "qwen2.rope.scaling.attn_factor").unwrap();
+        assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+        // DeepSeek: q·k's scale from mscale_all_dim, no attn_factor (its sin/cos factor goes into the weights).
+        let m = keys(
+            "DeepseekV2ForCausalLM",
+            yarn(serde_json::json!({"mscale": 1.0, "mscale_all_dim": 0.707})),
+        );
+        let got = f32_key(&m, "deepseek2.rope.scaling.yarn_log_multiplier").unwrap();
+        assert!((got - 0.0707).abs() < 1e-7, "{got}");
+        assert_eq!(f32_key(&m, "deepseek2.rope.scaling.attn_factor"), None);
+    }
+}
