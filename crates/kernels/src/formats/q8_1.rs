@@ -2,10 +2,21 @@
 //!
 //! Block (36 bytes): `d: f16` at 0, `s: f16 = d * sum(qs)` at 2, `qs: [i8; 32]` at 4.
 
-use super::{f16_at, put_f16};
+use super::{f16_at, put_f16, on_x86, Spec};
+use crate::DType;
 
-pub const QK: usize = 32;
-pub const BLOCK_BYTES: usize = 36;
+pub const QK: usize = DType::Q8_1.block_size();
+pub const BLOCK_BYTES: usize = DType::Q8_1.type_size();
+
+/// Q8_1's row of the format registry (an activation format only).
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q8_1,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: on_x86!(x86_quant::quantize_avx2),
+    dot: None,
+    packed: None,
+};
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(QK)) {
