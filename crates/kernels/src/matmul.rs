@@ -108,6 +108,7 @@ pub(crate) type PairDotFn = unsafe fn(w: &[u8], a: &[u8]) -> f32;
 #[derive(Clone, Copy)]
 pub(crate) enum Tile {
     /// A tile kernel that covers the whole region itself.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Whole(TileFn),
     /// One dot product per (row, token) pair.
     Pairs(PairDotFn),
@@ -155,6 +156,7 @@ pub fn activation_dtype(weight: DType) -> Option<DType> {
 
 /// The tile kernel for `weight` on `isa` for rows of `cols` elements. Falls back to scalar where an ISA has no
 /// version of a format (and for float rows whose length is not a multiple of the SIMD width).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(crate) fn kernel(weight: DType, isa: Isa, cols: usize) -> Option<Kernel> {
     let spec = formats::spec(weight)?;
     let dot = spec.dot.as_ref()?;
@@ -194,7 +196,9 @@ pub fn quantize_activations_with_isa(
     formats::quantize_row(act, src, dst)?;
     let simd: Option<QuantizeFn> = match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => formats::spec(act).and_then(|s| s.x86_quantize),
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => {
+            formats::spec(act).and_then(|s| s.x86_quantize)
+        }
         _ => None,
     };
     if let Some(q) = simd {

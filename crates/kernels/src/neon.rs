@@ -22,10 +22,10 @@ pub(crate) struct Kernels {
 
 /// `neon_kernels!(path::vec_dot)`: the [`Kernels`] of a format's `vec_dot::<D: I8Dot>`.
 macro_rules! neon_kernels {
-    ($f:path) => {
+    ($($f:ident)::+) => {
         $crate::neon::Kernels {
-            base: $f::<$crate::neon::Base>,
-            dotprod: $f::<$crate::neon::DotProd>,
+            base: $($f)::+::<$crate::neon::Base>,
+            dotprod: $($f)::+::<$crate::neon::DotProd>,
         }
     };
 }

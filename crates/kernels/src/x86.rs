@@ -411,7 +411,12 @@ pub(crate) unsafe fn add_offset_pair_q8_0(
 /// `a` must point to two Q8_1 blocks.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 #[inline]
-pub(crate) unsafe fn add_min_pair_q8_1(dm: __m128, q: __m512i, a: *const u8, acc: __m512) -> __m512 {
+pub(crate) unsafe fn add_min_pair_q8_1(
+    dm: __m128,
+    q: __m512i,
+    a: *const u8,
+    acc: __m512,
+) -> __m512 {
     // [d0 da0, m0 s0, d1 da1, m1 s1]
     let p = _mm_mul_ps(dm, f16x2x2(a, a.add(36)));
     let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, load2x256(a.add(4), a.add(40)));

@@ -12,7 +12,9 @@ use hearth_kernels::{dequantize_row, DType, Isa, PackedMatrix, ThreadPool, Weigh
 
 /// The formats with a packed form (`PackedMatrix::supports`; the crate's own tests check which these are).
 fn packed_formats() -> impl Iterator<Item = DType> {
-    DType::ALL.into_iter().filter(|&t| PackedMatrix::supports(t))
+    DType::ALL
+        .into_iter()
+        .filter(|&t| PackedMatrix::supports(t))
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {

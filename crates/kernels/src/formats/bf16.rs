@@ -68,8 +68,8 @@ pub(crate) mod x86 {
         #[inline]
         unsafe fn load8(p: *const u8) -> __m256 {
             _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
-            _mm_loadu_si128(p as *const __m128i),
-        )))
+                _mm_loadu_si128(p as *const __m128i),
+            )))
         }
     }
 }

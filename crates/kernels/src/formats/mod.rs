@@ -49,9 +49,9 @@ const FORMATS: [&Spec; 15] = [
 pub(crate) struct Spec {
     /// The format (its block size and bytes are ggml's, in [`DType`]'s table).
     pub dtype: DType,
-    pub dequantize: fn(src: &[u8], dst: &mut [f32]),
+    pub dequantize: DequantizeFn,
     /// ggml's reference quantizer, where there is one here.
-    pub quantize: Option<fn(src: &[f32], dst: &mut [u8])>,
+    pub quantize: Option<QuantizeRowFn>,
     /// The SIMD quantizer of an activation format on x86 (AVX2 and above), byte-identical to `quantize`.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub x86_quantize: Option<QuantizeFn>,
@@ -60,6 +60,12 @@ pub(crate) struct Spec {
     /// As a weight format: how it maps onto the packed layout (`crate::packed`), if it has one.
     pub packed: Option<crate::packed::Format>,
 }
+
+/// Converts whole blocks of a format to f32.
+pub(crate) type DequantizeFn = fn(src: &[u8], dst: &mut [f32]);
+
+/// Converts f32 to whole blocks of a format.
+pub(crate) type QuantizeRowFn = fn(src: &[f32], dst: &mut [u8]);
 
 /// A weight format's dot products: the activation format it pairs with, the scalar specification, and the SIMD
 /// kernels per ISA (an ISA without them runs the scalar one).
@@ -341,10 +347,12 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
 /// Follows ggml's reference quantizers (`quantize_row_*_ref`), so results match llama.cpp and the `gguf` package.
 pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     check_lengths(dtype, dst.len(), src.len())?;
-    let quantize = spec(dtype).and_then(|s| s.quantize).ok_or(QuantError::Unsupported {
-        dtype,
-        op: "quantize",
-    })?;
+    let quantize = spec(dtype)
+        .and_then(|s| s.quantize)
+        .ok_or(QuantError::Unsupported {
+            dtype,
+            op: "quantize",
+        })?;
     quantize(src, dst);
     Ok(())
 }
@@ -368,7 +376,13 @@ mod tests {
                 let act = spec(d.act).unwrap();
                 assert!(act.quantize.is_some(), "{} pairs with {}", s.dtype, d.act);
                 let (bw, ba) = (s.dtype.block_size(), d.act.block_size());
-                assert_eq!(bw.max(ba) % bw.min(ba), 0, "{} blocks against {}", s.dtype, d.act);
+                assert_eq!(
+                    bw.max(ba) % bw.min(ba),
+                    0,
+                    "{} blocks against {}",
+                    s.dtype,
+                    d.act
+                );
             }
         }
         let weights: Vec<DType> = weight_formats().collect();

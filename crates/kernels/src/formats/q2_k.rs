@@ -5,7 +5,7 @@
 //! `dmin: f16` at 82. Element `128c + 32j + l` (c < 2, j < 4, l < 32) is bits 2j..2j+2 of qs[32c + l]; its group is
 //! element / 16.
 
-use super::{f16_at, q8_k, on_neon, on_x86, Dot, Spec};
+use super::{f16_at, on_neon, on_x86, q8_k, Dot, Spec};
 use crate::DType;
 
 pub const QK: usize = DType::Q2_K.block_size();

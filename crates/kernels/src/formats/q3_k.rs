@@ -5,7 +5,7 @@
 //! Element `128c + 32j + l`: low bits 2j..2j+2 of qs[32c + l], high bit (4c + j) of hmask[l]. Scale k (0..16): low
 //! nibble of scales[k] (k < 8) or high nibble of scales[k - 8], plus bits 2(k/4)..2(k/4)+2 of scales[8 + k % 4] << 4.
 
-use super::{f16_at, q8_k, on_neon, on_x86, Dot, Spec};
+use super::{f16_at, on_neon, on_x86, q8_k, Dot, Spec};
 use crate::DType;
 
 pub const QK: usize = DType::Q3_K.block_size();

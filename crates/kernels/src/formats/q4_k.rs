@@ -4,7 +4,7 @@
 //! Block (144 bytes): `d: f16` at 0, `dmin: f16` at 2, `scales: [u8; 12]` at 4 (packed, see [`scale_min`]),
 //! `qs: [u8; 128]` at 16. Element `64c + 32h + l` (c < 4, h < 2, l < 32) is nibble h of qs[32c + l], group 2c + h.
 
-use super::{f16_at, put_f16, q8_k, on_neon, on_x86, Dot, Spec};
+use super::{f16_at, on_neon, on_x86, put_f16, q8_k, Dot, Spec};
 use crate::DType;
 
 pub const QK: usize = DType::Q4_K.block_size();

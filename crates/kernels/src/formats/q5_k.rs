@@ -3,7 +3,7 @@
 //! Block (176 bytes): `d: f16` at 0, `dmin: f16` at 2, `scales: [u8; 12]` at 4 (as Q4_K), `qh: [u8; 32]` at 16,
 //! `qs: [u8; 128]` at 48. Element `64c + 32h + l`: nibble h of qs[32c + l], fifth bit = bit (2c + h) of qh[l].
 
-use super::{f16_at, q4_k::scale_min, q8_k, on_neon, on_x86, Dot, Spec};
+use super::{f16_at, on_neon, on_x86, q4_k::scale_min, q8_k, Dot, Spec};
 use crate::DType;
 
 pub const QK: usize = DType::Q5_K.block_size();

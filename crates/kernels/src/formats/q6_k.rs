@@ -5,7 +5,7 @@
 //! Element `128c + 32k + l` (c < 2, k < 4, l < 32): low 4 bits = nibble k/2 of ql[64c + 32(k%2) + l],
 //! high 2 bits = bits 2k..2k+2 of qh[32c + l]. Group = element / 16.
 
-use super::{f16_at, put_f16, q8_k, on_neon, on_x86, Dot, Spec};
+use super::{f16_at, on_neon, on_x86, put_f16, q8_k, Dot, Spec};
 use crate::DType;
 
 pub const QK: usize = DType::Q6_K.block_size();

@@ -2,7 +2,7 @@
 //!
 //! Block (36 bytes): `d: f16` at 0, `s: f16 = d * sum(qs)` at 2, `qs: [i8; 32]` at 4.
 
-use super::{f16_at, put_f16, on_x86, Spec};
+use super::{f16_at, on_x86, put_f16, Spec};
 use crate::DType;
 
 pub const QK: usize = DType::Q8_1.block_size();
