@@ -85,17 +85,10 @@ pub(crate) mod x86 {
         mins: __m256i,
     }
 
-    pub(crate) struct Avx2;
-
-    impl Block for Avx2 {
-        const W: usize = super::BLOCK_BYTES;
-        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
-        type U = U;
-        type Acc = __m256;
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> U {
+    block! {
+        Avx2: avx2;
+        W = super::BLOCK_BYTES, A = crate::formats::q8_k::BLOCK_BYTES, U = U, Acc = __m256;
+        unpack(w) {
             let s = _mm_loadu_si128(w as *const __m128i);
             U {
                 w,
@@ -112,10 +105,7 @@ pub(crate) mod x86 {
                 )),
             }
         }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+        dot(u, a, acc) {
             let m3 = _mm256_set1_epi8(3);
             let aq = a.add(4);
             let mut sumi = _mm256_setzero_si256();

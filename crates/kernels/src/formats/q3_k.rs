@@ -94,17 +94,10 @@ pub(crate) mod x86 {
         sc16: __m256i,
     }
 
-    pub(crate) struct Avx2;
-
-    impl Block for Avx2 {
-        const W: usize = super::BLOCK_BYTES;
-        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
-        type U = U;
-        type Acc = __m256;
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> U {
+    block! {
+        Avx2: avx2;
+        W = super::BLOCK_BYTES, A = crate::formats::q8_k::BLOCK_BYTES, U = U, Acc = __m256;
+        unpack(w) {
             let s = super::scales(std::slice::from_raw_parts(w, super::BLOCK_BYTES));
             let s16: [i16; 16] = std::array::from_fn(|i| s[i] as i16);
             U {
@@ -116,10 +109,7 @@ pub(crate) mod x86 {
                 sc16: _mm256_loadu_si256(s16.as_ptr() as *const __m256i),
             }
         }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+        dot(u, a, acc) {
             let m3 = _mm256_set1_epi8(3);
             let m4 = _mm256_set1_epi8(4);
             let aq = a.add(4);

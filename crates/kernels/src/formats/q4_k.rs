@@ -220,17 +220,10 @@ pub(crate) mod x86 {
         mins: __m128i,
     }
 
-    pub(crate) struct Avx2;
-
-    impl Block for Avx2 {
-        const W: usize = super::BLOCK_BYTES;
-        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
-        type U = U;
-        type Acc = __m256;
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> U {
+    block! {
+        Avx2: avx2;
+        W = super::BLOCK_BYTES, A = crate::formats::q8_k::BLOCK_BYTES, U = U, Acc = __m256;
+        unpack(w) {
             let (sc, mn) = super::scale_min_u64(std::slice::from_raw_parts(w.add(4), 12));
             U {
                 w,
@@ -239,10 +232,7 @@ pub(crate) mod x86 {
                 mins: _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64)),
             }
         }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+        dot(u, a, acc) {
             let m4 = _mm256_set1_epi8(0x0F);
             let aq = a.add(4);
             let mut sumi = _mm256_setzero_si256();
