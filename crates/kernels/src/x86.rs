@@ -529,6 +529,25 @@ pub(crate) unsafe fn amax32(p: *const f32) -> f32 {
     _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
 }
 
+/// ggml's Q8_0 / Q8_1 rounding of the 32 floats at `p`: the scale `d = max|x| / 127` and the quants
+/// `round-half-away(x / d)` as 4 vectors of 8 i32.
+///
+/// # Safety
+/// `p` must point to 32 readable floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn quantize32(p: *const f32) -> (f32, [__m256i; 4]) {
+    let d = amax32(p) / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let q = std::array::from_fn(|i| {
+        _mm256_cvtps_epi32(round_half_away256(_mm256_mul_ps(
+            _mm256_loadu_ps(p.add(8 * i)),
+            id,
+        )))
+    });
+    (d, q)
+}
+
 /// Four vectors of 8 integer-valued i32 packed (saturating) to 32 i8, in order.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]

@@ -136,15 +136,7 @@ pub(crate) mod x86_quant {
             .chunks_exact(super::QK)
             .zip(dst.chunks_exact_mut(super::BLOCK_BYTES))
         {
-            let p = x.as_ptr();
-            let d = amax32(p) / 127.0;
-            let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-            let q: [__m256i; 4] = std::array::from_fn(|i| {
-                _mm256_cvtps_epi32(round_half_away256(_mm256_mul_ps(
-                    _mm256_loadu_ps(p.add(8 * i)),
-                    id,
-                )))
-            });
+            let (d, q) = quantize32(x.as_ptr());
             b[0..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
             _mm256_storeu_si256(b.as_mut_ptr().add(2) as *mut __m256i, pack_i8(q));
         }

@@ -59,15 +59,7 @@ pub(crate) mod x86_quant {
             .chunks_exact(super::QK)
             .zip(dst.chunks_exact_mut(super::BLOCK_BYTES))
         {
-            let p = x.as_ptr();
-            let d = amax32(p) / 127.0;
-            let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-            let q: [__m256i; 4] = std::array::from_fn(|i| {
-                _mm256_cvtps_epi32(round_half_away256(_mm256_mul_ps(
-                    _mm256_loadu_ps(p.add(8 * i)),
-                    id,
-                )))
-            });
+            let (d, q) = quantize32(x.as_ptr());
             let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
             let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
             let sum = hsum_epi32_128(s);
