@@ -1,7 +1,7 @@
 //! Why loading a model or running it failed, with what the user needs to fix it.
 
 use hearth_gguf::GgufError;
-use hearth_kernels::MatmulError;
+use hearth_kernels::{MatmulError, QuantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -42,4 +42,6 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Kernel(#[from] MatmulError),
+    #[error(transparent)]
+    Quant(#[from] QuantError),
 }
