@@ -318,4 +318,21 @@ mod tests {
         let e = yarn(serde_json::json!({"factor": 4.0, "truncate": false})).unwrap_err();
         assert!(e.to_string().contains("truncate"), "{e}");
     }
+
+    #[test]
+    fn half_split_rope_in_latent_attention_is_refused() {
+        let mut root = serde_json::json!({
+            "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
+        });
+        let f = |root: &serde_json::Value| JsonFile {
+            path: "config.json".into(),
+            root: root.clone(),
+        };
+        assert_eq!(mla(&f(&root)).unwrap().q_lora_rank, None);
+        root["rope_interleave"] = true.into();
+        assert!(mla(&f(&root)).is_ok());
+        root["rope_interleave"] = false.into();
+        let e = mla(&f(&root)).unwrap_err().to_string();
+        assert!(e.contains("rope_interleave"), "{e}");
+    }
 }
