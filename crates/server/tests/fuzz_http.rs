@@ -17,6 +17,7 @@ use hearth_server::{app, ServerConfig};
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tiny::{tiny_config, tiny_state};
 use tower::ServiceExt;
@@ -169,20 +170,46 @@ impl Bytes<'_> {
             } else {
                 self.pick(KEYS).to_string()
             };
-            let v = match key.as_str() {
-                "messages" if !self.byte().is_multiple_of(4) => self.messages(depth),
-                // Keep generation short: a small count most of the time.
-                "max_tokens" | "max_completion_tokens" if !self.byte().is_multiple_of(4) => {
-                    json!(self.byte() % 8)
-                }
-                "stream_options" if self.byte().is_multiple_of(2) => {
-                    json!({"include_usage": self.byte().is_multiple_of(2)})
-                }
-                _ => self.value(depth),
+            // Mostly a value of the key's own type (so requests get past the type checks to the engine),
+            // sometimes anything at all.
+            let v = if self.byte().is_multiple_of(4) {
+                self.value(depth)
+            } else {
+                self.typed(&key, depth)
             };
             m.insert(key, v);
         }
         m
+    }
+
+    /// A plausible value for one of the API's keys: the right type, with edge values.
+    fn typed(&mut self, key: &str, depth: u32) -> Value {
+        match key {
+            "messages" => self.messages(depth),
+            "prompt" => match self.byte() % 3 {
+                0 => json!([self.byte() as u32, 1u32 << 31, u32::MAX]),
+                1 => json!([self.string(), self.string()]),
+                _ => json!(self.string()),
+            },
+            // Generation stays short: the engine runs for real.
+            "max_tokens" | "max_completion_tokens" | "top_k" | "n" | "top_logprobs" => {
+                json!(self.byte() % 8)
+            }
+            "temperature" | "top_p" | "min_p" | "presence_penalty" | "frequency_penalty"
+            | "repeat_penalty" => json!(*self.pick(&[0.0, 0.5, 1.0, 2.0, -1.0, 1e9, 1e-30])),
+            "stream" | "echo" | "include_usage" => json!(self.byte().is_multiple_of(2)),
+            "logprobs" if self.byte().is_multiple_of(2) => json!(self.byte() % 8),
+            "logprobs" => json!(self.byte().is_multiple_of(2)),
+            "stream_options" => json!({"include_usage": self.byte().is_multiple_of(2)}),
+            "stop" if self.byte().is_multiple_of(2) => json!(self.string()),
+            "stop" => Value::Array((0..self.byte() % 6).map(|_| json!(self.string())).collect()),
+            "seed" => self.number(),
+            "model" => json!(*self.pick(&["tiny", "gpt-4", ""])),
+            "chat_template_kwargs" => {
+                json!({"enable_thinking": self.byte().is_multiple_of(2), "x": self.value(depth.min(1))})
+            }
+            _ => self.value(depth),
+        }
     }
 
     /// The request the bytes describe.
@@ -208,10 +235,25 @@ impl Bytes<'_> {
             "text/plain",
         ]);
         let host = *self.pick(&["localhost:8080", "127.0.0.1", "[::1]:1", "evil.example"]);
-        let body = match self.byte() % 6 {
+        let body = match self.byte() % 8 {
             0 => self.0.to_vec(),
             1 => self.value(3).to_string().into_bytes(),
-            _ => Value::Object(self.object(3)).to_string().into_bytes(),
+            2 => Value::Object(self.object(3)).to_string().into_bytes(),
+            // The route's required field first, then whatever else.
+            _ => {
+                let mut m = Map::new();
+                if path.ends_with("chat/completions") {
+                    m.insert("messages".into(), self.messages(2));
+                } else {
+                    m.insert("prompt".into(), self.typed("prompt", 2));
+                }
+                m.insert("max_tokens".into(), json!(self.byte() % 6));
+                // Half of these stay otherwise valid, so that they reach the template and the engine.
+                if self.byte().is_multiple_of(2) {
+                    m.extend(self.object(2));
+                }
+                Value::Object(m).to_string().into_bytes()
+            }
         };
         Request::builder()
             .method(method)
@@ -223,10 +265,26 @@ impl Bytes<'_> {
     }
 }
 
+/// Answers seen by status class (2xx, 4xx, 5xx, other), printed after a run to show how deep the inputs reach.
+static SEEN: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+/// Successful POSTs: requests that went through the template and the engine.
+static GENERATED: AtomicU64 = AtomicU64::new(0);
+
 /// Sends one request and checks the shape of the answer.
 async fn check_one(router: Router, req: Request<Body>) {
+    let generated = req.method() == axum::http::Method::POST;
     let res = router.oneshot(req).await.expect("infallible");
     let status = res.status();
+    let class = match status.as_u16() / 100 {
+        2 => 0,
+        4 => 1,
+        5 => 2,
+        _ => 3,
+    };
+    SEEN[class].fetch_add(1, Relaxed);
+    if generated && class == 0 {
+        GENERATED.fetch_add(1, Relaxed);
+    }
     let ct = res
         .headers()
         .get(header::CONTENT_TYPE)
@@ -278,6 +336,15 @@ fn fuzz_requests_through_the_router() {
             let req = Bytes(bytes).request();
             rt.block_on(check_one(Router::clone(&router), req));
         });
+    let n = |i: usize| SEEN[i].load(Relaxed);
+    eprintln!(
+        "answers: {} 2xx ({} generations), {} 4xx, {} 5xx, {} other",
+        n(0),
+        GENERATED.load(Relaxed),
+        n(1),
+        n(2),
+        n(3)
+    );
 }
 
 #[test]
