@@ -26,6 +26,11 @@ pub enum EngineError {
     },
     #[error("the model's hyperparameters are inconsistent: {0}")]
     BadConfig(String),
+    #[error("the prompt is empty: there is nothing to continue")]
+    EmptyPrompt,
+    /// A request's input (not the model) is unusable; the message says why.
+    #[error("{0}")]
+    BadInput(String),
     #[error("the context is full: {needed} tokens needed but the context holds {n_ctx} (raise --ctx-size or shorten the prompt)")]
     ContextFull { needed: usize, n_ctx: usize },
     #[error("token id {id} is outside the vocabulary of {n_vocab}")]
