@@ -253,9 +253,6 @@ impl Model {
             }
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         }
-        for b in batch.iter_mut() {
-            b.cache.advance(b.tokens.len());
-        }
 
         // Logits for the requested tokens: (n_out, n_vocab).
         let mut t0 = 0;
@@ -279,6 +276,18 @@ impl Model {
         }
         if let Some(cap) = c.final_logit_softcap {
             logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
+        }
+        // NaN or infinite weights (or an overflow) poison every later step: stop with an error instead of sampling
+        // garbage. One pass over n_vocab floats per output row, next to a matrix product of n_vocab × n_embd.
+        if let Some(i) = logits.iter().position(|l| !l.is_finite()) {
+            return Err(EngineError::NonFiniteLogits {
+                value: logits[i],
+                token: i % c.n_vocab,
+            });
+        }
+        // Only now that nothing can fail do the caches take the new positions (on error none has changed).
+        for b in batch.iter_mut() {
+            b.cache.advance(b.tokens.len());
         }
         Ok(logits)
     }

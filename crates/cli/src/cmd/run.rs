@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(short = 'n', long = "max-tokens")]
     max_tokens: Option<usize>,
     /// Context size in tokens.
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096, value_parser = crate::common::parse_ctx_size)]
     ctx_size: usize,
     /// Sampling temperature; 0 is greedy.
     #[arg(long = "temp", default_value_t = 0.8)]
@@ -79,9 +79,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.json && !a.raw {
         bail!("--json needs --raw (it reports plain completion steps)");
     }
+    a.sampling().validate()?;
     let t0 = Instant::now();
     let loaded = Loaded::open(&a.model.model)?;
-    let pool = a.model.pool();
+    let pool = a.model.pool()?;
     let n_ctx = loaded.n_ctx(a.ctx_size);
     loaded.check_memory(n_ctx, &a.model)?;
     eprintln!(
