@@ -122,6 +122,16 @@ fn check_case(case: &Case, dir: &Path) -> Result<(), String> {
         return Err(format!("inspect printed {} bytes", o.stdout.len() + o.stderr.len()));
     }
 
+    // `show` estimates memory from the metadata alone (`block_count` 2^40 used to abort it): it may refuse the
+    // file, cleanly.
+    let o = hearth(&["show", p, "--metadata"], &[]);
+    if o.code != Some(0) {
+        clean_error(&o).map_err(|e| format!("show: {e}\n{}", tail(&o.stderr)))?;
+    }
+    if o.stdout.contains(['\u{1b}', '\u{7}', '\u{9b}']) || o.stderr.contains(['\u{1b}', '\u{7}', '\u{9b}']) {
+        return Err(format!("show printed a control character: {}", tail(&o.stdout)));
+    }
+
     // Loading and one decode step.
     let mut args = vec!["run", p];
     match case.mode {

@@ -270,6 +270,10 @@ impl Model {
                 &mut xo[j * e..][..e],
             );
         }
+        // NaN or infinite weights (or an overflow) poison every later step: stop with an error instead of sampling
+        // garbage. The final hidden state is checked too, since quantizing activations for the output matrix turns
+        // NaN into zeros (uniform, finite logits). A pass over n_embd + n_vocab floats per output row.
+        check_finite("hidden state", &xo)?;
         let mut logits = vec![0f32; rows.len() * c.n_vocab];
         if !rows.is_empty() {
             self.mm(pool, &self.weights.output, &xo, rows.len(), &mut logits)?;
@@ -277,14 +281,7 @@ impl Model {
         if let Some(cap) = c.final_logit_softcap {
             logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
         }
-        // NaN or infinite weights (or an overflow) poison every later step: stop with an error instead of sampling
-        // garbage. One pass over n_vocab floats per output row, next to a matrix product of n_vocab × n_embd.
-        if let Some(i) = logits.iter().position(|l| !l.is_finite()) {
-            return Err(EngineError::NonFiniteLogits {
-                value: logits[i],
-                token: i % c.n_vocab,
-            });
-        }
+        check_finite("logit", &logits)?;
         // Only now that nothing can fail do the caches take the new positions (on error none has changed).
         for b in batch.iter_mut() {
             b.cache.advance(b.tokens.len());
@@ -332,6 +329,14 @@ pub(crate) fn attend_batch(
         })
         .collect();
     attention(pool, tok.isa, shape, &seqs, q, att)
+}
+
+/// Refuses NaN and infinities in a model output.
+fn check_finite(what: &'static str, x: &[f32]) -> Result<(), EngineError> {
+    match x.iter().find(|v| !v.is_finite()) {
+        Some(&value) => Err(EngineError::NonFinite { what, value }),
+        None => Ok(()),
+    }
 }
 
 /// RMS-normalises each row of `x` (rows of `e`) into `out`.
