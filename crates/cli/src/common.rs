@@ -145,7 +145,10 @@ mod tests {
             escape_for_terminal("a\x1b[2Jb\rc\u{9b}d\u{202e}e\n\tf", 100),
             "a\\u{1b}[2Jb\\u{d}c\\u{9b}d\\u{202e}e\n\tf"
         );
-        assert_eq!(escape_for_terminal("héllo wörld", 4), "héll… (9 more bytes)");
+        assert_eq!(
+            escape_for_terminal("héllo wörld", 4),
+            "héll… (9 more bytes)"
+        );
         assert_eq!(escape_for_terminal("short", 5), "short");
     }
 }

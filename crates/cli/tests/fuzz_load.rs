@@ -18,7 +18,9 @@ fn seeds() -> &'static [(Vec<u8>, usize)] {
             .iter()
             .map(|arch| {
                 let bytes = hostile::models::base(arch).bytes();
-                let data = Gguf::from_bytes(bytes.clone()).expect("a valid base").data_offset();
+                let data = Gguf::from_bytes(bytes.clone())
+                    .expect("a valid base")
+                    .data_offset();
                 (bytes, data as usize)
             })
             .collect()
@@ -37,7 +39,9 @@ fn fuzz_load_and_decode() {
                 b[at as usize % data] = byte;
             }
             let Ok(g) = Gguf::from_bytes(b) else { return };
-            let Ok(model) = Model::from_gguf(g) else { return };
+            let Ok(model) = Model::from_gguf(g) else {
+                return;
+            };
             let mut cache = model.new_cache(8);
             let tokens = [1u32, 2];
             let _ = model.forward(

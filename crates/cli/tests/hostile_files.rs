@@ -28,10 +28,15 @@ struct Outcome {
 fn hearth(args: &[&str], env: &[(&str, &str)]) -> Outcome {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(format!("ulimit -v {MEMORY_LIMIT_KIB} && exec \"$0\" \"$@\""))
+        .arg(format!(
+            "ulimit -v {MEMORY_LIMIT_KIB} && exec \"$0\" \"$@\""
+        ))
         .arg(env!("CARGO_BIN_EXE_hearth"))
         .args(args)
-        .env("HEARTH_HOME", std::env::temp_dir().join("hearth-hostile-home"))
+        .env(
+            "HEARTH_HOME",
+            std::env::temp_dir().join("hearth-hostile-home"),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -105,7 +110,11 @@ fn check_case(case: &Case, dir: &Path) -> Result<(), String> {
         return Err(format!(
             "inspect: status {:?}, expected {}\n{}",
             o.code,
-            if case.reader_ok { "success" } else { "an error" },
+            if case.reader_ok {
+                "success"
+            } else {
+                "an error"
+            },
             tail(&o.stderr)
         ));
     }
@@ -119,7 +128,10 @@ fn check_case(case: &Case, dir: &Path) -> Result<(), String> {
         }
     }
     if o.stdout.len() + o.stderr.len() > 1 << 20 {
-        return Err(format!("inspect printed {} bytes", o.stdout.len() + o.stderr.len()));
+        return Err(format!(
+            "inspect printed {} bytes",
+            o.stdout.len() + o.stderr.len()
+        ));
     }
 
     // `show` estimates memory from the metadata alone (`block_count` 2^40 used to abort it): it may refuse the
@@ -128,8 +140,13 @@ fn check_case(case: &Case, dir: &Path) -> Result<(), String> {
     if o.code != Some(0) {
         clean_error(&o).map_err(|e| format!("show: {e}\n{}", tail(&o.stderr)))?;
     }
-    if o.stdout.contains(['\u{1b}', '\u{7}', '\u{9b}']) || o.stderr.contains(['\u{1b}', '\u{7}', '\u{9b}']) {
-        return Err(format!("show printed a control character: {}", tail(&o.stdout)));
+    if o.stdout.contains(['\u{1b}', '\u{7}', '\u{9b}'])
+        || o.stderr.contains(['\u{1b}', '\u{7}', '\u{9b}'])
+    {
+        return Err(format!(
+            "show printed a control character: {}",
+            tail(&o.stdout)
+        ));
     }
 
     // Loading and one decode step.
@@ -138,7 +155,17 @@ fn check_case(case: &Case, dir: &Path) -> Result<(), String> {
         Mode::Chat => args.push("hello"),
         Mode::Raw | Mode::Packed => args.extend(["--raw", "hello", "--json"]),
     }
-    args.extend(["-n", "2", "--temp", "0", "-t", "1", "-c", "64", "--no-mem-check"]);
+    args.extend([
+        "-n",
+        "2",
+        "--temp",
+        "0",
+        "-t",
+        "1",
+        "-c",
+        "64",
+        "--no-mem-check",
+    ]);
     let o = hearth(&args, &[]);
     for s in [&o.stdout, &o.stderr] {
         if s.contains(['\u{1b}', '\u{7}', '\u{9b}']) {
@@ -151,13 +178,20 @@ fn check_case(case: &Case, dir: &Path) -> Result<(), String> {
     match &case.run {
         Run::Ok => {
             if o.code != Some(0) {
-                return Err(format!("run failed (status {:?})\n{}", o.code, tail(&o.stderr)));
+                return Err(format!(
+                    "run failed (status {:?})\n{}",
+                    o.code,
+                    tail(&o.stderr)
+                ));
             }
         }
         Run::Err(why) => {
             clean_error(&o).map_err(|e| format!("run: {e}\n{}", tail(&o.stderr)))?;
             if !o.stderr.to_lowercase().contains(&why.to_lowercase()) {
-                return Err(format!("run: the error does not mention {why:?}\n{}", tail(&o.stderr)));
+                return Err(format!(
+                    "run: the error does not mention {why:?}\n{}",
+                    tail(&o.stderr)
+                ));
             }
         }
     }
@@ -165,7 +199,10 @@ fn check_case(case: &Case, dir: &Path) -> Result<(), String> {
         // The packed kernels must give the ids of the plain ones (the packer once wrote past its buffer).
         let plain = hearth(&args, &[("HEARTH_REPACK", "0")]);
         if plain.code != Some(0) {
-            return Err(format!("run without packing failed\n{}", tail(&plain.stderr)));
+            return Err(format!(
+                "run without packing failed\n{}",
+                tail(&plain.stderr)
+            ));
         }
         if ids(&plain.stdout) != ids(&o.stdout) || ids(&o.stdout).is_empty() {
             return Err(format!(
@@ -189,7 +226,9 @@ fn ids(stdout: &str) -> Vec<u64> {
 
 fn tail(s: &str) -> String {
     let cut = s.len().saturating_sub(600);
-    let cut = (cut..=s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
+    let cut = (cut..=s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
     s[cut..].to_string()
 }
 
@@ -214,7 +253,10 @@ fn every_hostile_file_ends_in_a_clear_error_or_a_correct_run() {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(c) = corpus.get(i) else { break };
                 if let Err(e) = check_case(c, tmp.path()) {
-                    failures.lock().expect("lock").push(format!("{}: {e}", c.name));
+                    failures
+                        .lock()
+                        .expect("lock")
+                        .push(format!("{}: {e}", c.name));
                 }
             });
         }
@@ -231,8 +273,14 @@ fn every_hostile_file_ends_in_a_clear_error_or_a_correct_run() {
 
 #[test]
 fn the_corpus_is_the_same_every_run() {
-    let a: Vec<_> = hostile::corpus().into_iter().map(|c| (c.name, c.bytes)).collect();
-    let b: Vec<_> = hostile::corpus().into_iter().map(|c| (c.name, c.bytes)).collect();
+    let a: Vec<_> = hostile::corpus()
+        .into_iter()
+        .map(|c| (c.name, c.bytes))
+        .collect();
+    let b: Vec<_> = hostile::corpus()
+        .into_iter()
+        .map(|c| (c.name, c.bytes))
+        .collect();
     assert!(a == b);
     let mut names: Vec<_> = a.iter().map(|(n, _)| n.clone()).collect();
     names.sort();
@@ -246,14 +294,22 @@ fn a_directory_or_fifo_is_not_called_missing() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let d = tmp.path().to_str().expect("utf-8");
     let o = hearth(&["inspect", d], &[]);
-    assert!(o.stderr.contains("is a directory, not a GGUF file"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("is a directory, not a GGUF file"),
+        "{}",
+        o.stderr
+    );
     let fifo = tmp.path().join("model.gguf");
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success());
     let f = fifo.to_str().expect("utf-8");
     for args in [vec!["inspect", f], vec!["run", f, "--raw", "x"]] {
         let o = hearth(&args, &[]);
-        assert!(o.stderr.contains("is a FIFO (named pipe), not a GGUF file"), "{}", o.stderr);
+        assert!(
+            o.stderr.contains("is a FIFO (named pipe), not a GGUF file"),
+            "{}",
+            o.stderr
+        );
     }
     // A cause that an error's message already shows is not printed again.
     let model = tmp.path().join("tiny.gguf");

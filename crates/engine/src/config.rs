@@ -208,7 +208,12 @@ struct Bounds {
 
 impl Bounds {
     fn of(g: &Gguf) -> Bounds {
-        let max_dim = g.tensors().iter().flat_map(|t| t.dims.iter()).copied().max();
+        let max_dim = g
+            .tensors()
+            .iter()
+            .flat_map(|t| t.dims.iter())
+            .copied()
+            .max();
         Bounds {
             n_tensors: g.tensors().len(),
             max_dim: max_dim.map_or(0, |d| usize::try_from(d).unwrap_or(usize::MAX)),
@@ -228,9 +233,9 @@ impl Bounds {
 
     /// A product of widths (`n_head × head_dim`), checked for overflow and against the tensors like a width.
     fn product(&self, what: &str, a: usize, b: usize) -> Result<usize, EngineError> {
-        let p = a.checked_mul(b).ok_or_else(|| {
-            EngineError::BadConfig(format!("{what} = {a} × {b} overflows"))
-        })?;
+        let p = a
+            .checked_mul(b)
+            .ok_or_else(|| EngineError::BadConfig(format!("{what} = {a} × {b} overflows")))?;
         self.width(what, p)
     }
 }
@@ -240,7 +245,11 @@ fn finite(what: &str, v: f32, positive: bool) -> Result<f32, EngineError> {
     if !v.is_finite() || (positive && v <= 0.0) || v < 0.0 {
         return Err(EngineError::BadConfig(format!(
             "{what} is {v}; it must be a finite{} number",
-            if positive { ", positive" } else { " non-negative" }
+            if positive {
+                ", positive"
+            } else {
+                " non-negative"
+            }
         )));
     }
     Ok(v)
@@ -252,7 +261,10 @@ impl ModelConfig {
         let spec = ArchSpec::for_arch(&arch)?;
         let k = |s: &str| format!("{arch}.{s}");
         let b = Bounds::of(g);
-        let n_embd = b.width("embedding_length", req(g, k("embedding_length"), "embedding width")?)?;
+        let n_embd = b.width(
+            "embedding_length",
+            req(g, k("embedding_length"), "embedding width")?,
+        )?;
         let n_layer = req(g, k("block_count"), "layer count")?;
         if n_layer == 0 || n_layer > b.n_tensors {
             return Err(EngineError::BadConfig(format!(
@@ -260,12 +272,18 @@ impl ModelConfig {
                 b.n_tensors
             )));
         }
-        let n_head = b.width("attention.head_count", req(g, k("attention.head_count"), "attention heads")?)?;
+        let n_head = b.width(
+            "attention.head_count",
+            req(g, k("attention.head_count"), "attention heads")?,
+        )?;
         let n_head_kv = b.width(
             "attention.head_count_kv",
             opt(g, &k("attention.head_count_kv"))?.unwrap_or(n_head),
         )?;
-        let n_ff = b.width("feed_forward_length", req(g, k("feed_forward_length"), "feed-forward width")?)?;
+        let n_ff = b.width(
+            "feed_forward_length",
+            req(g, k("feed_forward_length"), "feed-forward width")?,
+        )?;
         if !n_head.is_multiple_of(n_head_kv) {
             return Err(EngineError::BadConfig(format!(
                 "n_head {n_head} is not a multiple of n_head_kv {n_head_kv}"
@@ -319,7 +337,11 @@ impl ModelConfig {
                 b.product("n_head × MLA key width", n_head, qk)?;
                 b.product("n_head × MLA value width", n_head, v)?;
                 b.width("kv_lora_rank + rope dims", kv_lora_rank + n_rot)?;
-                b.product("n_head × (MLA key width - rope dims + value width)", n_head, qk - n_rot + v)?;
+                b.product(
+                    "n_head × (MLA key width - rope dims + value width)",
+                    n_head,
+                    qk - n_rot + v,
+                )?;
                 qk_dim = qk;
                 head_dim = kv_lora_rank + n_rot;
                 head_dim_v = kv_lora_rank;
@@ -334,7 +356,8 @@ impl ModelConfig {
         };
         let rms_eps = finite(
             "attention.layer_norm_rms_epsilon",
-            g.get_f32(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
+            g.get_f32(&k("attention.layer_norm_rms_epsilon"))?
+                .unwrap_or(1e-5),
             false,
         )?;
         let rope_base = finite(

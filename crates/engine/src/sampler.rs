@@ -48,7 +48,11 @@ pub struct Range {
 
 impl Range {
     pub fn contains(&self, x: f32) -> bool {
-        (if self.lo_open { x > self.lo } else { x >= self.lo }) && x <= self.hi
+        (if self.lo_open {
+            x > self.lo
+        } else {
+            x >= self.lo
+        }) && x <= self.hi
     }
 }
 

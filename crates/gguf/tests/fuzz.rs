@@ -29,7 +29,11 @@ fn seed() -> &'static [u8] {
     SEED.get_or_init(|| {
         let mut w = GgufWriter::new();
         let m = |w: &mut GgufWriter, k: &str, v| w.add_meta(k, v).expect("meta");
-        m(&mut w, "general.architecture", MetaValue::Str("llama".into()));
+        m(
+            &mut w,
+            "general.architecture",
+            MetaValue::Str("llama".into()),
+        );
         m(&mut w, "general.alignment", MetaValue::U32(64));
         m(&mut w, "llama.block_count", MetaValue::U32(1));
         m(&mut w, "x.i8", MetaValue::I8(-3));
@@ -37,10 +41,20 @@ fn seed() -> &'static [u8] {
         m(&mut w, "x.i64", MetaValue::I64(-9));
         m(&mut w, "x.f64", MetaValue::F64(0.5));
         m(&mut w, "x.bool", MetaValue::Bool(true));
-        m(&mut w, "x.strs", MetaValue::Array(MetaArray::Str(vec!["a".into(), "bc".into()])));
-        m(&mut w, "x.f32s", MetaValue::Array(MetaArray::F32(vec![1.0, 2.0])));
-        w.add_tensor("a", vec![4, 2], hearth_gguf::DType::F32).expect("tensor");
-        w.add_tensor("b", vec![32], hearth_gguf::DType::Q8_0).expect("tensor");
+        m(
+            &mut w,
+            "x.strs",
+            MetaValue::Array(MetaArray::Str(vec!["a".into(), "bc".into()])),
+        );
+        m(
+            &mut w,
+            "x.f32s",
+            MetaValue::Array(MetaArray::F32(vec![1.0, 2.0])),
+        );
+        w.add_tensor("a", vec![4, 2], hearth_gguf::DType::F32)
+            .expect("tensor");
+        w.add_tensor("b", vec![32], hearth_gguf::DType::Q8_0)
+            .expect("tensor");
         let dir = std::env::temp_dir().join(format!("hearth-fuzz-seed-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("seed.gguf");

@@ -11,7 +11,11 @@ use std::sync::OnceLock;
 fn tokenizer(name: &'static str) -> &'static Tokenizer {
     static SMOL: OnceLock<Tokenizer> = OnceLock::new();
     static GEMMA: OnceLock<Tokenizer> = OnceLock::new();
-    let cell = if name == "smollm2-135m" { &SMOL } else { &GEMMA };
+    let cell = if name == "smollm2-135m" {
+        &SMOL
+    } else {
+        &GEMMA
+    };
     cell.get_or_init(|| {
         let g = Gguf::open_metadata_only(common::model(name)).expect("the model's metadata");
         Tokenizer::from_gguf(&g).expect("its tokenizer")
@@ -27,7 +31,9 @@ fn fuzz_tokenizer_encode() {
         for name in ["smollm2-135m", "gemma3-270m"] {
             let tok = tokenizer(name);
             for parse_special in [false, true] {
-                let ids = tok.encode(&text, true, parse_special).expect("encoding any text");
+                let ids = tok
+                    .encode(&text, true, parse_special)
+                    .expect("encoding any text");
                 let whole = tok.decode(&ids);
                 let mut d = Detokenizer::new(tok);
                 let mut streamed: String = ids.iter().map(|&id| d.push(id)).collect();

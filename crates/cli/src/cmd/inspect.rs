@@ -65,7 +65,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!(
             "vocabulary    {} tokens ({})",
             tokens.len(),
-            esc(g.get_str("tokenizer.ggml.model").ok().flatten().unwrap_or("?"))
+            esc(g
+                .get_str("tokenizer.ggml.model")
+                .ok()
+                .flatten()
+                .unwrap_or("?"))
         );
         for (label, key) in [
             ("bos", "bos_token_id"),

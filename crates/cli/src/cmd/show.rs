@@ -1,8 +1,8 @@
 //! `hearth show NAME|FILE [--ctx N]`: metadata, chat template, context length and the memory needed at a context size.
 
+use crate::common::escape_for_terminal as esc;
 use anyhow::Context;
 use hearth_gguf::Gguf;
-use crate::common::escape_for_terminal as esc;
 use hearth_store::{format_bytes, format_time, memory, ModelInfo, Store};
 
 #[derive(clap::Args)]

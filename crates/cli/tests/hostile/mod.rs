@@ -95,7 +95,12 @@ fn valid_models(c: &mut Vec<Case>) {
 /// The llama base cut at every structure boundary, one byte before it, and in the middle of the data.
 fn truncations(c: &mut Vec<Case>) {
     let (bytes, marks) = base("llama").encode();
-    let data_start = marks.iter().copied().filter(|&m| m > 24).nth(0).unwrap_or(0);
+    let data_start = marks
+        .iter()
+        .copied()
+        .filter(|&m| m > 24)
+        .nth(0)
+        .unwrap_or(0);
     let _ = data_start;
     let mut cuts: Vec<usize> = marks
         .iter()
@@ -129,7 +134,13 @@ fn header(c: &mut Vec<Case>) {
     let mut f = b.clone();
     f.version = 2;
     c.push(case("version-2", &f, true, Run::Ok));
-    for n in [u64::MAX, 1 << 62, (1 << 32) + 1, 1_000_000, b.kvs.len() as u64 + 1] {
+    for n in [
+        u64::MAX,
+        1 << 62,
+        (1 << 32) + 1,
+        1_000_000,
+        b.kvs.len() as u64 + 1,
+    ] {
         let mut f = b.clone();
         f.n_kv = Some(n);
         c.push(unreadable(format!("kv-count-{n}"), &f, ""));
@@ -183,12 +194,20 @@ fn metadata(c: &mut Vec<Case>) {
     for ty in [13u32, 99, u32::MAX] {
         let mut f = b.clone();
         f.kv("x.unknown", V::Raw(ty, vec![0; 8]));
-        c.push(unreadable(format!("value-type-{ty}"), &f, "unknown value type"));
+        c.push(unreadable(
+            format!("value-type-{ty}"),
+            &f,
+            "unknown value type",
+        ));
         let mut f = b.clone();
         let mut raw = ty.to_le_bytes().to_vec();
         raw.extend(1u64.to_le_bytes());
         f.kv("x.unknown_elem", V::Raw(9, raw));
-        c.push(unreadable(format!("array-elem-type-{ty}"), &f, "unknown value type"));
+        c.push(unreadable(
+            format!("array-elem-type-{ty}"),
+            &f,
+            "unknown value type",
+        ));
     }
     let mut f = b.clone();
     f.kv("general.name", V::Str("again".into()));
@@ -325,7 +344,8 @@ fn per_architecture(c: &mut Vec<Case>) {
                 tt.dims[1] = rows + 1;
             }
             // F32: four bytes per element.
-            tt.data.resize(tt.dims.iter().product::<u64>() as usize * 4, 0);
+            tt.data
+                .resize(tt.dims.iter().product::<u64>() as usize * 4, 0);
             c.push(refused(format!("{arch}-misshaped-{name}"), &f, "shape"));
         }
     }
@@ -340,41 +360,201 @@ fn hyperparameters(c: &mut Vec<Case>) {
         c.push(case(format!("hparam-{name}"), &f, true, run));
     };
     // Counts sized from metadata before tensors are checked (issue items 2 and 3).
-    set("block-count-0", k("block_count"), V::U32(0), Run::Err("block_count"));
-    set("block-count-2e7", k("block_count"), V::U32(20_000_000), Run::Err("block_count"));
-    set("block-count-2^40", k("block_count"), V::U64(1 << 40), Run::Err("block_count"));
-    set("block-count-max", k("block_count"), V::U64(u64::MAX), Run::Err("block_count"));
-    set("block-count-3", k("block_count"), V::U32(3), Run::Err("no tensor"));
-    set("embd-0", k("embedding_length"), V::U32(0), Run::Err("embedding_length"));
-    set("embd-huge", k("embedding_length"), V::U64(1 << 50), Run::Err("embedding_length"));
-    set("embd-wrong", k("embedding_length"), V::U32(32), Run::Err("shape"));
-    set("heads-0", k("attention.head_count"), V::U32(0), Run::Err("head_count"));
-    set("heads-huge", k("attention.head_count"), V::U64(1 << 40), Run::Err("head_count"));
-    set("kv-heads-0", k("attention.head_count_kv"), V::U32(0), Run::Err("head_count_kv"));
-    set("kv-heads-3", k("attention.head_count_kv"), V::U32(3), Run::Err("multiple"));
-    set("key-length-0", k("attention.key_length"), V::U32(0), Run::Err("key_length"));
-    set("key-length-huge", k("attention.key_length"), V::U64(1 << 40), Run::Err("key_length"));
+    set(
+        "block-count-0",
+        k("block_count"),
+        V::U32(0),
+        Run::Err("block_count"),
+    );
+    set(
+        "block-count-2e7",
+        k("block_count"),
+        V::U32(20_000_000),
+        Run::Err("block_count"),
+    );
+    set(
+        "block-count-2^40",
+        k("block_count"),
+        V::U64(1 << 40),
+        Run::Err("block_count"),
+    );
+    set(
+        "block-count-max",
+        k("block_count"),
+        V::U64(u64::MAX),
+        Run::Err("block_count"),
+    );
+    set(
+        "block-count-3",
+        k("block_count"),
+        V::U32(3),
+        Run::Err("no tensor"),
+    );
+    set(
+        "embd-0",
+        k("embedding_length"),
+        V::U32(0),
+        Run::Err("embedding_length"),
+    );
+    set(
+        "embd-huge",
+        k("embedding_length"),
+        V::U64(1 << 50),
+        Run::Err("embedding_length"),
+    );
+    set(
+        "embd-wrong",
+        k("embedding_length"),
+        V::U32(32),
+        Run::Err("shape"),
+    );
+    set(
+        "heads-0",
+        k("attention.head_count"),
+        V::U32(0),
+        Run::Err("head_count"),
+    );
+    set(
+        "heads-huge",
+        k("attention.head_count"),
+        V::U64(1 << 40),
+        Run::Err("head_count"),
+    );
+    set(
+        "kv-heads-0",
+        k("attention.head_count_kv"),
+        V::U32(0),
+        Run::Err("head_count_kv"),
+    );
+    set(
+        "kv-heads-3",
+        k("attention.head_count_kv"),
+        V::U32(3),
+        Run::Err("multiple"),
+    );
+    set(
+        "key-length-0",
+        k("attention.key_length"),
+        V::U32(0),
+        Run::Err("key_length"),
+    );
+    set(
+        "key-length-huge",
+        k("attention.key_length"),
+        V::U64(1 << 40),
+        Run::Err("key_length"),
+    );
     // 2^62 + 8: n_head × key_length wraps to 16 on 64 bits.
-    set("key-length-wrap", k("attention.key_length"), V::U64((1 << 62) + 8), Run::Err("key_length"));
-    set("value-length-0", k("attention.value_length"), V::U32(0), Run::Err("value_length"));
-    set("value-length-wrap", k("attention.value_length"), V::U64((1 << 63) + 10), Run::Err("value_length"));
-    set("rope-dims-odd", k("rope.dimension_count"), V::U32(7), Run::Err("rope.dimension_count"));
-    set("rope-dims-huge", k("rope.dimension_count"), V::U64(1 << 40), Run::Err("rope.dimension_count"));
+    set(
+        "key-length-wrap",
+        k("attention.key_length"),
+        V::U64((1 << 62) + 8),
+        Run::Err("key_length"),
+    );
+    set(
+        "value-length-0",
+        k("attention.value_length"),
+        V::U32(0),
+        Run::Err("value_length"),
+    );
+    set(
+        "value-length-wrap",
+        k("attention.value_length"),
+        V::U64((1 << 63) + 10),
+        Run::Err("value_length"),
+    );
+    set(
+        "rope-dims-odd",
+        k("rope.dimension_count"),
+        V::U32(7),
+        Run::Err("rope.dimension_count"),
+    );
+    set(
+        "rope-dims-huge",
+        k("rope.dimension_count"),
+        V::U64(1 << 40),
+        Run::Err("rope.dimension_count"),
+    );
     set("rope-dims-0", k("rope.dimension_count"), V::U32(0), Run::Ok);
-    set("ff-0", k("feed_forward_length"), V::U32(0), Run::Err("feed_forward_length"));
-    set("ff-huge", k("feed_forward_length"), V::U64(u64::MAX), Run::Err("feed_forward_length"));
+    set(
+        "ff-0",
+        k("feed_forward_length"),
+        V::U32(0),
+        Run::Err("feed_forward_length"),
+    );
+    set(
+        "ff-huge",
+        k("feed_forward_length"),
+        V::U64(u64::MAX),
+        Run::Err("feed_forward_length"),
+    );
     set("context-0", k("context_length"), V::U32(0), Run::Err(""));
-    set("context-huge", k("context_length"), V::U64(u64::MAX), Run::Ok);
-    set("vocab-size-huge", k("vocab_size"), V::U64(1 << 60), Run::Err("vocabulary"));
-    set("vocab-size-wrong", k("vocab_size"), V::U32(100), Run::Err("shape"));
-    set("eps-nan", k("attention.layer_norm_rms_epsilon"), V::F32(f32::NAN), Run::Err("epsilon"));
-    set("eps-negative", k("attention.layer_norm_rms_epsilon"), V::F32(-1.0), Run::Err("epsilon"));
-    set("rope-base-0", k("rope.freq_base"), V::F32(0.0), Run::Err("freq_base"));
-    set("rope-base-inf", k("rope.freq_base"), V::F32(f32::INFINITY), Run::Err("freq_base"));
-    set("rope-scaling-unknown", k("rope.scaling.type"), V::Str("warp".into()), Run::Err("not supported"));
-    set("rope-scaling-factor-0", k("rope.scaling.factor"), V::F32(0.0), Run::Err("factor"));
-    set("softcap-0", k("final_logit_softcapping"), V::F32(0.0), Run::Err("softcapping"));
-    set("softcap-nan", k("final_logit_softcapping"), V::F32(f32::NAN), Run::Err("softcapping"));
+    set(
+        "context-huge",
+        k("context_length"),
+        V::U64(u64::MAX),
+        Run::Ok,
+    );
+    set(
+        "vocab-size-huge",
+        k("vocab_size"),
+        V::U64(1 << 60),
+        Run::Err("vocabulary"),
+    );
+    set(
+        "vocab-size-wrong",
+        k("vocab_size"),
+        V::U32(100),
+        Run::Err("shape"),
+    );
+    set(
+        "eps-nan",
+        k("attention.layer_norm_rms_epsilon"),
+        V::F32(f32::NAN),
+        Run::Err("epsilon"),
+    );
+    set(
+        "eps-negative",
+        k("attention.layer_norm_rms_epsilon"),
+        V::F32(-1.0),
+        Run::Err("epsilon"),
+    );
+    set(
+        "rope-base-0",
+        k("rope.freq_base"),
+        V::F32(0.0),
+        Run::Err("freq_base"),
+    );
+    set(
+        "rope-base-inf",
+        k("rope.freq_base"),
+        V::F32(f32::INFINITY),
+        Run::Err("freq_base"),
+    );
+    set(
+        "rope-scaling-unknown",
+        k("rope.scaling.type"),
+        V::Str("warp".into()),
+        Run::Err("not supported"),
+    );
+    set(
+        "rope-scaling-factor-0",
+        k("rope.scaling.factor"),
+        V::F32(0.0),
+        Run::Err("factor"),
+    );
+    set(
+        "softcap-0",
+        k("final_logit_softcapping"),
+        V::F32(0.0),
+        Run::Err("softcapping"),
+    );
+    set(
+        "softcap-nan",
+        k("final_logit_softcapping"),
+        V::F32(f32::NAN),
+        Run::Err("softcapping"),
+    );
     // Gemma 3: a sliding window of 0 (issue item 3).
     let mut f = base("gemma3");
     f.set("gemma3.attention.sliding_window", V::U32(0));
@@ -388,24 +568,72 @@ fn hyperparameters(c: &mut Vec<Case>) {
         f.set(&format!("qwen3moe.{key}"), v);
         f
     };
-    c.push(refused("moe-experts-huge", &mk("expert_count", V::U64(1 << 40)), "expert_count"));
-    c.push(refused("moe-used-0", &mk("expert_used_count", V::U32(0)), "experts"));
-    c.push(refused("moe-used-more", &mk("expert_used_count", V::U32(5)), "experts"));
-    c.push(refused("moe-groups-huge", &mk("expert_group_count", V::U64(1 << 40)), "experts"));
-    c.push(refused("moe-group-used-wrap", &mk("expert_group_used_count", V::U64(u64::MAX)), "experts"));
-    c.push(refused("moe-ff-huge", &mk("expert_feed_forward_length", V::U64(1 << 45)), "expert_feed_forward_length"));
-    c.push(refused("moe-gating-9", &mk("expert_gating_func", V::U32(9)), "gating"));
-    c.push(refused("moe-shared-huge", &mk("expert_shared_count", V::U64(1 << 62)), "expert_shared_count"));
+    c.push(refused(
+        "moe-experts-huge",
+        &mk("expert_count", V::U64(1 << 40)),
+        "expert_count",
+    ));
+    c.push(refused(
+        "moe-used-0",
+        &mk("expert_used_count", V::U32(0)),
+        "experts",
+    ));
+    c.push(refused(
+        "moe-used-more",
+        &mk("expert_used_count", V::U32(5)),
+        "experts",
+    ));
+    c.push(refused(
+        "moe-groups-huge",
+        &mk("expert_group_count", V::U64(1 << 40)),
+        "experts",
+    ));
+    c.push(refused(
+        "moe-group-used-wrap",
+        &mk("expert_group_used_count", V::U64(u64::MAX)),
+        "experts",
+    ));
+    c.push(refused(
+        "moe-ff-huge",
+        &mk("expert_feed_forward_length", V::U64(1 << 45)),
+        "expert_feed_forward_length",
+    ));
+    c.push(refused(
+        "moe-gating-9",
+        &mk("expert_gating_func", V::U32(9)),
+        "gating",
+    ));
+    c.push(refused(
+        "moe-shared-huge",
+        &mk("expert_shared_count", V::U64(1 << 62)),
+        "expert_shared_count",
+    ));
     // Latent attention.
     let mk = |key: &str, v: V| {
         let mut f = base("deepseek2");
         f.set(&format!("deepseek2.{key}"), v);
         f
     };
-    c.push(refused("mla-rank-0", &mk("attention.kv_lora_rank", V::U32(0)), "kv_lora_rank"));
-    c.push(refused("mla-rank-huge", &mk("attention.kv_lora_rank", V::U64(1 << 62)), "kv_lora_rank"));
-    c.push(refused("mla-rope-too-big", &mk("rope.dimension_count", V::U32(40)), "rope"));
-    c.push(refused("mla-key-mla-huge", &mk("attention.key_length_mla", V::U64(u64::MAX)), "key_length_mla"));
+    c.push(refused(
+        "mla-rank-0",
+        &mk("attention.kv_lora_rank", V::U32(0)),
+        "kv_lora_rank",
+    ));
+    c.push(refused(
+        "mla-rank-huge",
+        &mk("attention.kv_lora_rank", V::U64(1 << 62)),
+        "kv_lora_rank",
+    ));
+    c.push(refused(
+        "mla-rope-too-big",
+        &mk("rope.dimension_count", V::U32(40)),
+        "rope",
+    ));
+    c.push(refused(
+        "mla-key-mla-huge",
+        &mk("attention.key_length_mla", V::U64(u64::MAX)),
+        "key_length_mla",
+    ));
 }
 
 fn tokenizer(c: &mut Vec<Case>) {
@@ -419,23 +647,83 @@ fn tokenizer(c: &mut Vec<Case>) {
         let run = if why == "ok" { Run::Ok } else { Run::Err(why) };
         c.push(case(format!("tokenizer-{name}"), &f, true, run));
     };
-    with("no-model", "tokenizer.ggml.model", None, "tokenizer.ggml.model");
-    with("model-t5", "tokenizer.ggml.model", Some(V::Str("t5".into())), "not supported");
+    with(
+        "no-model",
+        "tokenizer.ggml.model",
+        None,
+        "tokenizer.ggml.model",
+    );
+    with(
+        "model-t5",
+        "tokenizer.ggml.model",
+        Some(V::Str("t5".into())),
+        "not supported",
+    );
     with("no-tokens", "tokenizer.ggml.tokens", None, "");
-    with("tokens-ints", "tokenizer.ggml.tokens", Some(V::I32s(vec![1, 2])), "");
-    with("tokens-empty", "tokenizer.ggml.tokens", Some(V::Strs(Vec::new())), "");
-    with("types-short", "tokenizer.ggml.token_type", Some(V::I32s(vec![1; 3])), "token_type");
-    with("merges-strings-ints", "tokenizer.ggml.merges", Some(V::I32s(vec![1])), "merges");
+    with(
+        "tokens-ints",
+        "tokenizer.ggml.tokens",
+        Some(V::I32s(vec![1, 2])),
+        "",
+    );
+    with(
+        "tokens-empty",
+        "tokenizer.ggml.tokens",
+        Some(V::Strs(Vec::new())),
+        "",
+    );
+    with(
+        "types-short",
+        "tokenizer.ggml.token_type",
+        Some(V::I32s(vec![1; 3])),
+        "token_type",
+    );
+    with(
+        "merges-strings-ints",
+        "tokenizer.ggml.merges",
+        Some(V::I32s(vec![1])),
+        "merges",
+    );
     // Merges of pieces not in the vocabulary, and special ids beyond it, are ignored (as llama.cpp does).
-    with("merges-bogus", "tokenizer.ggml.merges", Some(V::Strs(vec!["zz qq".into(), " ".into(), "x".into()])), "ok");
-    with("eos-out-of-range", "tokenizer.ggml.eos_token_id", Some(V::U32(u32::MAX)), "ok");
-    with("bos-out-of-range", "tokenizer.ggml.bos_token_id", Some(V::U64(1 << 40)), "ok");
-    with("pre-unknown", "tokenizer.ggml.pre", Some(V::Str("klingon".into())), "pre-tokenizer");
+    with(
+        "merges-bogus",
+        "tokenizer.ggml.merges",
+        Some(V::Strs(vec!["zz qq".into(), " ".into(), "x".into()])),
+        "ok",
+    );
+    with(
+        "eos-out-of-range",
+        "tokenizer.ggml.eos_token_id",
+        Some(V::U32(u32::MAX)),
+        "ok",
+    );
+    with(
+        "bos-out-of-range",
+        "tokenizer.ggml.bos_token_id",
+        Some(V::U64(1 << 40)),
+        "ok",
+    );
+    with(
+        "pre-unknown",
+        "tokenizer.ggml.pre",
+        Some(V::Str("klingon".into())),
+        "pre-tokenizer",
+    );
     let mut tokens = models::byte_tokens();
     tokens.push(tokens[5].clone());
-    with("tokens-duplicate", "tokenizer.ggml.tokens", Some(V::Strs(tokens)), "duplicate");
+    with(
+        "tokens-duplicate",
+        "tokenizer.ggml.tokens",
+        Some(V::Strs(tokens)),
+        "duplicate",
+    );
     // SentencePiece without scores.
-    with("spm-no-scores", "tokenizer.ggml.model", Some(V::Str("llama".into())), "scores");
+    with(
+        "spm-no-scores",
+        "tokenizer.ggml.model",
+        Some(V::Str("llama".into())),
+        "scores",
+    );
 }
 
 fn templates(c: &mut Vec<Case>) {
@@ -448,19 +736,50 @@ fn templates(c: &mut Vec<Case>) {
         c.push(k);
     };
     chat("16mb", "x".repeat(16 << 20), Run::Err("at most"));
-    chat("loop-forever", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}".into(), Run::Err("fuel"));
-    chat("range-huge", "{% for i in range(1000000000) %}{% endfor %}".into(), Run::Err("too many"));
+    chat(
+        "loop-forever",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}".into(),
+        Run::Err("fuel"),
+    );
+    chat(
+        "range-huge",
+        "{% for i in range(1000000000) %}{% endfor %}".into(),
+        Run::Err("too many"),
+    );
     // 30 MB of output for little fuel: stopped at the output bound, not after tokenizing it all.
-    chat("huge-output", "{% for i in range(30) %}{{ 'x' * 1000000 }}{% endfor %}".into(), Run::Err("exceeds"));
-    chat("slow-output", "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}".into(), Run::Err(""));
+    chat(
+        "huge-output",
+        "{% for i in range(30) %}{{ 'x' * 1000000 }}{% endfor %}".into(),
+        Run::Err("exceeds"),
+    );
+    chat(
+        "slow-output",
+        "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}".into(),
+        Run::Err(""),
+    );
     chat("syntax-error", "{% for %}".into(), Run::Err("syntax"));
-    chat("raise", "{{ raise_exception('\u{1b}[31mred\u{1b}[0m \u{1b}]0;title\u{7}') }}".into(), Run::Err("red"));
+    chat(
+        "raise",
+        "{{ raise_exception('\u{1b}[31mred\u{1b}[0m \u{1b}]0;title\u{7}') }}".into(),
+        Run::Err("red"),
+    );
     chat("undefined-call", "{{ nothing() }}".into(), Run::Err(""));
-    chat("repeat-limit", "{{ 'x' * 1000000000 }}".into(), Run::Err(""));
-    chat("deep-recursion", "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}".into(), Run::Err(""));
+    chat(
+        "repeat-limit",
+        "{{ 'x' * 1000000000 }}".into(),
+        Run::Err(""),
+    );
+    chat(
+        "deep-recursion",
+        "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}".into(),
+        Run::Err(""),
+    );
     // Terminal injection through the name `inspect` prints (item 10): checked in the test by the output.
     let mut f = b.clone();
-    f.set("general.name", V::Str("\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\u{202e}evil".into()));
+    f.set(
+        "general.name",
+        V::Str("\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\u{202e}evil".into()),
+    );
     c.push(case("inspect-escape-name", &f, true, Run::Ok));
 }
 
@@ -473,10 +792,18 @@ fn non_finite(c: &mut Vec<Case>) {
         }
     };
     for (what, x) in [("nan", f32::NAN), ("inf", f32::INFINITY)] {
-        for name in ["output_norm.weight", "blk.0.ffn_down.weight", "token_embd.weight"] {
+        for name in [
+            "output_norm.weight",
+            "blk.0.ffn_down.weight",
+            "token_embd.weight",
+        ] {
             let mut f = b.clone();
             poison(&mut f, name, x);
-            c.push(refused(format!("non-finite-{what}-{name}"), &f, "non-finite"));
+            c.push(refused(
+                format!("non-finite-{what}-{name}"),
+                &f,
+                "non-finite",
+            ));
         }
     }
     // Quantized: an f16 scale of a Q8_0 block set to NaN (0x7e00) and to infinity (0x7c00).
@@ -486,7 +813,11 @@ fn non_finite(c: &mut Vec<Case>) {
         for blk in t.data.chunks_exact_mut(34) {
             blk[..2].copy_from_slice(&bits.to_le_bytes());
         }
-        c.push(refused(format!("non-finite-q8_0-scale-{what}"), &f, "non-finite"));
+        c.push(refused(
+            format!("non-finite-q8_0-scale-{what}"),
+            &f,
+            "non-finite",
+        ));
     }
 }
 

@@ -155,7 +155,9 @@ pub fn model(arch: &str, dtype: DType, d: Dims, seed: u64) -> File {
         .kv("tokenizer.ggml.eos_token_id", V::U32(256))
         .kv(
             "tokenizer.chat_template",
-            V::Str("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}".into()),
+            V::Str(
+                "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}".into(),
+            ),
         );
     let (e, hd) = (d.n_embd, d.head_dim);
     let ty = dtype as u32;
