@@ -46,8 +46,13 @@ pub fn parse_ctx_size(s: &str) -> std::result::Result<usize, String> {
 impl ModelArgs {
     /// The compute pool; a thread the OS refuses is an error, not a panic.
     pub fn pool(&self) -> Result<ThreadPool> {
-        let n = self.threads.unwrap_or_else(Self::default_threads);
+        let n = self.n_threads();
         ThreadPool::try_new(n).with_context(|| format!("cannot start {n} compute threads"))
+    }
+
+    /// The compute threads asked for (checked by [`parse_threads`]), or one per core.
+    pub fn n_threads(&self) -> usize {
+        self.threads.unwrap_or_else(Self::default_threads).max(1)
     }
 
     /// One thread per core.

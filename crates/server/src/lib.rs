@@ -4,8 +4,9 @@
 //!   `POST /v1/completions`, `GET /v1/models`, `GET /health`, `GET /metrics`.
 //! - [`AppState`] holds the [`Engine`](hearth_engine::batch::Engine) (its own OS thread), the tokenizer and the
 //!   chat template. Handlers turn requests into token ids, submit them, and map the engine's events to JSON or SSE
-//!   chunks; detokenization, a reasoning model's `<think>` split (`reasoning_content`) and stop strings live here
-//!   ([`text`]), never in the engine.
+//!   chunks. The text (detokenizing, a reasoning model's `<think>` split as `reasoning_content`, stop strings) is
+//!   hearth-text's `TextStream`, run on the engine thread by this crate's sink ([`text`]), so the engine ends the
+//!   sequence at a stop string and reports the finish and usage itself.
 //! - [`serve`] runs the router on a socket until SIGINT/SIGTERM, finishing the requests in flight.
 //!
 //! ```no_run
@@ -72,7 +73,7 @@ pub enum ServerError {
 /// Everything the handlers share.
 pub struct AppState {
     pub engine: Engine,
-    pub tok: Tokenizer,
+    pub tok: Arc<Tokenizer>,
     /// None when the file's template does not compile: chat requests then fail with the reason.
     pub template: Result<ChatTemplate, String>,
     pub config: ServerConfig,
@@ -83,7 +84,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the tokenizer and chat template from the model file and starts the engine thread.
     pub fn new(model: Arc<Model>, config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
-        let tok = Tokenizer::from_gguf(&model.gguf)?;
+        let tok = Arc::new(Tokenizer::from_gguf(&model.gguf)?);
         let template = ChatTemplate::from_gguf_with(&model.gguf, &tok).map_err(|e| e.to_string());
         let n_ctx_train = model.config.n_ctx_train;
         if config.batch.n_ctx > n_ctx_train {

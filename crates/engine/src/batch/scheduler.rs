@@ -2,9 +2,9 @@
 //! over every live sequence (decodes plus a budget of prompt chunks), sample, and send the events.
 
 use super::prefix::PrefixCache;
-use super::{BatchConfig, Event, Msg, Request, Shared, Sink, Usage};
+use super::{BatchConfig, Event, Finish, Flow, Msg, Request, Shared, Sink, Step, Usage};
 use crate::sampler::log_probs;
-use crate::{Finish, KvCache, Model, Sampler, SeqBatch, Step};
+use crate::{KvCache, Model, Sampler, SeqBatch};
 use hearth_kernels::ThreadPool;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -16,7 +16,8 @@ struct Waiting {
     sink: Box<dyn Sink>,
 }
 
-/// A sequence in flight.
+/// A sequence in flight. Per-sequence behaviour (sampling, a guide, the sink's text stream) hangs off `req` and
+/// `sink`; `sample_and_send` is the one place a step's token is chosen, reported and judged.
 struct Seq {
     req: Box<Request>,
     sink: Box<dyn Sink>,
@@ -89,12 +90,12 @@ impl Scheduler {
         }
         for w in self.waiting.drain(..) {
             let mut sink = w.sink;
-            sink.send(Event::Failed("the server is shutting down".into()));
+            sink.send(Event::Failed("the engine is shutting down".into()));
             self.shared.queued.fetch_sub(1, Relaxed);
         }
         for mut s in self.running.drain(..) {
             s.sink
-                .send(Event::Failed("the server is shutting down".into()));
+                .send(Event::Failed("the engine is shutting down".into()));
         }
         self.publish();
     }
@@ -268,17 +269,20 @@ impl Scheduler {
             let l = &mut logits[row * n_vocab..(row + 1) * n_vocab];
             row += 1;
             match sample_and_send(s, l) {
-                Ok(None) => {}
-                Ok(Some(f)) => finished.push((p.seq, Some(f))),
-                Err(()) => finished.push((p.seq, None)),
+                Outcome::Running => {}
+                end => finished.push((p.seq, end)),
             }
         }
-        for &(i, finish) in finished.iter().rev() {
-            let s = self.running.remove(i);
-            match finish {
-                Some(_) => self.prefix.insert(s.tokens, s.cache),
-                None => {
+        for (i, end) in finished.into_iter().rev() {
+            let mut s = self.running.remove(i);
+            match end {
+                Outcome::Running => {}
+                Outcome::Done => self.prefix.insert(s.tokens, s.cache),
+                Outcome::Gone => {
                     self.shared.cancelled.fetch_add(1, Relaxed);
+                }
+                Outcome::Failed(msg) => {
+                    s.sink.send(Event::Failed(msg));
                 }
             }
         }
@@ -294,10 +298,27 @@ impl Scheduler {
     }
 }
 
-/// Samples the next token of `s` from its logits (n_vocab), sends it, and sends `Done` when the sequence ends.
-/// Returns Ok(Some(finish)) when it ended, Err(()) when the receiver has gone.
-fn sample_and_send(s: &mut Seq, logits: &mut [f32]) -> Result<Option<Finish>, ()> {
+/// What became of a sequence after its step.
+enum Outcome {
+    Running,
+    /// Ended; `Done` was sent.
+    Done,
+    /// The receiver has gone.
+    Gone,
+    /// The guide refused; the message goes out as `Failed`.
+    Failed(String),
+}
+
+/// Samples the next token of `s` from its logits (n_vocab), sends it, and decides whether the sequence ends (an
+/// end-of-generation id, the sink's [`Flow::Stop`], the guide's completion, `max_tokens` or a full context); then
+/// sends `Done` with the usage.
+fn sample_and_send(s: &mut Seq, logits: &mut [f32]) -> Outcome {
     let raw = s.req.top_logprobs.map(|_| logits.to_vec());
+    if let Some(g) = &mut s.req.guide {
+        if let Err(m) = g.mask(logits) {
+            return Outcome::Failed(m);
+        }
+    }
     // Penalties look at everything the sequence holds: prompt and generated tokens.
     let id = s.sampler.sample(logits, &s.tokens);
     let (logprob, top) = match (raw, s.req.top_logprobs) {
@@ -307,17 +328,26 @@ fn sample_and_send(s: &mut Seq, logits: &mut [f32]) -> Result<Option<Finish>, ()
         }
         _ => (None, Vec::new()),
     };
+    let guide_done = match s.req.guide.as_mut().map(|g| g.accept(id)) {
+        None => false,
+        Some(Ok(done)) => done,
+        Some(Err(m)) => return Outcome::Failed(m),
+    };
     s.generated += 1;
-    if !s.sink.send(Event::Token(Step { id, logprob, top })) {
-        return Err(());
-    }
-    let finish = if s.req.stop_ids.contains(&id) {
-        Finish::Stop
-    } else if s.generated >= s.req.max_tokens || s.cache.len() >= s.cache.n_ctx() {
-        Finish::Length
-    } else {
-        s.next = Some(id);
-        return Ok(None);
+    let flow = s.sink.send(Event::Token(Step { id, logprob, top }));
+    let finish = match flow {
+        Flow::Gone => return Outcome::Gone,
+        Flow::Stop => Finish::Stop,
+        Flow::Continue if guide_done || s.req.stop_ids.contains(&id) => Finish::Stop,
+        Flow::Continue
+            if s.generated >= s.req.max_tokens || s.cache.len() >= s.cache.n_ctx() =>
+        {
+            Finish::Length
+        }
+        Flow::Continue => {
+            s.next = Some(id);
+            return Outcome::Running;
+        }
     };
     let usage = Usage {
         prompt_tokens: s.req.prompt.len(),
@@ -325,5 +355,5 @@ fn sample_and_send(s: &mut Seq, logits: &mut [f32]) -> Result<Option<Finish>, ()
         cached_tokens: s.cached_tokens,
     };
     s.sink.send(Event::Done { finish, usage });
-    Ok(Some(finish))
+    Outcome::Done
 }
