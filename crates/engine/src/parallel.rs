@@ -6,6 +6,7 @@ use hearth_kernels::ThreadPool;
 struct RowPtr(*mut f32);
 // SAFETY: `for_each_row` hands each task a distinct, non-overlapping row; no two threads touch the same memory.
 unsafe impl Sync for RowPtr {}
+// SAFETY: as for Sync: the pointer is only dereferenced at disjoint rows, while `out` is borrowed mutably.
 unsafe impl Send for RowPtr {}
 
 /// Runs `f(i, row_i)` for every `row_len`-sized row of `out`, in parallel on `pool`.

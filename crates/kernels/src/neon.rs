@@ -61,6 +61,8 @@ pub(crate) trait I8Dot: 'static {
 pub(crate) struct Base;
 
 impl I8Dot for Base {
+    /// # Safety
+    /// NEON is part of every aarch64 CPU; registers only, no memory.
     #[inline(always)]
     unsafe fn dot(acc: int32x4_t, x: int8x16_t, y: int8x16_t) -> int32x4_t {
         dot_i8x16(acc, x, y)
@@ -72,6 +74,8 @@ impl I8Dot for Base {
 pub(crate) struct DotProd;
 
 impl I8Dot for DotProd {
+    /// # Safety
+    /// The CPU has the dot-product extension ([`has_dotprod`]).
     #[inline(always)]
     unsafe fn dot(mut acc: int32x4_t, x: int8x16_t, y: int8x16_t) -> int32x4_t {
         // SAFETY: the caller checked the CPU has the extension ([`has_dotprod`]); registers only, no memory.

@@ -755,6 +755,8 @@ mod tests {
             };
             // Finite scales: random values in (-1, 1) in the format's width.
             let gb = f.group_bytes();
+            // SAFETY: `Line` is 64 plain bytes (align 64), so the lines are `len * 64` initialised bytes, borrowed
+            // mutably through `m.lines` for as long as `data` lives.
             let data = unsafe {
                 std::slice::from_raw_parts_mut(m.lines.as_mut_ptr() as *mut u8, m.lines.len() * 64)
             };
@@ -786,6 +788,8 @@ mod tests {
                 o,
             };
             let mut y = vec![f32::NAN; n_tokens * rows];
+            // SAFETY: `y` holds n_tokens × rows outputs, and panels 0..n_panels cover exactly `rows` rows of `m`;
+            // `a` holds n_tokens activation rows of `cols`.
             unsafe { run_scalar(&m, &a, 0, n_panels, n_tokens, y.as_mut_ptr()) };
             for t in 0..n_tokens {
                 for r in 0..rows {
