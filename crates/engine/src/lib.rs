@@ -7,25 +7,26 @@
 //!   [`greedy_reference`] tests compare against).
 //! - [`perplexity`] scores a token stream as llama.cpp's `llama-perplexity` does.
 
+#![forbid(unsafe_code)]
+
 mod attention;
 pub mod batch;
 pub mod config;
 mod error;
-mod session;
 mod kv_cache;
 mod mla;
 mod model;
 mod moe;
-mod parallel;
 pub mod perplexity;
 pub mod sampler;
+mod session;
 pub mod weights;
 
+pub use batch::{Finish, Step};
 pub use config::ModelConfig;
 pub use error::EngineError;
-pub use batch::{Finish, Step};
-pub use session::{greedy_reference, Session};
 pub use hearth_kernels::ThreadPool;
 pub use kv_cache::{KvCache, KvLayout, KvType};
 pub use model::{Model, SeqBatch};
 pub use sampler::{Sampler, SamplingParams};
+pub use session::{greedy_reference, Session};
