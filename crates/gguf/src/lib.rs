@@ -92,6 +92,14 @@ impl Gguf {
             path: path.display().to_string(),
             source: e,
         };
+        // A directory cannot be mapped and opening a FIFO blocks until someone writes to it: only regular files.
+        let kind = std::fs::metadata(path).map_err(io)?.file_type();
+        if !kind.is_file() {
+            return Err(GgufError::NotAFile {
+                path: path.display().to_string(),
+                kind: file_kind(&kind),
+            });
+        }
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the mapping is read-only. Like every mmap reader we rely on the file not being truncated while
         // mapped; the store never rewrites files in place (it writes a temporary file and renames). For a user's
@@ -281,6 +289,30 @@ impl Gguf {
         self.bytes()
             .get(start as usize..(start + t.n_bytes) as usize)
             .unwrap_or(&[])
+    }
+}
+
+/// What a path that is not a regular file is, in words.
+pub fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
     }
 }
 

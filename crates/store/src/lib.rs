@@ -197,7 +197,18 @@ impl Store {
             });
         }
         let looks_like_path = name_or_path.contains(['/', '\\']) || name_or_path.ends_with(".gguf");
+        let not_a_file = || {
+            std::fs::metadata(p).ok().map(|m| {
+                StoreError::NotInstalled(format!(
+                    "{name_or_path} is {}, not a GGUF file",
+                    hearth_gguf::file_kind(&m.file_type())
+                ))
+            })
+        };
         if looks_like_path {
+            if let Some(e) = not_a_file() {
+                return Err(e);
+            }
             return Err(StoreError::NotInstalled(format!(
                 "{name_or_path}: no such file (for a model in the store give its name; `hearth list` shows them)"
             )));
@@ -229,7 +240,8 @@ impl Store {
                 manifest: None,
             });
         }
-        Err(StoreError::NotInstalled(not_installed_hint(name_or_path)))
+        Err(not_a_file()
+            .unwrap_or_else(|| StoreError::NotInstalled(not_installed_hint(name_or_path))))
     }
 
     /// The manifest of `name`, if installed.

@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Context size of each sequence (prompt plus generated tokens), capped at the model's training context.
-    #[arg(short = 'c', long = "ctx-size", alias = "ctx", default_value_t = 4096)]
+    #[arg(short = 'c', long = "ctx-size", alias = "ctx", default_value_t = 4096, value_parser = crate::common::parse_ctx_size)]
     ctx_size: usize,
     /// Sequences generated at once; more requests wait in the queue.
     #[arg(long, default_value_t = 16)]
