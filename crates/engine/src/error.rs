@@ -1,7 +1,7 @@
 //! Why loading a model or running it failed, with what the user needs to fix it.
 
 use hearth_gguf::GgufError;
-use hearth_kernels::MatmulError;
+use hearth_kernels::{MatmulError, QuantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -40,6 +40,10 @@ pub enum EngineError {
         kv_type: &'static str,
         reason: String,
     },
+    #[error("the model computed a non-finite {what} ({value}): its weights hold NaN or infinite values, or its activations overflowed; the file is corrupt or was converted wrongly")]
+    NonFinite { what: &'static str, value: f32 },
     #[error(transparent)]
     Kernel(#[from] MatmulError),
+    #[error(transparent)]
+    Quant(#[from] QuantError),
 }

@@ -66,8 +66,18 @@ pub struct ThreadPool {
 }
 
 impl ThreadPool {
-    /// A pool of `n_threads` threads including the caller (values below 1 are treated as 1).
+    /// A pool of `n_threads` threads including the caller (values below 1 are treated as 1). Panics when the OS
+    /// refuses a thread; [`ThreadPool::try_new`] reports that instead.
     pub fn new(n_threads: usize) -> ThreadPool {
+        match ThreadPool::try_new(n_threads) {
+            Ok(pool) => pool,
+            Err(e) => panic!("failed to spawn a compute thread: {e}"),
+        }
+    }
+
+    /// Like [`ThreadPool::new`], but a thread the OS refuses (too many threads, too little memory for stacks) is
+    /// an error; the threads already started are stopped and joined.
+    pub fn try_new(n_threads: usize) -> std::io::Result<ThreadPool> {
         let n_threads = n_threads.max(1);
         let noop: &(dyn Fn(usize) + Sync) = &|_| {};
         let shared = Arc::new(Shared {
@@ -81,20 +91,20 @@ impl ThreadPool {
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });
-        let workers = (1..n_threads)
-            .map(|i| {
-                let shared = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name(format!("hearth-compute-{i}"))
-                    .spawn(move || worker_loop(&shared))
-                    .expect("failed to spawn a compute thread")
-            })
-            .collect();
-        ThreadPool {
+        let mut pool = ThreadPool {
             shared,
-            workers,
+            workers: Vec::with_capacity(n_threads - 1),
             lock: Mutex::new(0),
+        };
+        for i in 1..n_threads {
+            let shared = Arc::clone(&pool.shared);
+            // On error `pool` is dropped here, which stops and joins the workers started so far.
+            let worker = std::thread::Builder::new()
+                .name(format!("hearth-compute-{i}"))
+                .spawn(move || worker_loop(&shared))?;
+            pool.workers.push(worker);
         }
+        Ok(pool)
     }
 
     /// Threads that run work, the caller included.

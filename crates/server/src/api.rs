@@ -255,19 +255,22 @@ impl Common {
 
     /// Range checks, as OpenAI documents them.
     pub fn validate(&self) -> Result<(), ApiError> {
-        let range = |name: &str, v: Option<f32>, lo: f32, hi: f32| match v {
-            Some(x) if !(lo..=hi).contains(&x) => Err(ApiError::invalid(
-                format!("Invalid '{name}': {x} is outside [{lo}, {hi}]"),
-                Some(name),
-            )),
-            _ => Ok(()),
+        // The engine's one table of sampling ranges (the CLI checks the same).
+        let range = |name: &str, v: Option<f32>| match v {
+            Some(x) => hearth_engine::sampler::check_setting(name, x).map_err(|e| {
+                ApiError::invalid(
+                    format!("Invalid '{name}': {x} is outside {}", e.range),
+                    Some(name),
+                )
+            }),
+            None => Ok(()),
         };
-        range("temperature", self.temperature, 0.0, 2.0)?;
-        range("top_p", self.top_p, 0.0, 1.0)?;
-        range("min_p", self.min_p, 0.0, 1.0)?;
-        range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
-        range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
-        range("repeat_penalty", self.repeat_penalty, 0.0, 10.0)?;
+        range("temperature", self.temperature)?;
+        range("top_p", self.top_p)?;
+        range("min_p", self.min_p)?;
+        range("presence_penalty", self.presence_penalty)?;
+        range("frequency_penalty", self.frequency_penalty)?;
+        range("repeat_penalty", self.repeat_penalty)?;
         if let Some(n) = self.n {
             if n != 1 {
                 return Err(ApiError::invalid(

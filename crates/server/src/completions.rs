@@ -286,7 +286,10 @@ async fn follow(
     let mut first: Option<Instant> = None;
     let end = loop {
         let Some(ev) = rx.recv().await else {
-            return Err(ApiError::internal("The engine dropped the request"));
+            return Err(state.failure().map_or_else(
+                || ApiError::internal("The engine dropped the request"),
+                ApiError::unavailable,
+            ));
         };
         match ev {
             Out::Token { delta, info } => {

@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(short = 'n', long = "max-tokens")]
     max_tokens: Option<usize>,
     /// Context size in tokens.
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096, value_parser = crate::common::parse_ctx_size)]
     ctx_size: usize,
     /// Sampling temperature; 0 is greedy.
     #[arg(long = "temp", default_value_t = SamplingParams::CLI_TEMPERATURE)]
@@ -97,6 +97,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.raw && a.prompt.is_none() {
         bail!("--raw needs a prompt");
     }
+    a.sampling().validate()?;
     let t0 = Instant::now();
     let loaded = Loaded::open(&a.model.model)?;
     let n_ctx = loaded.n_ctx(a.ctx_size);
