@@ -7,7 +7,7 @@ mod tiny;
 
 use axum::body::Body;
 use axum::http::{header, Request as HttpRequest, StatusCode};
-use hearth_engine::batch::{Event, Request, Sink};
+use hearth_engine::batch::{Event, Flow, Request, Sink};
 use hearth_server::{app, serve_on, AppState, Limits, ServerConfig, ServerError};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -112,7 +112,7 @@ async fn assert_failed(
 struct Boom;
 
 impl Sink for Boom {
-    fn send(&mut self, _event: Event) -> bool {
+    fn send(&mut self, _event: Event) -> Flow {
         panic!("a test sink exploded")
     }
 }
