@@ -63,6 +63,13 @@ fn config(prefill_chunk: usize, max_running: usize) -> BatchConfig {
     }
 }
 
+fn with_prefix_cache(config: BatchConfig) -> BatchConfig {
+    BatchConfig {
+        prefix_cache_bytes: 64 << 20,
+        ..config
+    }
+}
+
 fn greedy(prompt: &[u32], max_tokens: usize) -> Request {
     Request {
         prompt: prompt.to_vec(),
@@ -103,13 +110,7 @@ fn greedy_batched_equals_solo() {
 #[test]
 fn prefix_cache_reuses_kv_and_keeps_output() {
     let model = model();
-    let engine = Engine::start(
-        model.clone(),
-        BatchConfig {
-            prefix_cache_bytes: 64 << 20,
-            ..config(32, 8)
-        },
-    );
+    let engine = Engine::start(model.clone(), with_prefix_cache(config(32, 8)));
     let base = prompts()[4].clone(); // 70 tokens
     let (tx, rx) = mpsc::channel();
     engine.submit(greedy(&base, 6), Box::new(tx)).unwrap();
@@ -293,13 +294,7 @@ impl Sink for StopAt {
 #[test]
 fn a_sink_that_stops_gets_done_with_the_engines_usage() {
     let model = model();
-    let engine = Engine::start(
-        model.clone(),
-        BatchConfig {
-            prefix_cache_bytes: 64 << 20,
-            ..config(32, 8)
-        },
-    );
+    let engine = Engine::start(model.clone(), with_prefix_cache(config(32, 8)));
     let base = prompts()[4].clone();
     let (tx, rx) = mpsc::channel();
     engine.submit(greedy(&base, 6), Box::new(tx)).unwrap();

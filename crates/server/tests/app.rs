@@ -242,7 +242,7 @@ async fn full_queue_is_429() {
 }
 
 #[tokio::test]
-async fn greedy_completion_equals_generate() {
+async fn greedy_completion_equals_the_reference() {
     let prompt = "The capital of France is";
     let (want, n) = greedy_completion(prompt, 24);
     let body = json!({"model": MODEL_ID, "prompt": prompt, "max_tokens": 24, "temperature": 0});
@@ -262,7 +262,7 @@ async fn greedy_completion_equals_generate() {
 }
 
 #[tokio::test]
-async fn greedy_chat_equals_generate() {
+async fn greedy_chat_equals_the_reference() {
     let user = "What is the tallest mountain on Earth?";
     let (want, n) = greedy_chat(user, 40);
     let body = json!({

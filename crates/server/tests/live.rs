@@ -26,7 +26,7 @@ fn chunks(body: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_stream_with_usage_equals_greedy_generate() {
+async fn chat_stream_with_usage_equals_the_greedy_reference() {
     let user = "Name three colors.";
     let (want, n) = greedy_chat(user, 30);
     let addr = spawn_server(state(config())).await;
@@ -70,7 +70,7 @@ async fn chat_stream_with_usage_equals_greedy_generate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn completion_stream_equals_greedy_generate() {
+async fn completion_stream_equals_the_greedy_reference() {
     let prompt = "Once upon a time";
     let (want, n) = greedy_completion(prompt, 20);
     let addr = spawn_server(state(config())).await;

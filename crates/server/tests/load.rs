@@ -1,6 +1,6 @@
 //! A bounded load test on loopback: 64 concurrent streaming clients, two greedy requests each over 16 different
 //! prompts (12 new tokens each); a tenth of the clients hang up mid-stream on their first request. Every completed
-//! response must be whole and equal to the same prompt generated alone (the single-sequence `generate` loop);
+//! response must be whole and equal to the same prompt generated alone (the plain greedy reference loop);
 //! afterwards no sequence runs and the only KV left is the prefix cache's. Needs SmolLM2.
 
 mod common;
