@@ -29,7 +29,6 @@ fn seeds() -> &'static [(Vec<u8>, usize)] {
 
 #[test]
 fn fuzz_load_and_decode() {
-    let pool = ThreadPool::new(1);
     bolero::check!()
         .with_type::<(u8, Vec<(u16, u8)>)>()
         .for_each(|(which, edits)| {
@@ -42,6 +41,7 @@ fn fuzz_load_and_decode() {
             let Ok(model) = Model::from_gguf(g) else {
                 return;
             };
+            let pool = ThreadPool::new(1); // the caller only: nothing spawned
             let mut cache = model.new_cache(8);
             let tokens = [1u32, 2];
             let _ = model.forward(

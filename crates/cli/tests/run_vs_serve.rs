@@ -105,10 +105,15 @@ fn same_text_on(model: &str) {
             "/v1/chat/completions",
             &json!({"messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 24}),
         );
-        let content = v["choices"][0]["message"]["content"].as_str().expect("content");
+        let content = v["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("content");
         assert_eq!(stdout, format!("{content}\n"), "{model}: chat {prompt:?}");
         assert_eq!(reasoning, "", "{model}: no reasoning split without <think>");
-        assert!(!content.is_empty(), "{model}: an empty answer proves nothing");
+        assert!(
+            !content.is_empty(),
+            "{model}: an empty answer proves nothing"
+        );
     }
     for prompt in RAW {
         let (stdout, _) = run(&[model, "--raw", "--temp", "0", "-n", "24", prompt]);
@@ -167,8 +172,20 @@ fn reasoning_split_is_the_same_in_run_and_serve() {
     for seed in [412u64, 1, 2, 3] {
         let s = seed.to_string();
         let (stdout, reasoning) = run(&[
-            model, "--temp", "1", "--top-k", "0", "--top-p", "1", "--min-p", "0", "--seed", &s,
-            "-n", "48", "Why is the sky blue?",
+            model,
+            "--temp",
+            "1",
+            "--top-k",
+            "0",
+            "--top-p",
+            "1",
+            "--min-p",
+            "0",
+            "--seed",
+            &s,
+            "-n",
+            "48",
+            "Why is the sky blue?",
         ]);
         let v = server.post(
             "/v1/chat/completions",

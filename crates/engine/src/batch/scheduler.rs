@@ -339,9 +339,7 @@ fn sample_and_send(s: &mut Seq, logits: &mut [f32]) -> Outcome {
         Flow::Gone => return Outcome::Gone,
         Flow::Stop => Finish::Stop,
         Flow::Continue if guide_done || s.req.stop_ids.contains(&id) => Finish::Stop,
-        Flow::Continue
-            if s.generated >= s.req.max_tokens || s.cache.len() >= s.cache.n_ctx() =>
-        {
+        Flow::Continue if s.generated >= s.req.max_tokens || s.cache.len() >= s.cache.n_ctx() => {
             Finish::Length
         }
         Flow::Continue => {
