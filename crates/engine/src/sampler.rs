@@ -22,6 +22,16 @@ pub struct SamplingParams {
     pub seed: u64,
 }
 
+/// The default temperatures, chosen here and only here. `SamplingParams::default()` is greedy (0): the library's
+/// default is deterministic, for tests and references. A front-end whose user does not say samples, at the
+/// temperature its users compare us with:
+impl SamplingParams {
+    /// The server's: 1.0, what the OpenAI API documents; a client that leaves `temperature` out expects it.
+    pub const API_TEMPERATURE: f32 = 1.0;
+    /// `hearth run`'s: 0.8, llama.cpp's `llama-cli` default, which a user running a model in a terminal expects.
+    pub const CLI_TEMPERATURE: f32 = 0.8;
+}
+
 impl Default for SamplingParams {
     fn default() -> Self {
         SamplingParams {

@@ -61,7 +61,47 @@ pub(crate) struct Format {
     pub unpack_row: UnpackRow,
 }
 
+/// The width of the scales (and min terms) in the packed layout.
+#[derive(Clone, Copy)]
+pub(crate) enum Scales {
+    /// As the file stores them (Q4_0 ... Q8_0: exactly its values).
+    F16,
+    /// The K-quants' products `d * scale` (exact in f32).
+    F32,
+}
+
 impl Format {
+    /// A format with `value = wd * (q - offset)`: `group` elements of `bits`-bit quants per scale.
+    pub(crate) const fn with_offset(
+        group: usize,
+        bits: u32,
+        offset: i32,
+        scales: Scales,
+        unpack_row: UnpackRow,
+    ) -> Format {
+        Format {
+            group,
+            bits,
+            offset,
+            min: false,
+            f16_scales: matches!(scales, Scales::F16),
+            unpack_row,
+        }
+    }
+
+    /// A format with `value = wd * q + wm`: `group` elements of `bits`-bit quants per scale and min term.
+    pub(crate) const fn with_min(
+        group: usize,
+        bits: u32,
+        scales: Scales,
+        unpack_row: UnpackRow,
+    ) -> Format {
+        Format {
+            min: true,
+            ..Format::with_offset(group, bits, 0, scales, unpack_row)
+        }
+    }
+
     /// The packed form of `dtype`, from its row of the format registry.
     pub(crate) fn for_dtype(dtype: DType) -> Option<Format> {
         crate::formats::spec(dtype)?.packed

@@ -112,6 +112,33 @@ impl ThreadPool {
         self.workers.len() + 1
     }
 
+    /// Runs `f(i, row_i)` for every `row_len`-sized row of `out` (rows in parallel); returns when all are done.
+    ///
+    /// Panics when `out` is not a whole number of rows.
+    pub fn for_each_row<T: Send, F>(&self, out: &mut [T], row_len: usize, f: F)
+    where
+        F: Fn(usize, &mut [T]) + Sync,
+    {
+        /// The base of `out`, shared by the tasks: each row it leads to is written by exactly one task.
+        struct Rows<T>(*mut T);
+        // SAFETY: the tasks get distinct, non-overlapping rows of a buffer of `T: Send`; no two threads touch the
+        // same element.
+        unsafe impl<T: Send> Sync for Rows<T> {}
+        assert!(
+            row_len > 0 && out.len().is_multiple_of(row_len),
+            "output is not a whole number of rows"
+        );
+        let n_rows = out.len() / row_len;
+        let base = Rows(out.as_mut_ptr());
+        self.parallel_for(n_rows, |i| {
+            let base = &base;
+            // SAFETY: i < n_rows, so the row lies inside `out`, and rows of distinct i do not overlap; `out` is
+            // borrowed mutably for the whole call, so nothing else reads or writes it meanwhile.
+            let row = unsafe { std::slice::from_raw_parts_mut(base.0.add(i * row_len), row_len) };
+            f(i, row);
+        });
+    }
+
     /// Runs `f(i)` for every `i` in `0..n_items` on all threads; returns when all calls are done.
     ///
     /// Panics from `f` are re-raised here after every thread has stopped. Nested calls (from inside `f`) run inline.
