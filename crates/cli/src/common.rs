@@ -152,7 +152,7 @@ mod tests {
         );
         assert_eq!(
             escape_for_terminal("héllo wörld", 4),
-            "héll… (9 more bytes)"
+            "héll… (8 more bytes)"
         );
         assert_eq!(escape_for_terminal("short", 5), "short");
     }
