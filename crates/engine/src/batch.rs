@@ -28,8 +28,11 @@
 //! # Ok(()) }
 //! ```
 
+mod constraint;
 mod prefix;
 mod scheduler;
+
+pub use constraint::{Constraint, Mask};
 
 use crate::{Finish, KvType, Model, SamplingParams, Step};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -83,6 +86,8 @@ pub struct Request {
     pub stop_ids: Vec<u32>,
     /// Report the top `k` log-probabilities of every step (and the chosen token's).
     pub top_logprobs: Option<usize>,
+    /// A grammar the generated tokens must follow; `stop_ids` are then allowed only where it accepts.
+    pub constraint: Option<Box<dyn Constraint>>,
 }
 
 /// Token counts of a finished request.
@@ -152,6 +157,9 @@ struct Shared {
     prefix_hits: AtomicU64,
     cached_tokens: AtomicU64,
     cancelled: AtomicU64,
+    masks: AtomicU64,
+    mask_nanos: AtomicU64,
+    forced_tokens: AtomicU64,
 }
 
 /// A snapshot of the engine's state.
@@ -175,6 +183,12 @@ pub struct Stats {
     pub cached_tokens: u64,
     /// Requests dropped because their sink closed.
     pub cancelled: u64,
+    /// Grammar masks computed for constrained sequences, and the time they took in all (on the helper thread that
+    /// runs beside the forward pass).
+    pub masks: u64,
+    pub mask_nanos: u64,
+    /// Tokens a grammar forced (fed without a step of their own).
+    pub forced_tokens: u64,
 }
 
 enum Msg {
@@ -260,6 +274,9 @@ impl Engine {
             prefix_hits: s.prefix_hits.load(Relaxed),
             cached_tokens: s.cached_tokens.load(Relaxed),
             cancelled: s.cancelled.load(Relaxed),
+            masks: s.masks.load(Relaxed),
+            mask_nanos: s.mask_nanos.load(Relaxed),
+            forced_tokens: s.forced_tokens.load(Relaxed),
         }
     }
 }
