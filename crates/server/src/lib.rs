@@ -22,6 +22,7 @@ mod completions;
 pub mod error;
 pub mod metrics;
 mod render;
+mod structured;
 pub mod text;
 
 use axum::extract::{Request, State};
@@ -31,11 +32,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use error::ApiError;
+use hearth_constraint::Guide;
 use hearth_engine::batch::{BatchConfig, Engine};
 use hearth_engine::Model;
 use hearth_text::{ChatTemplate, Tokenizer};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What the server is told at start.
@@ -72,7 +74,10 @@ pub enum ServerError {
 /// Everything the handlers share.
 pub struct AppState {
     pub engine: Engine,
-    pub tok: Tokenizer,
+    pub tok: Arc<Tokenizer>,
+    /// Compiles grammars for this vocabulary (structured output); built in the background at start.
+    guide: Arc<OnceLock<Result<Arc<Guide>, String>>>,
+    n_vocab: usize,
     /// None when the file's template does not compile: chat requests then fail with the reason.
     pub template: Result<ChatTemplate, String>,
     pub config: ServerConfig,
@@ -83,7 +88,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the tokenizer and chat template from the model file and starts the engine thread.
     pub fn new(model: Arc<Model>, config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
-        let tok = Tokenizer::from_gguf(&model.gguf)?;
+        let tok = Arc::new(Tokenizer::from_gguf(&model.gguf)?);
         let template = ChatTemplate::from_gguf_with(&model.gguf, &tok).map_err(|e| e.to_string());
         let n_ctx_train = model.config.n_ctx_train;
         if config.batch.n_ctx > n_ctx_train {
@@ -92,17 +97,40 @@ impl AppState {
                 n_ctx_train,
             });
         }
+        let n_vocab = model.config.n_vocab;
         let engine = Engine::start(model, config.batch.clone());
-        Ok(Arc::new(AppState {
+        let state = Arc::new(AppState {
             engine,
             tok,
+            guide: Arc::new(OnceLock::new()),
+            n_vocab,
             template,
             config,
             metrics: metrics::Metrics::default(),
             created: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-        }))
+        });
+        // The vocabulary trie takes a few hundred milliseconds (seconds for a 262k vocabulary): build it now, so
+        // that the first constrained request does not wait for it.
+        let st = state.clone();
+        let _ = std::thread::Builder::new()
+            .name("hearth-guide".into())
+            .spawn(move || {
+                let _ = st.guide();
+            });
+        Ok(state)
+    }
+
+    /// The grammar compiler for this model's vocabulary (waits while it is being built).
+    pub fn guide(&self) -> Result<Arc<Guide>, String> {
+        self.guide
+            .get_or_init(|| {
+                Guide::new(self.tok.clone(), self.n_vocab)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
     }
 }
 
