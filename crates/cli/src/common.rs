@@ -23,8 +23,12 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn pool(&self) -> ThreadPool {
-        let n = self.threads.unwrap_or_else(Self::default_threads);
-        ThreadPool::new(n.max(1))
+        ThreadPool::new(self.n_threads())
+    }
+
+    /// The compute threads asked for, or one per core.
+    pub fn n_threads(&self) -> usize {
+        self.threads.unwrap_or_else(Self::default_threads).max(1)
     }
 
     /// One thread per core.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use hearth_engine::{generate, GenerateOptions, KvType, Model, SeqBatch, Session, ThreadPool};
+use hearth_engine::{greedy_reference, KvType, Model, SeqBatch, ThreadPool};
 
 fn argmax(r: &[f32]) -> usize {
     r.iter()
@@ -147,17 +147,11 @@ fn greedy(arch: &str) {
     let g = common::golden(arch);
     let model = Model::load(common::converted(arch, "f32")).unwrap();
     let pool = ThreadPool::new(2);
-    let mut session = Session::new(&model, 64);
-    let opts = GenerateOptions {
-        max_tokens: g.generate.len(),
-        ..Default::default()
-    };
-    let mut ours = Vec::new();
-    generate(&model, &pool, &mut session, &g.prompt, &opts, |s| {
-        ours.push(s.id);
-        true
-    })
-    .unwrap();
+    let ours: Vec<u32> = greedy_reference(&model, &pool, &g.prompt, g.generate.len(), 0)
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
     assert_eq!(
         ours, g.generate,
         "{arch}: greedy continuation differs from transformers' generate"

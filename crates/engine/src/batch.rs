@@ -1,7 +1,10 @@
 //! Continuous batching: one engine thread serves many sequences at once, fed by a channel.
 //!
 //! Each [`Engine::submit`]ted [`Request`] carries its own [`Sink`] for streaming [`Event`]s (tokens with their
-//! log-probabilities, then the finish and usage). Every step the engine thread runs all live sequences through one
+//! log-probabilities, then the finish and usage). The engine alone ends a sequence and says why ([`Finish`]): at an
+//! end-of-generation id, at `max_tokens` or a full context, or when its sink answers a token with [`Flow::Stop`]
+//! (the front-end's text stream found a stop string); usage always comes with the `Done` event. A [`Constraint`] (a
+//! grammar) may limit which tokens a sequence can produce. Every step the engine thread runs all live sequences through one
 //! [`Model::forward`](crate::Model::forward): running streams decode one token each, and prompts are read in chunks
 //! beside them (so a long prompt does not stall running streams). New requests join between steps; a sequence whose
 //! sink has closed is dropped, and its KV freed, before the next step. Finished sequences leave their KV in a
@@ -34,7 +37,7 @@ mod scheduler;
 
 pub use constraint::{Constraint, Mask};
 
-use crate::{Finish, KvType, Model, SamplingParams, Step};
+use crate::{KvType, Model, SamplingParams};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -74,8 +77,27 @@ impl Default for BatchConfig {
     }
 }
 
+/// One generated token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub id: u32,
+    /// Log-probability of `id` and the top-k alternatives, over the full vocabulary before sampling
+    /// (when asked for).
+    pub logprob: Option<f32>,
+    pub top: Vec<(u32, f32)>,
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The model produced an end-of-generation id, the sink found a stop string, or the grammar completed.
+    Stop,
+    /// `max_tokens` were generated, or the context filled up.
+    Length,
+}
+
 /// One generation to run.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct Request {
     /// Prompt token ids (at least one).
     pub prompt: Vec<u32>,
@@ -88,6 +110,19 @@ pub struct Request {
     pub top_logprobs: Option<usize>,
     /// A grammar the generated tokens must follow; `stop_ids` are then allowed only where it accepts.
     pub constraint: Option<Box<dyn Constraint>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("prompt", &self.prompt)
+            .field("max_tokens", &self.max_tokens)
+            .field("sampling", &self.sampling)
+            .field("stop_ids", &self.stop_ids)
+            .field("top_logprobs", &self.top_logprobs)
+            .field("constraint", &self.constraint.is_some())
+            .finish()
+    }
 }
 
 /// Token counts of a finished request.
@@ -107,10 +142,23 @@ pub enum Event {
     Failed(String),
 }
 
-/// Where a request's events go. A sink whose receiver has gone cancels its request.
+/// What a sink answers to an event (only a `Token`'s answer changes anything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// The sequence is complete (its text reached a stop string): the engine ends it with [`Finish::Stop`] and
+    /// sends `Done` with the usage.
+    Stop,
+    /// The receiver has gone: the engine drops the sequence, and sends nothing more.
+    Gone,
+}
+
+/// Where a request's events go; it runs on the engine thread, so it must be quick (detokenize, forward to a
+/// channel, write to a terminal). A sink whose receiver has gone cancels its request.
 pub trait Sink: Send {
-    /// Delivers one event; false when the receiver has gone.
-    fn send(&mut self, event: Event) -> bool;
+    /// Delivers one event.
+    fn send(&mut self, event: Event) -> Flow;
     /// Whether the receiver has gone (checked before every step, so a disconnect frees the sequence at once).
     fn is_closed(&self) -> bool {
         false
@@ -118,8 +166,11 @@ pub trait Sink: Send {
 }
 
 impl Sink for mpsc::Sender<Event> {
-    fn send(&mut self, event: Event) -> bool {
-        mpsc::Sender::send(self, event).is_ok()
+    fn send(&mut self, event: Event) -> Flow {
+        match mpsc::Sender::send(self, event) {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Gone,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Why loading a model or running it failed, with what the user needs to fix it.
 
 use hearth_gguf::GgufError;
-use hearth_kernels::MatmulError;
+use hearth_kernels::{MatmulError, QuantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -26,6 +26,11 @@ pub enum EngineError {
     },
     #[error("the model's hyperparameters are inconsistent: {0}")]
     BadConfig(String),
+    #[error("the prompt is empty: there is nothing to continue")]
+    EmptyPrompt,
+    /// A request's input (not the model) is unusable; the message says why.
+    #[error("{0}")]
+    BadInput(String),
     #[error("the context is full: {needed} tokens needed but the context holds {n_ctx} (raise --ctx-size or shorten the prompt)")]
     ContextFull { needed: usize, n_ctx: usize },
     #[error("token id {id} is outside the vocabulary of {n_vocab}")]
@@ -37,4 +42,6 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Kernel(#[from] MatmulError),
+    #[error(transparent)]
+    Quant(#[from] QuantError),
 }

@@ -27,13 +27,13 @@ pub fn perplexity(
     mut on_chunk: impl FnMut(usize, usize, f64),
 ) -> Result<Perplexity, EngineError> {
     if n_ctx < 4 {
-        return Err(EngineError::BadConfig(format!(
+        return Err(EngineError::BadInput(format!(
             "perplexity needs a context of at least 4 tokens, not {n_ctx}"
         )));
     }
     let n_chunks = tokens.len() / n_ctx;
     if n_chunks == 0 {
-        return Err(EngineError::BadConfig(format!(
+        return Err(EngineError::BadInput(format!(
             "the text has {} tokens, fewer than one chunk of {n_ctx}; use a longer text or a smaller --ctx",
             tokens.len()
         )));

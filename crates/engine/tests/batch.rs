@@ -1,13 +1,13 @@
-//! Continuous batching with SmolLM2: greedy output is the same alone (the single-sequence `generate` loop) and
+//! Continuous batching with SmolLM2: greedy output is the same alone (the plain `greedy_reference` loop) and
 //! batched (chunked prefill mixed with decodes, a queue, the prefix cache); cancelling frees the KV; a full queue
 //! refuses. One compute thread each: the tests run side by side.
 
 mod common;
 
-use hearth_engine::batch::{BatchConfig, Engine, Event, Request, SubmitError, Usage};
-use hearth_engine::{
-    generate, Finish, GenerateOptions, Model, SamplingParams, Session, ThreadPool,
+use hearth_engine::batch::{
+    BatchConfig, Constraint, Engine, Event, Flow, Mask, Request, Sink, SubmitError, Usage,
 };
+use hearth_engine::{greedy_reference, Finish, Model, SamplingParams, ThreadPool};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -31,18 +31,11 @@ fn prompts() -> Vec<Vec<u32>> {
 
 fn solo(model: &Model, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
     let pool = ThreadPool::new(1);
-    let mut session = Session::new(model, 512);
-    let mut out = Vec::new();
-    let opts = GenerateOptions {
-        max_tokens,
-        ..Default::default()
-    };
-    generate(model, &pool, &mut session, prompt, &opts, |s| {
-        out.push(s.id);
-        true
-    })
-    .unwrap();
-    out
+    greedy_reference(model, &pool, prompt, max_tokens, 0)
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect()
 }
 
 /// Collects one request's tokens, finish and usage.
@@ -266,4 +259,119 @@ fn refusals_are_clear() {
     let (ids, finish, usage) = collect(rx);
     assert!(ids.is_empty());
     assert_eq!((finish, usage.prompt_tokens), (Finish::Length, 2));
+}
+
+/// A sink that answers `Flow::Stop` to the `at`-th token (1-based), as a front-end's text stream does at a stop
+/// string, and forwards every event.
+struct StopAt {
+    at: usize,
+    seen: usize,
+    tx: mpsc::Sender<Event>,
+}
+
+impl Sink for StopAt {
+    fn send(&mut self, event: Event) -> Flow {
+        let is_token = matches!(event, Event::Token(_));
+        if self.tx.send(event).is_err() {
+            return Flow::Gone;
+        }
+        self.seen += usize::from(is_token);
+        if is_token && self.seen == self.at {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+#[test]
+fn a_sink_that_stops_gets_done_with_the_engines_usage() {
+    let model = model();
+    let engine = Engine::start(
+        model.clone(),
+        BatchConfig {
+            prefix_cache_bytes: 64 << 20,
+            ..config(32, 8)
+        },
+    );
+    let base = prompts()[4].clone();
+    let (tx, rx) = mpsc::channel();
+    engine.submit(greedy(&base, 6), Box::new(tx)).unwrap();
+    collect(rx);
+    // The same prompt again, stopped by its sink after 3 tokens: the sequence ends there (Stop, not Length), and
+    // the usage counts the cached prompt tokens.
+    let (tx, rx) = mpsc::channel();
+    let sink = StopAt { at: 3, seen: 0, tx };
+    engine.submit(greedy(&base, 20), Box::new(sink)).unwrap();
+    let (ids, finish, usage) = collect(rx);
+    assert_eq!(ids, solo(&model, &base, 3));
+    assert_eq!(finish, Finish::Stop);
+    assert_eq!(
+        usage,
+        Usage {
+            prompt_tokens: base.len(),
+            completion_tokens: 3,
+            cached_tokens: base.len() - 1,
+        }
+    );
+}
+
+/// Allows only ids from `allowed`; complete after `n` tokens.
+#[derive(Clone)]
+struct OnlyThese {
+    allowed: Vec<u32>,
+    n: usize,
+    seen: Vec<u32>,
+}
+
+impl Constraint for OnlyThese {
+    fn mask(&mut self) -> Result<Mask, String> {
+        let top = self.allowed.iter().max().map_or(0, |&m| m as usize + 1);
+        let mut allowed = vec![0u32; top.div_ceil(32)];
+        for &id in &self.allowed {
+            allowed[id as usize / 32] |= 1 << (id % 32);
+        }
+        Ok(Mask {
+            allowed,
+            accepting: false,
+        })
+    }
+    fn consume(&mut self, id: u32) -> Result<(), String> {
+        if !self.allowed.contains(&id) {
+            return Err(format!("token {id} was not allowed"));
+        }
+        self.seen.push(id);
+        Ok(())
+    }
+    fn forced(&mut self) -> Vec<u32> {
+        Vec::new()
+    }
+    fn is_finished(&self) -> bool {
+        self.seen.len() == self.n
+    }
+    fn boxed_clone(&self) -> Box<dyn Constraint> {
+        Box::new(self.clone())
+    }
+}
+
+#[test]
+fn a_guide_masks_every_step_and_ends_the_sequence() {
+    let model = model();
+    let engine = Engine::start(model.clone(), config(64, 4));
+    let allowed = vec![300, 301, 302, 5000];
+    let (tx, rx) = mpsc::channel();
+    let guide = OnlyThese {
+        allowed: allowed.clone(),
+        n: 5,
+        seen: Vec::new(),
+    };
+    let req = Request {
+        constraint: Some(Box::new(guide)),
+        ..greedy(&prompts()[2], 50)
+    };
+    engine.submit(req, Box::new(tx)).unwrap();
+    let (ids, finish, usage) = collect(rx);
+    assert_eq!(ids.len(), 5);
+    assert!(ids.iter().all(|id| allowed.contains(id)), "{ids:?}");
+    assert_eq!((finish, usage.completion_tokens), (Finish::Stop, 5));
 }

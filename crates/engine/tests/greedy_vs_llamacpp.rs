@@ -3,7 +3,7 @@
 
 mod common;
 
-use hearth_engine::{generate, GenerateOptions, Model, Session, ThreadPool};
+use hearth_engine::{greedy_reference, Model, ThreadPool};
 use serde_json::Value;
 
 /// Where a prompt parted from the reference (reported; the bar is on margins and log-probs).
@@ -31,18 +31,7 @@ fn check(model_name: &str, reference: &str) -> Vec<Outcome> {
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
         let steps = case["steps"].as_array().unwrap();
-        let mut session = Session::new(&model, 512);
-        let opts = GenerateOptions {
-            max_tokens: steps.len(),
-            top_logprobs: Some(5),
-            ..Default::default()
-        };
-        let mut ours = Vec::new();
-        generate(&model, &pool, &mut session, &prompt, &opts, |s| {
-            ours.push(s.clone());
-            true
-        })
-        .unwrap();
+        let ours = greedy_reference(&model, &pool, &prompt, steps.len(), 5).unwrap();
         let mut parted_at = None;
         let mut max_diff = 0f32;
         for (i, (o, r)) in ours.iter().zip(steps).enumerate() {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use hearth_engine::{generate, GenerateOptions, Model, Session, ThreadPool};
+use hearth_engine::{greedy_reference, Model, ThreadPool};
 use serde_json::Value;
 
 fn check(model_name: &str, fixture: &str) {
@@ -23,18 +23,7 @@ fn check(model_name: &str, fixture: &str) {
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
         let steps = case["steps"].as_array().unwrap();
-        let mut session = Session::new(&model, 256);
-        let opts = GenerateOptions {
-            max_tokens: steps.len(),
-            top_logprobs: Some(2),
-            ..Default::default()
-        };
-        let mut ours = Vec::new();
-        generate(&model, &pool, &mut session, &prompt, &opts, |s| {
-            ours.push(s.clone());
-            true
-        })
-        .unwrap();
+        let ours = greedy_reference(&model, &pool, &prompt, steps.len(), 2).unwrap();
         assert_eq!(ours.len(), steps.len());
         for (i, (o, r)) in ours.iter().zip(steps).enumerate() {
             if o.id as u64 != r["id"].as_u64().unwrap() {

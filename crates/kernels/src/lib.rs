@@ -4,7 +4,8 @@
 //!
 //! Main entry points:
 //! - [`matmul`]: `y = W x` for a [`WeightMatrix`] in any supported GGUF format, rows split over a [`ThreadPool`];
-//! - [`dequantize_row`] / [`quantize_row`]: convert whole blocks between f32 and a [`DType`];
+//! - [`dequantize_row`] / [`quantize_row`]: convert whole blocks between f32 and a [`DType`] ([`QuantError`] when
+//!   refused);
 //! - [`detected_isa`] / [`selected_isa`]: which SIMD kernels run (override with `HEARTH_ISA`).
 //!
 //! ```
@@ -37,7 +38,7 @@ pub mod pool;
 mod x86;
 
 pub use dtype::DType;
-pub use formats::{dequantize_row, quantize_row};
+pub use formats::{dequantize_row, quantize_row, QuantError};
 pub use isa::{detected_isa, selected_isa, Isa, IsaError};
 pub use matmul::{matmul, MatmulError, WeightMatrix};
 pub use packed::{matmul_packed, PackedMatrix};

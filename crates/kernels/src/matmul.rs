@@ -1,7 +1,7 @@
 //! `y = W x` for quantized weight matrices: activations quantized to the weight format's partner, integer dot products,
 //! rows split over the thread pool.
 
-use crate::formats;
+use crate::formats::{self, QuantError};
 use crate::isa::{selected_isa, Isa, IsaError};
 use crate::{DType, ThreadPool};
 use std::cell::Cell;
@@ -60,6 +60,8 @@ pub enum MatmulError {
     },
     #[error(transparent)]
     Isa(#[from] IsaError),
+    #[error(transparent)]
+    Quant(#[from] QuantError),
 }
 
 /// One tile of work: `nr` weight rows starting at `w` (`w_stride` bytes apart, `row_bytes` used of each) against `nt`
@@ -95,127 +97,89 @@ pub(crate) type ScalarDotFn = fn(w: &[u8], a: &[u8]) -> f32;
 /// The function must belong to an ISA the CPU supports; `dst` must be exactly the quantized size of `src`.
 pub(crate) type QuantizeFn = unsafe fn(src: &[f32], dst: &mut [u8]);
 
+/// A dot product of one weight row with one activation row, run for each (row, token) pair of a tile: the scalar
+/// specifications, and the NEON kernels.
+///
+/// # Safety
+/// The function must belong to an ISA the CPU supports; both rows hold whole blocks.
+pub(crate) type PairDotFn = unsafe fn(w: &[u8], a: &[u8]) -> f32;
+
+/// How a kernel covers a tile.
+#[derive(Clone, Copy)]
+pub(crate) enum Tile {
+    /// A tile kernel that covers the whole region itself.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Whole(TileFn),
+    /// One dot product per (row, token) pair.
+    Pairs(PairDotFn),
+}
+
 /// The kernels for one weight format on one ISA, chosen once per matmul call.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernel {
     /// The format activations are quantized to, and how.
     pub act: DType,
     pub quantize: QuantizeFn,
-    pub tile: TileFn,
+    pub tile: Tile,
 }
 
-/// The scalar quantizer of each activation format.
-fn scalar_quantizer(act: DType) -> Option<QuantizeFn> {
-    Some(match act {
-        DType::F32 => formats::f32::quantize,
-        DType::F16 => formats::f16::quantize,
-        DType::BF16 => formats::bf16::quantize,
-        DType::Q8_0 => formats::q8_0::quantize,
-        DType::Q8_1 => formats::q8_1::quantize,
-        DType::Q8_K => formats::q8_k::quantize,
-        _ => return None,
-    })
-}
-
-/// The activation format ggml pairs with each weight format.
-pub fn activation_dtype(weight: DType) -> Option<DType> {
-    use DType::*;
-    Some(match weight {
-        F32 => F32,
-        F16 => F16,
-        BF16 => BF16,
-        Q4_0 | Q5_0 | Q8_0 => Q8_0,
-        Q4_1 | Q5_1 => Q8_1,
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Q8_K,
-        _ => return None,
-    })
-}
-
-/// The scalar (specification) dot product for a weight format against its activation partner.
-pub(crate) fn scalar_dot(weight: DType) -> Option<ScalarDotFn> {
-    use DType::*;
-    Some(match weight {
-        F32 => formats::f32::vec_dot,
-        F16 => formats::f16::vec_dot,
-        BF16 => formats::bf16::vec_dot,
-        Q4_0 => formats::q4_0::vec_dot,
-        Q4_1 => formats::q4_1::vec_dot,
-        Q5_0 => formats::q5_0::vec_dot,
-        Q5_1 => formats::q5_1::vec_dot,
-        Q8_0 => formats::q8_0::vec_dot,
-        Q2_K => formats::q2_k::vec_dot,
-        Q3_K => formats::q3_k::vec_dot,
-        Q4_K => formats::q4_k::vec_dot,
-        Q5_K => formats::q5_k::vec_dot,
-        Q6_K => formats::q6_k::vec_dot,
-        _ => return None,
-    })
-}
-
-/// A tile of scalar dot products, one (row, token) pair at a time.
-///
-/// # Safety
-/// As [`TileFn`].
-unsafe fn scalar_tile<const F: u32>(p: TileArgs) {
-    let Some(dot) = DType::from_id(F).and_then(scalar_dot) else {
-        return;
-    };
-    for r in 0..p.nr {
-        // SAFETY: the caller guarantees nr rows of row_bytes bytes at w_stride apart.
-        let w = unsafe { std::slice::from_raw_parts(p.w.add(r * p.w_stride), p.row_bytes) };
-        for t in 0..p.nt {
-            // SAFETY: as above for the activations, and (r, t) is inside the output.
-            unsafe {
-                let a = std::slice::from_raw_parts(p.a.add(t * p.a_stride), p.act_bytes);
-                *p.out.add(t * p.out_t + r) = dot(w, a);
+impl Kernel {
+    /// Computes one tile (see [`TileArgs`]).
+    ///
+    /// # Safety
+    /// As [`TileFn`].
+    pub(crate) unsafe fn run(&self, p: TileArgs) {
+        let dot = match self.tile {
+            // SAFETY: the caller's contract.
+            Tile::Whole(tile) => return unsafe { tile(p) },
+            Tile::Pairs(dot) => dot,
+        };
+        for r in 0..p.nr {
+            // SAFETY: the caller guarantees nr rows of row_bytes bytes at w_stride apart.
+            let w = unsafe { std::slice::from_raw_parts(p.w.add(r * p.w_stride), p.row_bytes) };
+            for t in 0..p.nt {
+                // SAFETY: as above for the activations, and (r, t) is inside the output; the dot product's ISA is
+                // available (the caller's contract).
+                unsafe {
+                    let a = std::slice::from_raw_parts(p.a.add(t * p.a_stride), p.act_bytes);
+                    *p.out.add(t * p.out_t + r) = dot(w, a);
+                }
             }
         }
     }
 }
 
-/// The scalar tile function for `weight`.
-fn scalar_tile_fn(weight: DType) -> Option<TileFn> {
-    use DType::*;
-    Some(match weight {
-        F32 => scalar_tile::<{ F32 as u32 }>,
-        F16 => scalar_tile::<{ F16 as u32 }>,
-        BF16 => scalar_tile::<{ BF16 as u32 }>,
-        Q4_0 => scalar_tile::<{ Q4_0 as u32 }>,
-        Q4_1 => scalar_tile::<{ Q4_1 as u32 }>,
-        Q5_0 => scalar_tile::<{ Q5_0 as u32 }>,
-        Q5_1 => scalar_tile::<{ Q5_1 as u32 }>,
-        Q8_0 => scalar_tile::<{ Q8_0 as u32 }>,
-        Q2_K => scalar_tile::<{ Q2_K as u32 }>,
-        Q3_K => scalar_tile::<{ Q3_K as u32 }>,
-        Q4_K => scalar_tile::<{ Q4_K as u32 }>,
-        Q5_K => scalar_tile::<{ Q5_K as u32 }>,
-        Q6_K => scalar_tile::<{ Q6_K as u32 }>,
-        _ => return None,
-    })
+/// The activation format ggml pairs with each weight format.
+pub fn activation_dtype(weight: DType) -> Option<DType> {
+    Some(formats::spec(weight)?.dot.as_ref()?.act)
 }
 
 /// The tile kernel for `weight` on `isa` for rows of `cols` elements. Falls back to scalar where an ISA has no
 /// version of a format (and for float rows whose length is not a multiple of the SIMD width).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(crate) fn kernel(weight: DType, isa: Isa, cols: usize) -> Option<Kernel> {
-    let act = activation_dtype(weight)?;
-    let scalar = scalar_tile_fn(weight)?;
-    let scalar_q = scalar_quantizer(act)?;
-    let (simd, simd_q) = match isa {
+    let spec = formats::spec(weight)?;
+    let dot = spec.dot.as_ref()?;
+    let act = formats::spec(dot.act)?;
+    let scalar_q: QuantizeFn = act.quantize?;
+    let (simd, simd_q): (Option<Tile>, Option<QuantizeFn>) = match isa {
         Isa::Scalar => (None, None),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => (
-            crate::x86::kernels::tile_fn(weight, isa, cols),
-            crate::x86::kernels::act_quantizer(act, isa),
+            dot.x86
+                .and_then(|k| k.tile(isa, cols, weight.block_size()))
+                .map(Tile::Whole),
+            act.x86_quantize,
         ),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => (crate::neon::tile_fn(weight, cols), None),
+        Isa::Neon => (dot.neon.map(|k| Tile::Pairs(k.dot())), None),
         #[allow(unreachable_patterns)]
         _ => (None, None),
     };
     Some(Kernel {
-        act,
+        act: dot.act,
         quantize: simd_q.unwrap_or(scalar_q),
-        tile: simd.unwrap_or(scalar),
+        tile: simd.unwrap_or(Tile::Pairs(dot.scalar)),
     })
 }
 
@@ -232,7 +196,9 @@ pub fn quantize_activations_with_isa(
     formats::quantize_row(act, src, dst)?;
     let simd: Option<QuantizeFn> = match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => crate::x86::kernels::act_quantizer(act, isa),
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => {
+            formats::spec(act).and_then(|s| s.x86_quantize)
+        }
         _ => None,
     };
     if let Some(q) = simd {
@@ -313,7 +279,7 @@ pub fn tile_with_isa(
         out_t: nr,
     };
     // SAFETY: the ISA is available and the sizes were checked above.
-    unsafe { (k.tile)(args) };
+    unsafe { k.run(args) };
     Ok(())
 }
 
@@ -493,7 +459,7 @@ pub fn matmul_with_isa(
                 out_t: rows,
             };
             // SAFETY: `kernel` returned a tile function for an ISA checked above; sizes were checked above.
-            unsafe { (k.tile)(args) };
+            unsafe { k.run(args) };
             t0 += nt;
         }
     });

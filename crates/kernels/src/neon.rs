@@ -1,82 +1,50 @@
-//! aarch64 NEON glue: the tile driver over per-format NEON dot products, and small vector helpers.
+//! aarch64 NEON glue: the per-format NEON dot products as the registry holds them, and small vector helpers.
 //!
-//! NEON kernels compute one (row, token) dot product at a time; the driver loops over the tile. Every quantized weight
+//! NEON kernels compute one (row, token) dot product at a time; `matmul` loops over the tile. Every quantized weight
 //! format has one, generic over how 16 signed byte pairs are multiplied ([`I8Dot`]): with the dot-product extension's
 //! `sdot` where the CPU has it (detected at run time), else with baseline ARMv8.0 NEON, which every aarch64 CPU runs.
 
-use crate::matmul::{TileArgs, TileFn};
-use crate::DType;
 use std::arch::aarch64::*;
 
 /// A NEON dot product of one weight row with one activation row, both whole blocks.
-type NeonDot = unsafe fn(w: &[u8], a: &[u8]) -> f32;
-
-/// Runs a NEON dot product over every (row, token) pair of a tile.
 ///
 /// # Safety
-/// The CPU must have NEON; `p` must describe valid memory of whole blocks.
-unsafe fn tile<const F: u32, D: I8Dot>(p: TileArgs) {
-    let Some(dot) = DType::from_id(F).and_then(neon_dot::<D>) else {
-        return;
-    };
-    for r in 0..p.nr {
-        // SAFETY: the caller guarantees nr rows of row_bytes bytes, w_stride apart.
-        let w = unsafe { std::slice::from_raw_parts(p.w.add(r * p.w_stride), p.row_bytes) };
-        for t in 0..p.nt {
-            // SAFETY: as above for the activations; (r, t) is inside the output.
-            unsafe {
-                let a = std::slice::from_raw_parts(p.a.add(t * p.a_stride), p.act_bytes);
-                *p.out.add(t * p.out_t + r) = dot(w, a);
-            }
-        }
-    }
+/// The CPU must have NEON (and what the byte product it was built with uses); both rows hold whole blocks.
+pub(crate) type NeonDot = unsafe fn(w: &[u8], a: &[u8]) -> f32;
+
+/// A weight format's NEON dot product, built with each byte product; a row of the format registry
+/// (`crate::formats`) holds one (see [`neon_kernels!`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    pub base: NeonDot,
+    pub dotprod: NeonDot,
 }
 
-fn neon_dot<D: I8Dot>(weight: DType) -> Option<NeonDot> {
-    Some(match weight {
-        DType::Q4_0 => crate::formats::q4_0::neon::vec_dot::<D>,
-        DType::Q4_1 => crate::formats::q4_1::neon::vec_dot::<D>,
-        DType::Q5_0 => crate::formats::q5_0::neon::vec_dot::<D>,
-        DType::Q5_1 => crate::formats::q5_1::neon::vec_dot::<D>,
-        DType::Q8_0 => crate::formats::q8_0::neon::vec_dot::<D>,
-        DType::Q2_K => crate::formats::q2_k::neon::vec_dot::<D>,
-        DType::Q3_K => crate::formats::q3_k::neon::vec_dot::<D>,
-        DType::Q4_K => crate::formats::q4_k::neon::vec_dot::<D>,
-        DType::Q5_K => crate::formats::q5_k::neon::vec_dot::<D>,
-        DType::Q6_K => crate::formats::q6_k::neon::vec_dot::<D>,
-        _ => return None,
-    })
+/// `neon_kernels!(path::vec_dot)`: the [`Kernels`] of a format's `vec_dot::<D: I8Dot>`.
+macro_rules! neon_kernels {
+    ($($f:ident)::+) => {
+        $crate::neon::Kernels {
+            base: $($f)::+::<$crate::neon::Base>,
+            dotprod: $($f)::+::<$crate::neon::DotProd>,
+        }
+    };
+}
+pub(crate) use neon_kernels;
+
+impl Kernels {
+    /// The dot product for this CPU: with `sdot` where it has the extension.
+    pub(crate) fn dot(&self) -> NeonDot {
+        if has_dotprod() {
+            self.dotprod
+        } else {
+            self.base
+        }
+    }
 }
 
 /// Whether this CPU has the dot-product extension (`sdot`); detected once by std.
 pub(crate) fn has_dotprod() -> bool {
     std::arch::is_aarch64_feature_detected!("dotprod")
-}
-
-/// The NEON tile function for `weight`, if there is one: with `sdot` where the CPU has it.
-pub(crate) fn tile_fn(weight: DType, _cols: usize) -> Option<TileFn> {
-    if has_dotprod() {
-        tile_fn_with::<DotProd>(weight)
-    } else {
-        tile_fn_with::<Base>(weight)
-    }
-}
-
-/// The tile function for `weight` with byte products from `D`. The caller makes sure the CPU has what `D` uses.
-fn tile_fn_with<D: I8Dot>(weight: DType) -> Option<TileFn> {
-    Some(match weight {
-        DType::Q4_0 => tile::<{ DType::Q4_0 as u32 }, D>,
-        DType::Q4_1 => tile::<{ DType::Q4_1 as u32 }, D>,
-        DType::Q5_0 => tile::<{ DType::Q5_0 as u32 }, D>,
-        DType::Q5_1 => tile::<{ DType::Q5_1 as u32 }, D>,
-        DType::Q8_0 => tile::<{ DType::Q8_0 as u32 }, D>,
-        DType::Q2_K => tile::<{ DType::Q2_K as u32 }, D>,
-        DType::Q3_K => tile::<{ DType::Q3_K as u32 }, D>,
-        DType::Q4_K => tile::<{ DType::Q4_K as u32 }, D>,
-        DType::Q5_K => tile::<{ DType::Q5_K as u32 }, D>,
-        DType::Q6_K => tile::<{ DType::Q6_K as u32 }, D>,
-        _ => return None,
-    })
 }
 
 /// How a kernel multiplies 16 + 16 signed bytes and adds them to 4 x i32 lanes. Only the sum over the lanes is
@@ -152,36 +120,20 @@ pub(crate) fn bit_mask16(bits: u16) -> uint8x16_t {
 
 #[cfg(test)]
 mod tests {
-    use crate::DType;
 
-    /// The SIMD tests fall back to scalar silently where a format has no NEON kernel; this keeps the table complete.
+    /// The SIMD tests fall back to scalar silently where a format has no NEON kernel; this keeps the registry
+    /// complete: every quantized weight format has one.
     #[test]
     fn every_quantized_weight_format_has_a_neon_kernel() {
-        for dtype in [
-            DType::Q4_0,
-            DType::Q4_1,
-            DType::Q5_0,
-            DType::Q5_1,
-            DType::Q8_0,
-            DType::Q2_K,
-            DType::Q3_K,
-            DType::Q4_K,
-            DType::Q5_K,
-            DType::Q6_K,
-        ] {
-            assert!(
-                super::neon_dot::<super::Base>(dtype).is_some(),
-                "{dtype}: no NEON dot"
-            );
-            assert!(
-                super::neon_dot::<super::DotProd>(dtype).is_some(),
-                "{dtype}: no sdot dot"
-            );
-            assert!(
-                super::tile_fn(dtype, 256).is_some(),
-                "{dtype}: no NEON tile"
-            );
+        let mut n = 0;
+        for dtype in crate::formats::weight_formats() {
+            let dot = crate::formats::spec(dtype).unwrap().dot.as_ref().unwrap();
+            if dtype.block_size() > 1 {
+                assert!(dot.neon.is_some(), "{dtype}: no NEON dot");
+                n += 1;
+            }
         }
+        assert_eq!(n, 10);
     }
 
     /// Both byte-product paths against plain integer sums, at the extremes of i8 (`sdot` only where the CPU has it;

@@ -23,7 +23,7 @@
 //! high nibbles) and each higher bit as a 64-bit mask per nibble half, so Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 take exactly
 //! their size in the file.
 
-use crate::formats::{f16_at, f32_at, q4_k, q5_0, q5_1, q5_k, q6_k, q8_k};
+use crate::formats::{f16_at, f32_at, q8_k};
 use crate::matmul::{kernel, SharedOut};
 use crate::{DType, Isa, MatmulError, ThreadPool, WeightMatrix};
 use std::cell::RefCell;
@@ -42,7 +42,7 @@ pub fn packing_enabled() -> bool {
 }
 
 /// Unpacks one GGUF row into quants `(cols)` as unsigned bytes and, per group, the scale `wd` and min term `wm`.
-type UnpackRow = fn(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]);
+pub(crate) type UnpackRow = fn(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]);
 
 /// How a weight format maps onto the packed form.
 #[derive(Clone, Copy)]
@@ -57,31 +57,14 @@ pub(crate) struct Format {
     pub min: bool,
     /// Scales (and min terms) are stored as f16 rather than f32.
     pub f16_scales: bool,
-    unpack_row: UnpackRow,
+    /// Unpacks one GGUF row (the format's own code).
+    pub unpack_row: UnpackRow,
 }
 
 impl Format {
+    /// The packed form of `dtype`, from its row of the format registry.
     pub(crate) fn for_dtype(dtype: DType) -> Option<Format> {
-        use DType::*;
-        let f = |group, bits, offset, min, f16_scales, unpack_row| Format {
-            group,
-            bits,
-            offset,
-            min,
-            f16_scales,
-            unpack_row,
-        };
-        Some(match dtype {
-            Q4_0 => f(32, 4, 8, false, true, unpack_q4_0 as UnpackRow),
-            Q4_1 => f(32, 4, 0, true, true, unpack_q4_1),
-            Q5_0 => f(32, 5, 16, false, true, unpack_q5_0),
-            Q5_1 => f(32, 5, 0, true, true, unpack_q5_1),
-            Q8_0 => f(32, 8, 128, false, true, unpack_q8_0),
-            Q4_K => f(32, 4, 0, true, false, unpack_q4_k),
-            Q5_K => f(32, 5, 0, true, false, unpack_q5_k),
-            Q6_K => f(16, 6, 32, false, false, unpack_q6_k),
-            _ => return None,
-        })
+        crate::formats::spec(dtype)?.packed
     }
 
     /// Bytes of the 16 scales (or min terms) of one group.
@@ -118,7 +101,7 @@ impl Format {
 /// `dst[l] = src[l] & 0x0F` and `dst[half + l] = src[l] >> 4`, `half = src.len()`: how Q4_0, Q4_1, Q5_0, Q5_1 and
 /// the K-quants lay out their low 4 bits.
 #[inline]
-fn split_nibbles(src: &[u8], dst: &mut [u8]) {
+pub(crate) fn split_nibbles(src: &[u8], dst: &mut [u8]) {
     let (lo, hi) = dst.split_at_mut(src.len());
     for ((l, h), &x) in lo.iter_mut().zip(hi).zip(src) {
         *l = x & 0x0F;
@@ -128,121 +111,9 @@ fn split_nibbles(src: &[u8], dst: &mut [u8]) {
 
 /// `q[j] |= ((bits >> j) & 1) << 4`: Q5_0 and Q5_1's fifth bits.
 #[inline]
-fn add_fifth_bits(bits: u32, q: &mut [u8]) {
+pub(crate) fn add_fifth_bits(bits: u32, q: &mut [u8]) {
     for (j, x) in q.iter_mut().enumerate() {
         *x |= (((bits >> j) & 1) << 4) as u8;
-    }
-}
-
-fn unpack_q4_0(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
-    for ((blk, qb), d) in row.chunks_exact(18).zip(q.chunks_exact_mut(32)).zip(wd) {
-        *d = f16_at(blk, 0);
-        split_nibbles(&blk[2..18], qb);
-    }
-}
-
-fn unpack_q4_1(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
-    let groups = row.chunks_exact(20).zip(q.chunks_exact_mut(32));
-    for ((blk, qb), (d, m)) in groups.zip(wd.iter_mut().zip(wm)) {
-        (*d, *m) = (f16_at(blk, 0), f16_at(blk, 2));
-        split_nibbles(&blk[4..20], qb);
-    }
-}
-
-fn unpack_q5_0(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
-    for ((blk, qb), d) in row
-        .chunks_exact(q5_0::BLOCK_BYTES)
-        .zip(q.chunks_exact_mut(32))
-        .zip(wd)
-    {
-        *d = f16_at(blk, 0);
-        split_nibbles(&blk[6..22], qb);
-        add_fifth_bits(u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]), qb);
-    }
-}
-
-fn unpack_q5_1(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
-    let groups = row
-        .chunks_exact(q5_1::BLOCK_BYTES)
-        .zip(q.chunks_exact_mut(32));
-    for ((blk, qb), (d, m)) in groups.zip(wd.iter_mut().zip(wm)) {
-        (*d, *m) = (f16_at(blk, 0), f16_at(blk, 2));
-        split_nibbles(&blk[8..24], qb);
-        add_fifth_bits(u32::from_le_bytes([blk[4], blk[5], blk[6], blk[7]]), qb);
-    }
-}
-
-fn unpack_q8_0(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
-    for ((blk, qb), d) in row.chunks_exact(34).zip(q.chunks_exact_mut(32)).zip(wd) {
-        *d = f16_at(blk, 0);
-        for (x, &b) in qb.iter_mut().zip(&blk[2..34]) {
-            *x = b ^ 0x80; // i8 + 128 as u8
-        }
-    }
-}
-
-/// The K-quants with a min: `wd = d * sc`, `wm = -dmin * m` per group of 32 (exact in f32: 11 x 6 bits). Per 64
-/// elements, 32 bytes of nibbles at `nibbles + 32 c`; Q5_K's fifth bit of element `64 c + 32 h + l` is bit
-/// `2 c + h` of byte `16 + l`.
-fn unpack_k_min(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32], fifth_bits: bool) {
-    let (block_bytes, nibbles) = if fifth_bits {
-        (q5_k::BLOCK_BYTES, 48)
-    } else {
-        (q4_k::BLOCK_BYTES, 16)
-    };
-    for (b, (blk, qb)) in row
-        .chunks_exact(block_bytes)
-        .zip(q.chunks_exact_mut(256))
-        .enumerate()
-    {
-        let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
-        let (sc, mn) = q4_k::scale_min(&blk[4..16]);
-        for g in 0..8 {
-            wd[8 * b + g] = d * sc[g] as f32;
-            wm[8 * b + g] = -(dmin * mn[g] as f32);
-        }
-        for (c, qc) in qb.chunks_exact_mut(64).enumerate() {
-            split_nibbles(&blk[nibbles + 32 * c..][..32], qc);
-            if fifth_bits {
-                for (h, qh) in qc.chunks_exact_mut(32).enumerate() {
-                    for (x, &hb) in qh.iter_mut().zip(&blk[16..48]) {
-                        *x |= ((hb >> (2 * c + h)) & 1) << 4;
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn unpack_q4_k(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
-    unpack_k_min(row, q, wd, wm, false)
-}
-
-fn unpack_q5_k(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
-    unpack_k_min(row, q, wd, wm, true)
-}
-
-/// Q6_K: per 128 elements `c`, element `128 c + 32 k + l` has its low 4 bits in byte `64 c + 32 (k % 2) + l`
-/// (nibble `k / 2`) and its high 2 bits at bit `2 k` of byte `128 + 32 c + l`; stored unsigned (quant + 32).
-fn unpack_q6_k(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
-    for (b, (blk, qb)) in row
-        .chunks_exact(q6_k::BLOCK_BYTES)
-        .zip(q.chunks_exact_mut(256))
-        .enumerate()
-    {
-        let d = f16_at(blk, 208);
-        for g in 0..16 {
-            wd[16 * b + g] = d * blk[192 + g] as i8 as f32;
-        }
-        for (c, qc) in qb.chunks_exact_mut(128).enumerate() {
-            for (k, qk) in qc.chunks_exact_mut(32).enumerate() {
-                let low = &blk[64 * c + 32 * (k % 2)..][..32];
-                let high = &blk[128 + 32 * c..][..32];
-                for ((x, &lo), &hi) in qk.iter_mut().zip(low).zip(high) {
-                    *x = ((lo >> (4 * (k / 2))) & 0x0F) | (((hi >> (2 * k)) & 3) << 4);
-                }
-            }
-        }
     }
 }
 
@@ -764,12 +635,32 @@ pub fn matmul_packed_with_isa(
 mod tests {
     use super::*;
 
+    /// The formats with a packed form.
+    const PACKED: [DType; 8] = [
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q8_0,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
+    ];
+
+    #[test]
+    fn the_registry_gives_these_formats_a_packed_form() {
+        let packed: Vec<DType> = DType::ALL
+            .into_iter()
+            .filter(|&t| PackedMatrix::supports(t))
+            .collect();
+        assert_eq!(packed, PACKED);
+    }
+
     /// The buffer holds every panel, whatever the shape: a group of Q4_0 (288 bytes), Q5_0 (352) or Q8_0 (544)
     /// is not a whole number of lines, and an odd panels x groups count once left the last panel short.
     #[test]
     fn every_shape_fits_its_buffer() {
-        use DType::*;
-        for dtype in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K] {
+        for dtype in PACKED {
             let block = dtype.block_size();
             for rows in [1, 15, 16, 17, 33, 47, 4097] {
                 for blocks in 1..=3 {
@@ -799,7 +690,6 @@ mod tests {
     /// `tests/packed.rs`).
     #[test]
     fn scalar_kernel_equals_the_specification() {
-        use DType::*;
         let mut seed = 7u32;
         let mut next = move || {
             seed ^= seed << 13;
@@ -807,7 +697,7 @@ mod tests {
             seed ^= seed << 5;
             seed
         };
-        for dtype in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K] {
+        for dtype in PACKED {
             let f = Format::for_dtype(dtype).unwrap();
             let (rows, cols, n_tokens): (usize, usize, usize) = (37, 4 * f.group, 5);
             let ng = cols / f.group;

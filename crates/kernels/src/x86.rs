@@ -6,9 +6,11 @@
 //! CPU independent work (token generation).
 
 pub(crate) use crate::matmul::TileArgs;
+use crate::matmul::TileFn;
+use crate::Isa;
 pub(crate) use std::arch::x86_64::*;
 
-/// One weight block's dot product against one activation block, on one ISA.
+/// One weight block's dot product against one activation block, on one ISA. Implemented with [`block!`].
 ///
 /// # Safety
 /// Implementations use `#[target_feature]`; callers must have checked the CPU has the features of the ISA the
@@ -20,19 +22,113 @@ pub(crate) trait Block {
     /// A weight block unpacked into registers.
     type U: Copy;
     /// Accumulator of one (row, token) output.
-    type Acc: Copy;
-    unsafe fn zero() -> Self::Acc;
+    type Acc: Accum;
     unsafe fn unpack(w: *const u8) -> Self::U;
     unsafe fn dot(u: &Self::U, a: *const u8, acc: Self::Acc) -> Self::Acc;
-    unsafe fn reduce(acc: Self::Acc) -> f32;
 }
+
+/// The f32 accumulator of one (row, token) output: its zero and its final sum over lanes (the same for every
+/// block kernel with this register width).
+///
+/// # Safety
+/// The CPU must have the features of the register width (AVX2 for `__m256`, AVX-512 for `__m512`).
+pub(crate) trait Accum: Copy {
+    unsafe fn zero() -> Self;
+    unsafe fn sum(self) -> f32;
+}
+
+impl Accum for __m256 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn zero() -> Self {
+        _mm256_setzero_ps()
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn sum(self) -> f32 {
+        hsum256(self)
+    }
+}
+
+impl Accum for __m512 {
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
+    #[inline]
+    unsafe fn zero() -> Self {
+        _mm512_setzero_ps()
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
+    #[inline]
+    unsafe fn sum(self) -> f32 {
+        hsum512(self)
+    }
+}
+
+/// Declares unit structs implementing [`Block`] from one body, each compiled for its ISA: `avx2` (AVX2, FMA, F16C)
+/// or `vnni` (AVX-512 VNNI and what it implies). In `dot`, the optional last name is bound to the ISA's product of
+/// unsigned by signed bytes ([`dot_u8i8`] or [`dot_u8i8_vnni`]), so one body serves both.
+///
+/// ```text
+/// block! {
+///     Avx2: avx2, Vnni: vnni;
+///     W = 18, A = 34, U = (__m128, __m256i), Acc = __m256;
+///     unpack(w) { ... }
+///     dot(u, a, acc, bytes) { ... bytes(x, y) ... }
+/// }
+/// ```
+macro_rules! block {
+    (
+        $($name:ident: $isa:ident),+;
+        W = $w:expr, A = $a:expr, U = $u:ty, Acc = $acc:ty;
+        unpack($wp:ident) $unpack:block
+        dot $args:tt $dot:block
+    ) => {
+        $(
+            $crate::x86::block!(@isa $isa $name [$w] [$a] [$u] [$acc] $wp $unpack $args $dot);
+        )+
+    };
+    (@isa avx2 $($rest:tt)*) => {
+        $crate::x86::block!(@impl "avx2,fma,f16c" dot_u8i8 $($rest)*);
+    };
+    (@isa vnni $($rest:tt)*) => {
+        $crate::x86::block!(
+            @impl "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni" dot_u8i8_vnni $($rest)*
+        );
+    };
+    (
+        @impl $features:literal $product:ident $name:ident [$w:expr] [$a:expr] [$u:ty] [$acc:ty]
+        $wp:ident $unpack:block ($up:ident, $ap:ident, $accp:ident $(, $bytes:ident)?) $dot:block
+    ) => {
+        pub(crate) struct $name;
+
+        impl $crate::x86::Block for $name {
+            const W: usize = $w;
+            const A: usize = $a;
+            type U = $u;
+            type Acc = $acc;
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn unpack($wp: *const u8) -> $u $unpack
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn dot($up: &$u, $ap: *const u8, $accp: $acc) -> $acc {
+                $(let $bytes = $crate::x86::$product;)?
+                $dot
+            }
+        }
+    };
+}
+pub(crate) use block;
 
 /// Generates a driver for one ISA: `$name::<K>(args)` covers the whole `nr x nt` region with fixed-size tiles.
 macro_rules! driver {
     ($name:ident, $fixed:ident, $features:literal) => {
         #[target_feature(enable = $features)]
         unsafe fn $fixed<K: Block, const R: usize, const T: usize>(p: TileArgs) {
-            let mut acc = [[K::zero(); T]; R];
+            let mut acc = [[K::Acc::zero(); T]; R];
             for b in 0..p.row_bytes / K::W {
                 for (r, acc_r) in acc.iter_mut().enumerate() {
                     let u = K::unpack(p.w.add(r * p.w_stride + b * K::W));
@@ -43,7 +139,7 @@ macro_rules! driver {
             }
             for (r, acc_r) in acc.iter().enumerate() {
                 for (t, acc_rt) in acc_r.iter().enumerate() {
-                    *p.out.add(t * p.out_t + r) = K::reduce(*acc_rt);
+                    *p.out.add(t * p.out_t + r) = acc_rt.sum();
                 }
             }
         }
@@ -101,6 +197,37 @@ driver!(
     tile_vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni"
 );
+
+/// A float format's 8 elements widened to f32 lanes: all its x86 kernel ([`Floats`]) needs.
+pub(crate) trait Widen: 'static {
+    /// Bytes of 8 elements.
+    const BYTES: usize;
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; `p` must point to `BYTES` readable bytes.
+    unsafe fn load8(p: *const u8) -> __m256;
+}
+
+/// The x86 block kernel of a float format `L`: 8 products per step, fused into f32 lanes.
+pub(crate) struct Floats<L>(std::marker::PhantomData<L>);
+
+impl<L: Widen> Block for Floats<L> {
+    const W: usize = L::BYTES;
+    const A: usize = L::BYTES;
+    type U = __m256;
+    type Acc = __m256;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack(w: *const u8) -> __m256 {
+        L::load8(w)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn dot(u: &__m256, a: *const u8, acc: __m256) -> __m256 {
+        _mm256_fmadd_ps(*u, L::load8(a), acc)
+    }
+}
 
 /// e^x (8 lanes), relative error about 2e-7, for x up to 88; x < -87 gives 0. Cody–Waite reduction to
 /// x = n ln2 + r, |r| ≤ ln2/2, then a degree-6 Taylor polynomial of e^r, scaled by 2^n through the exponent.
@@ -210,6 +337,96 @@ pub(crate) fn bits_to_bytes(bits: u32) -> __m256i {
     _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit)
 }
 
+/// `acc + d_w * d_a * s` for a weight block against a Q8_0 block: `dw` holds d_w in lane 0, the activation's f16
+/// scale is at `a`, `s` the block's integer products.
+///
+/// # Safety
+/// `a` must point to 2 readable bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn add_scaled_q8_0(dw: __m128, a: *const u8, s: __m256i, acc: __m256) -> __m256 {
+    let dd = _mm_mul_ss(dw, f16x1(a));
+    _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(s), acc)
+}
+
+/// `acc + [d_w * d_a] * s + [m_w * s_a]` for a weight block with a min against a Q8_1 block: `dm` holds
+/// [d_w, m_w, ..] (per block pair, [d0, m0, d1, m1]), `da` the activation's [d_a, s_a, ..] alike.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn add_scaled_q8_1(dm: __m128, da: __m128, s: __m256i, acc: __m256) -> __m256 {
+    let p = _mm_mul_ps(dm, da);
+    let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(s), acc);
+    _mm256_add_ps(
+        acc,
+        _mm256_zextps128_ps256(_mm_blend_ps::<0b0010>(_mm_setzero_ps(), p)),
+    )
+}
+
+/// The f16 scales of two consecutive blocks, at `p` and `p + stride`, as f32 lanes [d0, 0, d1, 0].
+///
+/// # Safety
+/// Both places must hold 2 readable bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn f16_pair(p: *const u8, stride: usize) -> __m128 {
+    _mm_cvtph_ps(_mm_set_epi32(
+        0,
+        0,
+        (p.add(stride) as *const u16).read_unaligned() as i32,
+        (p as *const u16).read_unaligned() as i32,
+    ))
+}
+
+/// Two blocks against two Q8_0 blocks with VNNI: `acc + [dw0 da0 x 8 | dw1 da1 x 8] * (sum(q qa) - offset sum(qa))`,
+/// `q` the unsigned weight quants of both blocks, `dw` [dw0, 0, dw1, 0], `a` the first activation block.
+///
+/// # Safety
+/// `a` must point to two Q8_0 blocks.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+#[inline]
+pub(crate) unsafe fn add_offset_pair_q8_0(
+    dw: __m128,
+    q: __m512i,
+    offset: i8,
+    a: *const u8,
+    acc: __m512,
+) -> __m512 {
+    let da = f16_pair(a, 34);
+    let qa = load2x256(a.add(2), a.add(36));
+    // sum (q - offset) a = sum q a - offset sum a
+    let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, qa);
+    let sa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(offset), qa);
+    let s = _mm512_sub_epi32(s, sa);
+    _mm512_fmadd_ps(
+        spread2::<0, 2>(_mm_mul_ps(dw, da)),
+        _mm512_cvtepi32_ps(s),
+        acc,
+    )
+}
+
+/// Two blocks with a min against two Q8_1 blocks with VNNI: `dm` is [d0, m0, d1, m1], `q` the unsigned quants of
+/// both blocks, `a` the first activation block; adds `d da * sum(q qa)` and `m s_a` per block.
+///
+/// # Safety
+/// `a` must point to two Q8_1 blocks.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+#[inline]
+pub(crate) unsafe fn add_min_pair_q8_1(
+    dm: __m128,
+    q: __m512i,
+    a: *const u8,
+    acc: __m512,
+) -> __m512 {
+    // [d0 da0, m0 s0, d1 da1, m1 s1]
+    let p = _mm_mul_ps(dm, f16x2x2(a, a.add(36)));
+    let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, load2x256(a.add(4), a.add(40)));
+    let acc = _mm512_fmadd_ps(spread2::<0, 2>(p), _mm512_cvtepi32_ps(s), acc);
+    _mm512_add_ps(
+        acc,
+        _mm512_zextps128_ps512(_mm_blend_ps::<0b1010>(_mm_setzero_ps(), p)),
+    )
+}
+
 /// Sum of products of unsigned bytes `u` with signed bytes `s`, as 8 i32 lanes (AVX2: maddubs + madd).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -224,76 +441,59 @@ pub(crate) fn dot_u8i8_vnni(u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
 }
 
-/// The x86 tile kernels per format and ISA.
-pub(crate) mod kernels {
-    use super::*;
-    use crate::formats::*;
-    use crate::matmul::{QuantizeFn, TileFn};
-    use crate::{DType, Isa};
+/// A weight format's x86 tile kernels, one per ISA; a row of the format registry (`crate::formats`) holds one.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    avx2: TileFn,
+    /// The AVX2 blocks under the AVX-512 driver (wider register file, EVEX encodings).
+    avx512: TileFn,
+    vnni: TileFn,
+    /// A VNNI kernel taking two blocks per step, for rows of an even number of blocks.
+    vnni_pair: Option<TileFn>,
+    /// Rows must be a multiple of this many elements (the float formats take 8 per step); else scalar runs.
+    cols_multiple: usize,
+}
 
-    /// A format's (AVX2, VNNI) pair of block kernels mapped to drivers: AVX-512 without VNNI runs the AVX2 blocks
-    /// under the AVX-512 driver (wider register file, EVEX encodings).
-    fn pick<A: Block, V: Block>(isa: Isa) -> Option<TileFn> {
-        Some(match isa {
-            Isa::Avx2 => tiles_avx2::<A>,
-            Isa::Avx512 => tiles_avx512::<A>,
-            Isa::Avx512Vnni => tiles_vnni::<V>,
-            _ => return None,
-        })
+impl Kernels {
+    /// The AVX2 blocks `A` and the VNNI blocks `V` (the same type where the format has no VNNI version).
+    pub(crate) const fn new<A: Block, V: Block>() -> Kernels {
+        Kernels {
+            avx2: tiles_avx2::<A>,
+            avx512: tiles_avx512::<A>,
+            vnni: tiles_vnni::<V>,
+            vnni_pair: None,
+            cols_multiple: 1,
+        }
     }
 
-    /// The SIMD quantizer for activations in `act`, if there is one.
-    pub(crate) fn act_quantizer(act: DType, isa: Isa) -> Option<QuantizeFn> {
-        if !matches!(isa, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    /// Adds a VNNI block `P` that covers two of the format's blocks at once.
+    pub(crate) const fn with_pair<P: Block>(self) -> Kernels {
+        Kernels {
+            vnni_pair: Some(tiles_vnni::<P>),
+            ..self
+        }
+    }
+
+    /// Requires rows of a multiple of `n` elements.
+    pub(crate) const fn cols_multiple_of(self, n: usize) -> Kernels {
+        Kernels {
+            cols_multiple: n,
+            ..self
+        }
+    }
+
+    /// The tile function on `isa` for rows of `cols` elements in blocks of `block`, if these kernels cover them.
+    pub(crate) fn tile(&self, isa: Isa, cols: usize, block: usize) -> Option<TileFn> {
+        if !cols.is_multiple_of(self.cols_multiple) {
             return None;
         }
-        Some(match act {
-            DType::Q8_0 => q8_0::x86_quant::quantize_avx2,
-            DType::Q8_1 => q8_1::x86_quant::quantize_avx2,
-            DType::Q8_K => q8_k::x86_quant::quantize_avx2,
-            _ => return None,
-        })
-    }
-
-    /// The SIMD tile function for `weight` on `isa` and rows of `cols` elements, if there is one.
-    pub(crate) fn tile_fn(weight: DType, isa: Isa, cols: usize) -> Option<TileFn> {
-        match weight {
-            DType::F32 | DType::F16 | DType::BF16 if !cols.is_multiple_of(8) => None,
-            DType::F32 => {
-                pick::<crate::formats::f32::x86::Avx2, crate::formats::f32::x86::Avx2>(isa)
-            }
-            DType::F16 => {
-                pick::<crate::formats::f16::x86::Avx2, crate::formats::f16::x86::Avx2>(isa)
-            }
-            DType::BF16 => {
-                pick::<crate::formats::bf16::x86::Avx2, crate::formats::bf16::x86::Avx2>(isa)
-            }
-            DType::Q2_K => pick::<q2_k::x86::Avx2, q2_k::x86::Avx2>(isa),
-            DType::Q3_K => pick::<q3_k::x86::Avx2, q3_k::x86::Avx2>(isa),
-            DType::Q4_K => pick::<q4_k::x86::Avx2, q4_k::x86::Avx2>(isa),
-            DType::Q5_K => pick::<q5_k::x86::Avx2, q5_k::x86::Avx2>(isa),
-            DType::Q6_K => pick::<q6_k::x86::Avx2, q6_k::x86::Avx2>(isa),
-            // Two blocks per 512-bit step where rows hold an even number of blocks.
-            DType::Q4_0 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
-                Some(tiles_vnni::<q4_0::x86_512::Vnni512>)
-            }
-            DType::Q4_1 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
-                Some(tiles_vnni::<q4_1::x86_512::Vnni512>)
-            }
-            DType::Q8_0 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
-                Some(tiles_vnni::<q8_0::x86_512::Vnni512>)
-            }
-            DType::Q5_0 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
-                Some(tiles_vnni::<q5_0::x86_512::Vnni512>)
-            }
-            DType::Q5_1 if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) => {
-                Some(tiles_vnni::<q5_1::x86_512::Vnni512>)
-            }
-            DType::Q4_0 => pick::<q4_0::x86::Avx2, q4_0::x86::Vnni>(isa),
-            DType::Q4_1 => pick::<q4_1::x86::Avx2, q4_1::x86::Vnni>(isa),
-            DType::Q5_0 => pick::<q5_0::x86::Avx2, q5_0::x86::Vnni>(isa),
-            DType::Q5_1 => pick::<q5_1::x86::Avx2, q5_1::x86::Vnni>(isa),
-            DType::Q8_0 => pick::<q8_0::x86::Avx2, q8_0::x86::Vnni>(isa),
+        match isa {
+            Isa::Avx2 => Some(self.avx2),
+            Isa::Avx512 => Some(self.avx512),
+            Isa::Avx512Vnni => match self.vnni_pair {
+                Some(pair) if cols.is_multiple_of(2 * block) => Some(pair),
+                _ => Some(self.vnni),
+            },
             _ => None,
         }
     }
@@ -327,6 +527,25 @@ pub(crate) unsafe fn amax32(p: *const f32) -> f32 {
     let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
     let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+}
+
+/// ggml's Q8_0 / Q8_1 rounding of the 32 floats at `p`: the scale `d = max|x| / 127` and the quants
+/// `round-half-away(x / d)` as 4 vectors of 8 i32.
+///
+/// # Safety
+/// `p` must point to 32 readable floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn quantize32(p: *const f32) -> (f32, [__m256i; 4]) {
+    let d = amax32(p) / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let q = std::array::from_fn(|i| {
+        _mm256_cvtps_epi32(round_half_away256(_mm256_mul_ps(
+            _mm256_loadu_ps(p.add(8 * i)),
+            id,
+        )))
+    });
+    (d, q)
 }
 
 /// Four vectors of 8 integer-valued i32 packed (saturating) to 32 i8, in order.

@@ -3,36 +3,17 @@
 mod common;
 
 use common::{activations, weights, Rng};
-use hearth_kernels::matmul::matmul_with_isa;
+use hearth_kernels::formats::weight_formats;
+use hearth_kernels::matmul::{activation_dtype, matmul_with_isa};
 use hearth_kernels::{dequantize_row, matmul, DType, Isa, MatmulError, ThreadPool, WeightMatrix};
-
-pub const WEIGHT_FORMATS: [DType; 13] = [
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q8_0,
-    DType::Q2_K,
-    DType::Q3_K,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-];
 
 /// The activation block size and how coarsely each block is rounded (relative to its largest |x|).
 fn activation_rounding(dtype: DType) -> (usize, f64) {
-    match dtype {
+    match activation_dtype(dtype) {
         // |x - q d| <= d/2 + 127 |d - f16(d)| with d = amax/127  =>  <= amax * (0.5/127 + 2^-11)
-        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Q4_1 | DType::Q5_1 => {
-            (32, 0.5 / 127.0 + 1.0 / 2048.0)
-        }
+        Some(DType::Q8_0 | DType::Q8_1) => (32, 0.5 / 127.0 + 1.0 / 2048.0),
         // d is an f32 in Q8_K
-        DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K => {
-            (256, 0.5 / 127.0 + 1e-6)
-        }
+        Some(DType::Q8_K) => (256, 0.5 / 127.0 + 1e-6),
         _ => (1, 0.0),
     }
 }
@@ -92,7 +73,7 @@ fn check(
                 .zip(&err_x)
                 .map(|(a, e)| (*a as f64).abs() * e)
                 .sum();
-            if matches!(dtype, DType::Q4_1 | DType::Q5_1) {
+            if activation_dtype(dtype) == Some(DType::Q8_1) {
                 // The block sum s = d * sum(q) is stored as f16.
                 bound += xt
                     .chunks(32)
@@ -119,7 +100,7 @@ fn check(
 fn matmul_matches_f32_reference_on_every_isa() {
     let pool = ThreadPool::new(3);
     let mut rng = Rng(7);
-    for dtype in WEIGHT_FORMATS {
+    for dtype in weight_formats() {
         let block = dtype.block_size().max(32);
         for (rows, blocks_per_row, n_tokens) in
             [(1, 1, 1), (7, 3, 1), (33, 2, 5), (64, 9, 4), (130, 4, 9)]

@@ -4,24 +4,9 @@
 mod common;
 
 use common::{activations, weights, Rng};
+use hearth_kernels::formats::weight_formats;
 use hearth_kernels::matmul::{activation_dtype, tile_with_isa};
 use hearth_kernels::{dequantize_row, quantize_row, DType, Isa};
-
-const WEIGHT_FORMATS: [DType; 13] = [
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q8_0,
-    DType::Q2_K,
-    DType::Q3_K,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-];
 
 fn dequantized(dtype: DType, bytes: &[u8], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; rows * cols];
@@ -45,7 +30,7 @@ fn every_isa_matches_scalar_at_every_tile_shape() {
         .collect();
     eprintln!("ISAs under test: {isas:?}");
     let mut rng = Rng(99);
-    for dtype in WEIGHT_FORMATS {
+    for dtype in weight_formats() {
         let act = activation_dtype(dtype).unwrap();
         let block = dtype.block_size().max(act.block_size());
         // Float formats: lengths that are and are not multiples of the SIMD widths.

@@ -5,7 +5,7 @@ use crate::api::{self, ChatBody, Common, CompletionBody, Prompt};
 use crate::error::ApiError;
 use crate::render::{self, End, Head, Kind, Piece};
 use crate::structured::{self, Structured};
-use crate::text::{Delta, TextStream};
+use crate::text::{Out, TextSink, TokenInfo};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -14,27 +14,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_constraint::tools::{CallParser, Piece as CallPiece};
 use hearth_constraint::Grammar;
-use hearth_engine::batch::{Event, Request, Sink, SubmitError, Usage};
+use hearth_engine::batch::{Request, SubmitError};
 use hearth_engine::{Finish, SamplingParams};
-use hearth_text::{ChatMessage, ChatTemplate, ReasoningSplitter};
+use hearth_text::{ChatMessage, ChatTemplate, Delta, Reasoning, TextStream};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
-
-/// Engine events into a tokio channel; the engine sees the receiver drop (client gone, stop string) as a cancel.
-struct ChannelSink(mpsc::UnboundedSender<Event>);
-
-impl Sink for ChannelSink {
-    fn send(&mut self, event: Event) -> bool {
-        self.0.send(event).is_ok()
-    }
-    fn is_closed(&self) -> bool {
-        self.0.is_closed()
-    }
-}
 
 /// A validated generation request.
 struct Job {
@@ -43,9 +31,8 @@ struct Job {
     max_tokens: usize,
     sampling: SamplingParams,
     stops: Vec<String>,
-    /// Split `<think>…</think>` off as reasoning (chat with a model that has the token); `Some(true)` when the
-    /// rendered prompt already opened it.
-    reasoning: Option<bool>,
+    /// Whether `<think>…</think>` is split off as reasoning (chat only).
+    reasoning: Reasoning,
     top_logprobs: Option<usize>,
     stream: bool,
     include_usage: bool,
@@ -84,7 +71,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
                 kwargs.insert("tools".into(), Value::Array(t.clone()));
             }
             let messages = structured::tool_messages(&body.messages, texts);
-            render_values(template, messages, Some(&kwargs))?
+            render_prompt(template, &messages, Some(&kwargs))?
         } else if structured.tools.is_some() || has_tool_history {
             let messages =
                 structured::plain_messages(&body.messages, structured.tools.as_ref(), texts);
@@ -95,14 +82,12 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
                 .iter()
                 .zip(texts)
                 .map(|(m, t)| {
-                    ChatMessage::new(
-                        if m.role == "developer" {
-                            "system"
-                        } else {
-                            m.role.as_str()
-                        },
-                        t,
-                    )
+                    let role = if m.role == "developer" {
+                        "system"
+                    } else {
+                        m.role.as_str()
+                    };
+                    ChatMessage::new(role, t)
                 })
                 .collect();
             render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?
@@ -133,13 +118,9 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         }
         let max = body.max_completion_tokens.or(common.max_tokens);
         let mut job = job(&state, Kind::Chat, common, prompt, max, top)?;
+        job.reasoning = Reasoning::for_chat(&state.tok, &text);
         job.tools = structured.tools.is_some();
         job.grammar = structured.grammar;
-        // As `hearth run` does: only for a vocabulary with `<think>`, inside it when the template opened it.
-        job.reasoning = state
-            .tok
-            .token_id("<think>")
-            .map(|_| ReasoningSplitter::prompt_opens_reasoning(&text));
         Ok(job)
     }
     .await;
@@ -180,29 +161,13 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
 }
 
 /// The chat template over `messages`, with the assistant's turn opened and the request's extra template variables.
-fn render_prompt(
+fn render_prompt<M: serde::Serialize + ?Sized>(
     template: &ChatTemplate,
-    messages: &[ChatMessage],
+    messages: &M,
     kwargs: Option<&serde_json::Map<String, Value>>,
 ) -> Result<String, ApiError> {
-    let messages = serde_json::to_value(messages).map_err(|e| ApiError::internal(e.to_string()))?;
-    render_values(template, messages, kwargs)
-}
-
-/// [`render_prompt`] over message values (with tool calls).
-fn render_values(
-    template: &ChatTemplate,
-    messages: Value,
-    kwargs: Option<&serde_json::Map<String, Value>>,
-) -> Result<String, ApiError> {
-    let jinja = |v| minijinja::Value::from(minijinja::value::Serde(v));
-    let extra: Vec<(&str, minijinja::Value)> = kwargs
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.as_str(), jinja(v)))
-        .collect();
     template
-        .render_with(jinja(&messages), true, &extra)
+        .render_with(messages, true, kwargs.unwrap_or(&serde_json::Map::new()))
         .map_err(|e| ApiError::invalid(format!("The chat template failed: {e}"), Some("messages")))
 }
 
@@ -287,7 +252,7 @@ fn job(
         max_tokens,
         sampling,
         stops: common.stops(),
-        reasoning: None,
+        reasoning: Reasoning::Off,
         top_logprobs,
         stream: common.stream.unwrap_or(false),
         include_usage: common.stream_options.is_some_and(|o| o.include_usage),
@@ -342,9 +307,10 @@ async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError
         top_logprobs: job.top_logprobs,
         constraint,
     };
+    let text = TextStream::new(state.tok.clone(), job.stops.clone(), job.reasoning);
     state
         .engine
-        .submit(req, Box::new(ChannelSink(tx)))
+        .submit(req, Box::new(TextSink::new(state.tok.clone(), text, tx)))
         .map_err(|e| match e {
             SubmitError::QueueFull { max_queued } => {
                 state.metrics.rejected_queue_full.fetch_add(1, Relaxed);
@@ -365,16 +331,14 @@ async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError
     }
 }
 
-/// How a generation ended, as the API reports it.
-/// Follows one request's events: text deltas go to `on_delta`; returns how it ended.
+/// Follows one request's events until the engine's `Done`: text deltas (with their tokens' log-probabilities) go
+/// to `on_delta`; returns how it ended, as the engine reports it.
 async fn follow(
     state: &AppState,
-    job: &Job,
-    rx: &mut mpsc::UnboundedReceiver<Event>,
+    rx: &mut mpsc::UnboundedReceiver<Out>,
     t0: Instant,
-    mut on_delta: impl FnMut(Delta) -> bool,
+    mut on_delta: impl FnMut(Delta, Vec<TokenInfo>) -> bool,
 ) -> Result<End, ApiError> {
-    let mut text = TextStream::new(&state.tok, job.stops.clone(), job.reasoning);
     let mut n = 0;
     let mut first: Option<Instant> = None;
     let end = loop {
@@ -382,49 +346,39 @@ async fn follow(
             return Err(ApiError::internal("The engine dropped the request"));
         };
         match ev {
-            Event::Token(step) => {
+            Out::Token { delta, info } => {
                 n += 1;
                 if first.is_none() {
                     first = Some(Instant::now());
                     state.metrics.ttft.observe(t0.elapsed().as_secs_f64());
                 }
-                let d = text.push(&step);
-                if !d.is_empty() && !on_delta(d) {
+                if (!delta.is_empty() || info.is_some())
+                    && !on_delta(delta, info.into_iter().collect())
+                {
                     return Err(ApiError::internal("The client went away"));
                 }
-                if text.stopped {
-                    // A stop string or end-of-generation token: dropping `rx` cancels the rest.
-                    break End {
-                        finish: "stop",
-                        usage: Usage {
-                            prompt_tokens: job.prompt.len(),
-                            completion_tokens: n,
-                            cached_tokens: 0,
-                        },
-                        reasoning_tokens: text.reasoning_tokens,
-                    };
-                }
             }
-            Event::Done { finish, usage } => {
-                let rest = text.finish();
+            Out::Done {
+                rest,
+                finish,
+                usage,
+                reasoning_tokens,
+            } => {
                 if !rest.is_empty() {
-                    on_delta(rest);
+                    on_delta(rest, Vec::new());
                 }
-                let finish = match finish {
-                    Finish::Stop => "stop",
-                    _ if text.stopped => "stop",
-                    _ => "length",
-                };
                 break End {
-                    finish,
+                    finish: match finish {
+                        Finish::Stop => "stop",
+                        Finish::Length => "length",
+                    },
                     usage,
-                    reasoning_tokens: text.reasoning_tokens,
+                    reasoning_tokens,
                 };
             }
-            Event::Failed(m) => return Err(ApiError::internal(m)),
+            Out::Failed(m) => return Err(ApiError::internal(m)),
         }
     };
-    rx.close();
     let m = &state.metrics;
     m.prompt_tokens
         .fetch_add(end.usage.prompt_tokens as u64, Relaxed);
@@ -442,19 +396,19 @@ async fn follow(
 async fn collect(
     state: &AppState,
     job: Job,
-    mut rx: mpsc::UnboundedReceiver<Event>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
     t0: Instant,
 ) -> Result<Response, ApiError> {
     let mut all = Delta::default();
-    let end = follow(state, &job, &mut rx, t0, |d| {
-        all.text.push_str(&d.text);
-        all.reasoning.push_str(&d.reasoning);
-        all.tokens.extend(d.tokens);
+    let mut tokens = Vec::new();
+    let end = follow(state, &mut rx, t0, |d, t| {
+        all.extend(d);
+        tokens.extend(t);
         true
     })
     .await?;
     let logprobs = match job.top_logprobs {
-        Some(_) => render::logprobs(job.head.kind, &all.tokens, &mut 0),
+        Some(_) => render::logprobs(job.head.kind, &tokens, &mut 0),
         None => Value::Null,
     };
     if !job.tools {
@@ -497,7 +451,7 @@ type SseTx = mpsc::UnboundedSender<Result<SseEvent, Infallible>>;
 async fn stream_task(
     state: Arc<AppState>,
     job: Job,
-    mut rx: mpsc::UnboundedReceiver<Event>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
     out: SseTx,
     t0: Instant,
 ) {
@@ -516,8 +470,7 @@ async fn stream_task(
     // Text and calls of the answer as they become definite (all text when not reading calls).
     let send_pieces = |pieces: Vec<CallPiece>, reasoning: &str, lp: Value| -> bool {
         let mut lp = Some(lp);
-        let mut ok = true;
-        if pieces.is_empty() && !reasoning.is_empty() {
+        if pieces.is_empty() {
             let piece = Piece {
                 content: Some(""),
                 reasoning,
@@ -530,30 +483,20 @@ async fn stream_task(
                 usage_null,
             ));
         }
+        let mut ok = true;
         for (k, p) in pieces.into_iter().enumerate() {
             let reasoning = if k == 0 { reasoning } else { "" };
+            let lp = lp.take().unwrap_or_default();
             ok &= match p {
                 CallPiece::Text(t) => {
                     let piece = Piece {
                         content: Some(&t),
                         reasoning,
                     };
-                    send(head.chunk(
-                        piece,
-                        false,
-                        lp.take().unwrap_or_default(),
-                        None,
-                        usage_null,
-                    ))
+                    send(head.chunk(piece, false, lp, None, usage_null))
                 }
                 CallPiece::Call { index, call } => {
-                    let mut c = head.chunk(
-                        Piece::default(),
-                        false,
-                        lp.take().unwrap_or_default(),
-                        None,
-                        usage_null,
-                    );
+                    let mut c = head.chunk(Piece::default(), false, lp, None, usage_null);
                     c["choices"][0]["delta"] =
                         json!({"tool_calls": [render::tool_call(index, &call_id(), &call, true)]});
                     send(c)
@@ -562,16 +505,16 @@ async fn stream_task(
         }
         ok
     };
-    let follow = follow(&state, &job, &mut rx, t0, |d| {
+    let follow = follow(&state, &mut rx, t0, |d, tokens| {
         let lp = match job.top_logprobs {
-            Some(_) => render::logprobs(head.kind, &d.tokens, &mut offset),
+            Some(_) => render::logprobs(head.kind, &tokens, &mut offset),
             None => Value::Null,
         };
         let pieces = match calls.as_mut() {
             Some(p) => p.push(&d.text),
             None => vec![CallPiece::Text(d.text.clone())],
         };
-        if calls.is_some() && pieces.is_empty() && d.reasoning.is_empty() {
+        if calls.is_some() && pieces.is_empty() && d.reasoning.is_empty() && lp.is_null() {
             return true;
         }
         send_pieces(pieces, &d.reasoning, lp)
@@ -585,16 +528,13 @@ async fn stream_task(
         Ok(mut end) => {
             if let Some(p) = calls.as_mut() {
                 let called = p.calls() > 0;
-                let rest = p.finish();
-                let mut ok = true;
-                for piece in rest {
+                for piece in p.finish() {
                     if let CallPiece::Text(t) = piece {
-                        ok &=
-                            send(head.chunk(Piece::text(&t), false, Value::Null, None, usage_null));
+                        if !send(head.chunk(Piece::text(&t), false, Value::Null, None, usage_null))
+                        {
+                            return;
+                        }
                     }
-                }
-                if !ok {
-                    return;
                 }
                 if called && end.finish == "stop" {
                     end.finish = "tool_calls";

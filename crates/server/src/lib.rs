@@ -4,8 +4,9 @@
 //!   `POST /v1/completions`, `GET /v1/models`, `GET /health`, `GET /metrics`.
 //! - [`AppState`] holds the [`Engine`](hearth_engine::batch::Engine) (its own OS thread), the tokenizer and the
 //!   chat template. Handlers turn requests into token ids, submit them, and map the engine's events to JSON or SSE
-//!   chunks; detokenization, a reasoning model's `<think>` split (`reasoning_content`) and stop strings live here
-//!   ([`text`]), never in the engine.
+//!   chunks. The text (detokenizing, a reasoning model's `<think>` split as `reasoning_content`, stop strings) is
+//!   hearth-text's `TextStream`, run on the engine thread by this crate's sink ([`text`]), so the engine ends the
+//!   sequence at a stop string and reports the finish and usage itself.
 //! - [`serve`] runs the router on a socket until SIGINT/SIGTERM, finishing the requests in flight.
 //!
 //! ```no_run

@@ -1,12 +1,12 @@
 //! `reasoning_content` end to end: the tiny random-weight Qwen3 checkpoint (tests/fixtures/tiny/qwen3, whose
 //! vocabulary has `<think>` and `</think>`) converted with a chat template whose generation prompt opens `<think>`,
-//! so the model's (seeded) output is reasoning until it emits `</think>`. The reference is the engine's
-//! single-sequence `generate` loop with the same sampling parameters: its raw text, cut at the first `</think>`, must be what the server returns as
-//! reasoning and answer, streamed or not.
+//! so the model's (seeded) output is reasoning until it emits `</think>`. The reference is the engine's token ids
+//! for one request with the same sampling parameters, assembled into text here: its raw text, cut at the first
+//! `</think>`, must be what the server returns as reasoning and answer, streamed or not.
 
 use hearth_convert::{convert, ConvertOptions, OutType};
-use hearth_engine::batch::BatchConfig;
-use hearth_engine::{generate, GenerateOptions, Model, SamplingParams, Session, ThreadPool};
+use hearth_engine::batch::{BatchConfig, Engine, Event, Request};
+use hearth_engine::{Model, SamplingParams};
 use hearth_server::{app, AppState, ServerConfig};
 use hearth_text::{ChatMessage, ChatTemplate, Tokenizer};
 use http_body_util::BodyExt;
@@ -73,7 +73,7 @@ fn router() -> axum::Router {
     app(state.clone())
 }
 
-/// The generate loop's text for `USER`, tags written out, other control tokens left out; the number of tokens
+/// The engine's text for `USER`, tags written out, other control tokens left out; the number of tokens
 /// generated; and how many of them are reasoning (up to and including the first `</think>`, when the prompt
 /// opened the reasoning).
 fn reference(max_tokens: usize) -> (String, usize, usize) {
@@ -86,9 +86,12 @@ fn reference_with(max_tokens: usize, thinking: bool) -> (String, usize, usize) {
     let messages = [ChatMessage::new("user", USER)];
     let prompt = template
         .render_with(
-            minijinja::Value::from(minijinja::value::Serde(&messages)),
+            &messages,
             true,
-            &[("enable_thinking", minijinja::Value::from(thinking))],
+            &serde_json::json!({"enable_thinking": thinking})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         )
         .expect("render");
     let end = if thinking {
@@ -98,7 +101,8 @@ fn reference_with(max_tokens: usize, thinking: bool) -> (String, usize, usize) {
     };
     assert!(prompt.ends_with(end), "{prompt:?}");
     let ids = tok.encode(&prompt, false, true).expect("encode");
-    let opts = GenerateOptions {
+    let req = Request {
+        prompt: ids,
         max_tokens,
         sampling: SamplingParams {
             temperature: 1.0,
@@ -106,22 +110,26 @@ fn reference_with(max_tokens: usize, thinking: bool) -> (String, usize, usize) {
             ..SamplingParams::default()
         },
         stop_ids: tok.eog_ids().to_vec(),
-        top_logprobs: None,
+        ..Request::default()
     };
-    let mut out = Vec::new();
-    let mut session = Session::new(&model, 256);
-    generate(
-        &model,
-        &ThreadPool::new(1),
-        &mut session,
-        &ids,
-        &opts,
-        |s| {
-            out.push(s.id);
-            true
+    let engine = Engine::start(
+        model,
+        BatchConfig {
+            n_threads: 1,
+            n_ctx: 256,
+            ..BatchConfig::default()
         },
-    )
-    .expect("generate");
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    engine.submit(req, Box::new(tx)).expect("submit");
+    let mut out = Vec::new();
+    for ev in rx {
+        match ev {
+            Event::Token(s) => out.push(s.id),
+            Event::Done { .. } => break,
+            Event::Failed(m) => panic!("{m}"),
+        }
+    }
     let n = out.len();
     let tags: Vec<u32> = ["<think>", "</think>"]
         .iter()

@@ -1,10 +1,11 @@
 //! [`Detokenizer`]: streaming token ids to text without ever emitting half a UTF-8 character.
 
 use crate::Tokenizer;
+use std::borrow::Borrow;
 
 /// Turns a stream of token ids into text. A character whose bytes are spread over several tokens (emoji and CJK
 /// through byte tokens) is held back until it is complete; bytes that can never become valid UTF-8 come out as
-/// U+FFFD.
+/// U+FFFD. It holds the tokenizer by any handle that borrows one (`&Tokenizer`, `Arc<Tokenizer>`).
 ///
 /// ```no_run
 /// # fn demo(tok: &hearth_text::Tokenizer, ids: &[u32]) {
@@ -16,15 +17,15 @@ use crate::Tokenizer;
 /// text += &d.flush();
 /// # }
 /// ```
-pub struct Detokenizer<'a> {
-    tok: &'a Tokenizer,
+pub struct Detokenizer<T> {
+    tok: T,
     pending: Vec<u8>,
     skip_special: bool,
 }
 
-impl<'a> Detokenizer<'a> {
+impl<T: Borrow<Tokenizer>> Detokenizer<T> {
     /// A detokenizer that renders special tokens as their text.
-    pub fn new(tok: &'a Tokenizer) -> Detokenizer<'a> {
+    pub fn new(tok: T) -> Detokenizer<T> {
         Detokenizer {
             tok,
             pending: Vec::new(),
@@ -40,11 +41,16 @@ impl<'a> Detokenizer<'a> {
 
     /// Adds one token; returns the text that is now complete (possibly empty).
     pub fn push(&mut self, id: u32) -> String {
-        if self.skip_special && self.tok.is_control_like(id) {
+        let tok = self.tok.borrow();
+        if self.skip_special && tok.is_control_like(id) {
             return String::new();
         }
-        self.pending.extend_from_slice(self.tok.token_bytes_ref(id));
+        self.pending.extend_from_slice(tok.token_bytes_ref(id));
         drain_utf8(&mut self.pending, false)
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        self.tok.borrow()
     }
 
     /// Returns whatever is held back, with incomplete characters as U+FFFD, and resets.

@@ -4,6 +4,8 @@
 //!   EOS and end-of-generation ids. Byte-level BPE (`tokenizer.ggml.model = "gpt2"`: SmolLM2, Qwen, DeepSeek,
 //!   Llama 3) and SentencePiece (`"llama"`: Gemma) vocabularies.
 //! - [`Detokenizer`]: streaming ids to text, never emitting half a UTF-8 character.
+//! - [`TextStream`]: generated ids to text deltas for every front-end: detokenizing, the reasoning split
+//!   ([`Reasoning`]), stop strings.
 //! - [`ChatTemplate`]: the file's Jinja chat template (or the family's built-in turn format), fuel-limited.
 //!
 //! ```no_run
@@ -24,6 +26,7 @@ mod pretok;
 mod pyjson;
 mod reasoning;
 mod spm;
+mod stream;
 mod template;
 mod tokenizer;
 mod vocab;
@@ -31,6 +34,7 @@ mod vocab;
 pub use detok::Detokenizer;
 pub use error::{Result, TextError};
 pub use reasoning::{ReasoningPart, ReasoningSplitter};
+pub use stream::{Delta, Reasoning, TextStream};
 pub use template::{ChatMessage, ChatTemplate, TemplateSource, DEFAULT_FUEL};
 pub use tokenizer::Tokenizer;
 pub use vocab::{ModelKind, TokenType};

@@ -166,20 +166,37 @@ impl ChatTemplate {
 
     /// Renders `messages`; `add_generation_prompt` appends the header of the assistant's turn.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        self.render_with(
+        self.render_values(
             Value::from(minijinja::value::Serde(messages)),
             add_generation_prompt,
-            &[],
+            Vec::new(),
         )
     }
 
-    /// Renders arbitrary message values (content parts, tool calls) with extra variables (`tools`,
-    /// `enable_thinking`, …) next to `messages`, `add_generation_prompt`, `bos_token` and `eos_token`.
-    pub fn render_with(
+    /// Renders arbitrary messages (content parts, tool calls: any JSON the template reads) with extra variables
+    /// (`tools`, `enable_thinking`, …) next to `messages`, `add_generation_prompt`, `bos_token` and `eos_token`.
+    pub fn render_with<M: serde::Serialize + ?Sized>(
+        &self,
+        messages: &M,
+        add_generation_prompt: bool,
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String> {
+        let extra = extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), Value::from(minijinja::value::Serde(v))))
+            .collect();
+        self.render_values(
+            Value::from(minijinja::value::Serde(messages)),
+            add_generation_prompt,
+            extra,
+        )
+    }
+
+    fn render_values(
         &self,
         messages: Value,
         add_generation_prompt: bool,
-        extra: &[(&str, Value)],
+        extra: Vec<(&str, Value)>,
     ) -> Result<String> {
         let tmpl = self.env.get_template("chat")?;
         let mut ctx: Vec<(&str, Value)> = vec![
@@ -188,7 +205,7 @@ impl ChatTemplate {
             ("bos_token", Value::from(self.bos_token.as_str())),
             ("eos_token", Value::from(self.eos_token.as_str())),
         ];
-        ctx.extend(extra.iter().cloned());
+        ctx.extend(extra);
         let ctx = Value::from_pairs(ctx);
         let out = tmpl.render(ctx)?;
         Ok(match out.strip_prefix(self.bos_token.as_str()) {

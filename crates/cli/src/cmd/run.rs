@@ -1,13 +1,18 @@
 //! `hearth run MODEL [PROMPT]`: one answer through the chat template, an interactive chat without a prompt, or
-//! plain completion with `--raw`. Only generated text goes to stdout; logs and timings go to stderr.
+//! plain completion with `--raw`. Every turn is a request to the batch engine (the server's, with one sequence);
+//! its sink runs hearth-text's text stream on the engine thread and writes to the terminal, and interactive chat
+//! reuses the KV of earlier turns from the engine's prefix cache. Only generated text goes to stdout; reasoning,
+//! logs and timings go to stderr.
 
 use crate::common::{Loaded, ModelArgs};
-use anyhow::{bail, Result};
-use hearth_engine::{generate, Finish, GenerateOptions, SamplingParams, Session, Step};
-use hearth_text::{ChatMessage, Detokenizer, ReasoningPart, ReasoningSplitter};
+use anyhow::{anyhow, bail, Result};
+use hearth_engine::batch::{BatchConfig, Engine, Event, Finish, Flow, Request, Sink, Usage};
+use hearth_engine::{KvLayout, SamplingParams};
+use hearth_text::{ChatMessage, ChatTemplate, Delta, Reasoning, TextStream, Tokenizer};
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -75,73 +80,113 @@ impl Args {
     }
 }
 
+/// The engine with the model's tokenizer, and what every request shares.
+struct Runner {
+    engine: Engine,
+    tok: Arc<Tokenizer>,
+    sampling: SamplingParams,
+    max_tokens: Option<usize>,
+    n_ctx: usize,
+    hide_reasoning: bool,
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     if a.json && !a.raw {
         bail!("--json needs --raw (it reports plain completion steps)");
     }
+    if a.raw && a.prompt.is_none() {
+        bail!("--raw needs a prompt");
+    }
     let t0 = Instant::now();
     let loaded = Loaded::open(&a.model.model)?;
-    let pool = a.model.pool();
     let n_ctx = loaded.n_ctx(a.ctx_size);
     loaded.check_memory(n_ctx, &a.model)?;
-    eprintln!(
-        "loaded {} ({}, {} layers) in {:.2}s; context {n_ctx}, {} threads",
-        loaded.path.display(),
-        loaded.model.config.arch,
-        loaded.model.config.n_layer,
-        t0.elapsed().as_secs_f64(),
-        pool.n_threads()
-    );
-    let mut session = Session::with_cache(loaded.model.new_cache_typed(n_ctx, a.model.kv_type)?);
-    let opts = GenerateOptions {
-        max_tokens: a.max_tokens.unwrap_or(usize::MAX),
-        sampling: a.sampling(),
-        stop_ids: loaded.tokenizer.eog_ids().to_vec(),
-        top_logprobs: if a.json {
-            Some(a.logprobs.unwrap_or(0))
-        } else {
-            None
-        },
+    let template = match a.raw {
+        true => None,
+        false => Some(loaded.chat_template()?),
     };
-    if a.raw {
-        let Some(prompt) = &a.prompt else {
-            bail!("--raw needs a prompt")
-        };
-        let ids = loaded.tokenizer.encode(prompt, true, true)?;
+    let Loaded {
+        model,
+        tokenizer,
+        path,
+    } = loaded;
+    // Refuse a KV type that does not fit the model here (the engine would fall back to f16 silently).
+    model.new_cache_typed(1, a.model.kv_type)?;
+    let n_threads = a.model.n_threads();
+    eprintln!(
+        "loaded {} ({}, {} layers) in {:.2}s; context {n_ctx}, {n_threads} threads",
+        path.display(),
+        model.config.arch,
+        model.config.n_layer,
+        t0.elapsed().as_secs_f64(),
+    );
+    // One sequence at a time; interactive chat keeps one conversation's KV (a whole context) for the next turn.
+    let interactive = a.prompt.is_none();
+    let layout = KvLayout::for_model(&model.config, a.model.kv_type);
+    let context_bytes = (layout.k_row_bytes() + layout.v_row_bytes())
+        .saturating_mul(n_ctx)
+        .saturating_mul(model.config.n_layer);
+    let config = BatchConfig {
+        n_threads,
+        n_ctx,
+        max_running: 1,
+        max_queued: 1,
+        prefix_cache_bytes: if interactive { context_bytes } else { 0 },
+        kv_type: a.model.kv_type,
+        ..BatchConfig::default()
+    };
+    let runner = Runner {
+        engine: Engine::start(Arc::new(model), config),
+        tok: Arc::new(tokenizer),
+        sampling: a.sampling(),
+        max_tokens: a.max_tokens,
+        n_ctx,
+        hide_reasoning: a.hide_reasoning,
+    };
+    let Some(template) = template else {
+        let prompt = a.prompt.as_deref().unwrap_or_default();
+        let ids = runner.tok.encode(prompt, true, true)?;
         if a.json {
-            return raw_json(&loaded, &pool, &mut session, &ids, &opts);
+            return runner.json(ids, a.logprobs.unwrap_or(0));
         }
-        stream(&loaded, &pool, &mut session, &ids, &opts, Output::Raw)?;
+        runner.turn(ids, Reasoning::Off, Ending::Raw)?;
         return Ok(ExitCode::SUCCESS);
-    }
-    let template = loaded.chat_template()?;
+    };
     let mut messages = Vec::new();
     if let Some(s) = &a.system {
-        messages.push(ChatMessage {
-            role: "system".into(),
-            content: s.clone(),
-        });
+        messages.push(ChatMessage::new("system", s.as_str()));
     }
     if let Some(prompt) = &a.prompt {
-        messages.push(ChatMessage {
-            role: "user".into(),
-            content: prompt.clone(),
-        });
-        let rendered = template.render(&messages, true)?;
-        let ids = loaded.tokenizer.encode(&rendered, false, true)?;
-        let output = chat_output(&loaded, &rendered, a.hide_reasoning);
-        stream(&loaded, &pool, &mut session, &ids, &opts, output)?;
+        messages.push(ChatMessage::new("user", prompt.as_str()));
+        runner.chat(&template, &messages)?;
         return Ok(ExitCode::SUCCESS);
     }
-    // Interactive chat: the history grows; the session reuses the KV of everything already read.
+    chat_loop(&runner, &template, &mut messages, &a.model.model)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Interactive chat: the history grows; each turn's prompt shares its start with the last, whose KV the engine's
+/// prefix cache holds.
+fn chat_loop(
+    runner: &Runner,
+    template: &ChatTemplate,
+    messages: &mut Vec<ChatMessage>,
+    name: &str,
+) -> Result<()> {
     let mut rl = rustyline::DefaultEditor::new()?;
-    eprintln!("chat with {} — /bye or Ctrl-D to leave", a.model.model);
+    eprintln!("chat with {name} — /bye or Ctrl-D to leave");
     loop {
         let line = match rl.readline(">>> ") {
             Ok(l) => l,
             Err(
                 rustyline::error::ReadlineError::Eof | rustyline::error::ReadlineError::Interrupted,
             ) => break,
+            Err(rustyline::error::ReadlineError::Io(e))
+                if e.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                eprintln!("that line is not valid UTF-8 text; it was skipped (type it again)");
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         let line = line.trim();
@@ -152,165 +197,250 @@ pub fn run(a: Args) -> Result<ExitCode> {
             continue;
         }
         let _ = rl.add_history_entry(line);
-        messages.push(ChatMessage {
-            role: "user".into(),
-            content: line.to_string(),
-        });
-        let rendered = template.render(&messages, true)?;
-        let ids = loaded.tokenizer.encode(&rendered, false, true)?;
-        let output = chat_output(&loaded, &rendered, a.hide_reasoning);
-        let answer = stream(&loaded, &pool, &mut session, &ids, &opts, output)?;
-        messages.push(ChatMessage {
-            role: "assistant".into(),
-            content: answer,
-        });
+        messages.push(ChatMessage::new("user", line));
+        let answer = runner.chat(template, messages)?;
+        messages.push(ChatMessage::new("assistant", answer));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-/// How generated text is shown.
-enum Output {
-    /// Exactly the generated text on stdout.
+/// How the output of a turn ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Exactly the generated text (raw completion).
     Raw,
-    /// A chat answer: its line ended; a reasoning model's thinking split off, to stderr or hidden.
-    Chat {
-        reasoning: Option<ReasoningSplitter>,
-        hide_reasoning: bool,
-    },
+    /// A chat answer: its line is ended.
+    Line,
 }
 
-/// Chat output for a model: reasoning is split off when the vocabulary has a `<think>` token.
-fn chat_output(loaded: &Loaded, rendered_prompt: &str, hide_reasoning: bool) -> Output {
-    let reasoning = loaded.tokenizer.token_id("<think>").map(|_| {
-        ReasoningSplitter::new(ReasoningSplitter::prompt_opens_reasoning(rendered_prompt))
-    });
-    Output::Chat {
-        reasoning,
-        hide_reasoning,
+impl Runner {
+    /// One chat turn over `messages`; returns the answer (without reasoning).
+    fn chat(&self, template: &ChatTemplate, messages: &[ChatMessage]) -> Result<String> {
+        let rendered = template.render(messages, true)?;
+        // The template writes BOS itself when the model wants one.
+        let ids = self.tok.encode(&rendered, false, true)?;
+        let reasoning = Reasoning::for_chat(&self.tok, &rendered);
+        self.turn(ids, reasoning, Ending::Line)
     }
-}
 
-/// Writes generated text: the answer to stdout, reasoning (dimmed) to stderr unless hidden. Returns the answer.
-fn show(output: &mut Output, piece: &str, out: &mut impl Write) -> std::io::Result<String> {
-    let parts = match output {
-        Output::Chat {
-            reasoning: Some(s), ..
-        } => s.push(piece),
-        _ => vec![ReasoningPart {
-            reasoning: false,
-            text: piece.to_string(),
-        }],
-    };
-    write_parts(output, parts, out)
-}
-
-fn write_parts(
-    output: &Output,
-    parts: Vec<ReasoningPart>,
-    out: &mut impl Write,
-) -> std::io::Result<String> {
-    let hide = matches!(
-        output,
-        Output::Chat {
-            hide_reasoning: true,
-            ..
-        }
-    );
-    let mut answer = String::new();
-    for p in parts {
-        if !p.reasoning {
-            out.write_all(p.text.as_bytes())?;
-            answer.push_str(&p.text);
-        } else if !hide {
-            eprint!("\x1b[2m{}\x1b[0m", p.text);
+    fn request(&self, prompt: Vec<u32>, top_logprobs: Option<usize>) -> Request {
+        // Default: until the model ends its turn or the context is full.
+        let room = self.n_ctx.saturating_sub(prompt.len());
+        Request {
+            max_tokens: self.max_tokens.map_or(room, |n| n.min(room)),
+            prompt,
+            sampling: self.sampling.clone(),
+            stop_ids: self.tok.eog_ids().to_vec(),
+            top_logprobs,
+            constraint: None,
         }
     }
-    out.flush()?;
-    Ok(answer)
-}
 
-/// Generates, printing text as it becomes final; returns the answer's text (without end-of-turn tokens or
-/// reasoning).
-fn stream(
-    loaded: &Loaded,
-    pool: &hearth_engine::ThreadPool,
-    session: &mut Session,
-    ids: &[u32],
-    opts: &GenerateOptions,
-    mut output: Output,
-) -> Result<String> {
-    let raw = matches!(output, Output::Raw);
-    let mut detok = Detokenizer::new(&loaded.tokenizer);
-    let mut out = std::io::stdout().lock();
-    let mut text = String::new();
-    let mut n = 0usize;
-    let t0 = Instant::now();
-    let mut t_first = None;
-    let finish = generate(&loaded.model, pool, session, ids, opts, |s: &Step| {
-        n += 1;
-        t_first.get_or_insert_with(Instant::now);
-        if loaded.tokenizer.eog_ids().contains(&s.id) {
-            return true;
+    /// Generates, printing text as it becomes final; returns the answer's text.
+    fn turn(&self, ids: Vec<u32>, reasoning: Reasoning, ending: Ending) -> Result<String> {
+        let (tx, rx) = mpsc::channel();
+        let sink = Terminal {
+            text: TextStream::new(self.tok.clone(), Vec::new(), reasoning),
+            hide_reasoning: self.hide_reasoning,
+            answer: String::new(),
+            first: None,
+            tx,
+        };
+        let t0 = Instant::now();
+        self.engine
+            .submit(self.request(ids, None), Box::new(sink))
+            .map_err(|e| anyhow!("{e}"))?;
+        let (finish, usage, answer, first) = match rx.recv() {
+            Ok(Report::Done {
+                finish,
+                usage,
+                answer,
+                first,
+            }) => (finish, usage, answer, first),
+            Ok(Report::Failed(m)) => bail!("generation failed: {m}"),
+            Err(_) => bail!("the engine dropped the request"),
+        };
+        let mut out = std::io::stdout().lock();
+        // Raw completion prints exactly the generated text; a chat answer ends its line.
+        if ending == Ending::Line {
+            writeln!(out)?;
         }
-        let piece = detok.push(s.id);
-        match show(&mut output, &piece, &mut out) {
-            Ok(answer) => {
-                text.push_str(&answer);
-                true
+        out.flush()?;
+        let prefill = first.map_or_else(|| t0.elapsed(), |f| f - t0);
+        let decode = first.map(|f| f.elapsed());
+        eprintln!("[{}]", summary(&usage, finish, prefill, decode));
+        Ok(answer)
+    }
+
+    /// `--raw --json`: the shape of the reference's greedy.json.
+    fn json(&self, ids: Vec<u32>, top_k: usize) -> Result<ExitCode> {
+        let (tx, rx) = mpsc::channel();
+        self.engine
+            .submit(self.request(ids.clone(), Some(top_k)), Box::new(tx))
+            .map_err(|e| anyhow!("{e}"))?;
+        let mut steps = Vec::new();
+        for ev in rx {
+            match ev {
+                Event::Token(s) => {
+                    let top: Vec<_> = s
+                        .top
+                        .iter()
+                        .map(|&(id, lp)| serde_json::json!({"id": id, "logprob": lp}))
+                        .collect();
+                    steps.push(serde_json::json!({"id": s.id, "logprob": s.logprob, "top": top}));
+                }
+                Event::Done { .. } => break,
+                Event::Failed(m) => bail!("generation failed: {m}"),
             }
-            Err(_) => false,
         }
-    })?;
-    let tail = detok.flush();
-    text.push_str(&show(&mut output, &tail, &mut out)?);
-    if let Output::Chat {
-        reasoning: Some(s), ..
-    } = &mut output
-    {
-        let rest = s.finish();
-        text.push_str(&write_parts(&output, rest, &mut out)?);
+        println!("{}", serde_json::json!({"prompt_ids": ids, "steps": steps}));
+        Ok(ExitCode::SUCCESS)
     }
-    // Raw completion prints exactly the generated text; a chat answer ends its line.
-    if !raw {
-        writeln!(out)?;
-    }
-    out.flush()?;
-    let prefill = t_first.map_or(0.0, |t| (t - t0).as_secs_f64());
-    let decode = t_first.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    eprintln!(
-        "[{} prompt tokens in {:.2}s ({:.1} t/s); {n} tokens in {:.2}s ({:.1} t/s); {}]",
-        ids.len(),
-        prefill,
-        ids.len() as f64 / prefill.max(1e-9),
-        decode,
-        (n.saturating_sub(1)) as f64 / decode.max(1e-9),
-        match finish {
-            Finish::Stop => "end of turn",
-            Finish::Length => "length limit",
-            Finish::Cancelled => "stopped",
-        }
-    );
-    Ok(text)
 }
 
-/// `--raw --json`: the shape of the reference's greedy.json.
-fn raw_json(
-    loaded: &Loaded,
-    pool: &hearth_engine::ThreadPool,
-    session: &mut Session,
-    ids: &[u32],
-    opts: &GenerateOptions,
-) -> Result<ExitCode> {
-    let mut steps = Vec::new();
-    generate(&loaded.model, pool, session, ids, opts, |s: &Step| {
-        let top: Vec<_> = s
-            .top
-            .iter()
-            .map(|&(id, lp)| serde_json::json!({"id": id, "logprob": lp}))
-            .collect();
-        steps.push(serde_json::json!({"id": s.id, "logprob": s.logprob, "top": top}));
-        true
-    })?;
-    println!("{}", serde_json::json!({"prompt_ids": ids, "steps": steps}));
-    Ok(ExitCode::SUCCESS)
+/// What the terminal sink tells the waiting thread at the end.
+enum Report {
+    Done {
+        finish: Finish,
+        usage: Usage,
+        answer: String,
+        /// When the first token came.
+        first: Option<Instant>,
+    },
+    Failed(String),
+}
+
+/// The engine sink of one turn: text to the terminal as it becomes final (the answer on stdout, reasoning dimmed
+/// on stderr unless hidden); the end goes back to the waiting thread.
+struct Terminal {
+    text: TextStream<Arc<Tokenizer>>,
+    hide_reasoning: bool,
+    answer: String,
+    first: Option<Instant>,
+    tx: mpsc::Sender<Report>,
+}
+
+impl Terminal {
+    fn show(&mut self, d: Delta) -> std::io::Result<()> {
+        if !d.reasoning.is_empty() && !self.hide_reasoning {
+            eprint!("\x1b[2m{}\x1b[0m", d.reasoning);
+        }
+        if !d.text.is_empty() {
+            let mut out = std::io::stdout().lock();
+            out.write_all(d.text.as_bytes())?;
+            out.flush()?;
+            self.answer.push_str(&d.text);
+        }
+        Ok(())
+    }
+}
+
+impl Sink for Terminal {
+    fn send(&mut self, event: Event) -> Flow {
+        match event {
+            Event::Token(step) => {
+                self.first.get_or_insert_with(Instant::now);
+                let d = self.text.push(step.id);
+                if self.show(d).is_err() {
+                    return Flow::Gone; // stdout closed (a pipe whose reader ended)
+                }
+                if self.text.stopped() {
+                    return Flow::Stop;
+                }
+                Flow::Continue
+            }
+            Event::Done { finish, usage } => {
+                let rest = self.text.finish();
+                let _ = self.show(rest);
+                let report = Report::Done {
+                    finish,
+                    usage,
+                    answer: std::mem::take(&mut self.answer),
+                    first: self.first,
+                };
+                match self.tx.send(report) {
+                    Ok(()) => Flow::Continue,
+                    Err(_) => Flow::Gone,
+                }
+            }
+            Event::Failed(m) => match self.tx.send(Report::Failed(m)) {
+                Ok(()) => Flow::Continue,
+                Err(_) => Flow::Gone,
+            },
+        }
+    }
+}
+
+/// The timing line of a turn: prompt tokens (computed and cached) and their rate, generated tokens and theirs
+/// (the first token's time counts as prompt time), and why it ended. A rate is shown only where there is
+/// something to divide.
+fn summary(usage: &Usage, finish: Finish, prefill: Duration, decode: Option<Duration>) -> String {
+    let rate = |n: usize, d: Duration| {
+        let s = d.as_secs_f64();
+        if n == 0 || s <= 0.0 {
+            String::new()
+        } else {
+            format!(" ({:.1} t/s)", n as f64 / s)
+        }
+    };
+    let computed = usage.prompt_tokens - usage.cached_tokens.min(usage.prompt_tokens);
+    let cached = match usage.cached_tokens {
+        0 => String::new(),
+        c => format!(", {c} cached"),
+    };
+    let generated = match decode {
+        Some(d) if usage.completion_tokens > 0 => format!(
+            "{} tokens in {:.2}s{}",
+            usage.completion_tokens,
+            d.as_secs_f64(),
+            rate(usage.completion_tokens - 1, d)
+        ),
+        _ => "no tokens generated".to_string(),
+    };
+    let why = match finish {
+        Finish::Stop => "end of turn",
+        Finish::Length => "length limit",
+    };
+    format!(
+        "{} prompt tokens{cached} in {:.2}s{}; {generated}; {why}",
+        usage.prompt_tokens,
+        prefill.as_secs_f64(),
+        rate(computed, prefill),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_generated_tokens_show_no_rate() {
+        // `-n 0`: nothing generated, no decode time; no rate may come out of a division by (almost) zero.
+        let usage = Usage {
+            prompt_tokens: 5,
+            completion_tokens: 0,
+            cached_tokens: 0,
+        };
+        let s = summary(&usage, Finish::Length, Duration::ZERO, None);
+        assert_eq!(
+            s,
+            "5 prompt tokens in 0.00s; no tokens generated; length limit"
+        );
+        // One token: its time is prompt time; no decode rate from zero intervals.
+        let usage = Usage {
+            completion_tokens: 1,
+            cached_tokens: 4,
+            ..usage
+        };
+        let s = summary(
+            &usage,
+            Finish::Stop,
+            Duration::from_millis(500),
+            Some(Duration::ZERO),
+        );
+        assert_eq!(
+            s,
+            "5 prompt tokens, 4 cached in 0.50s (2.0 t/s); 1 tokens in 0.00s; end of turn"
+        );
+    }
 }

@@ -56,7 +56,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         model_id,
         api_key: a.api_key.clone().filter(|k| !k.is_empty()),
         batch: BatchConfig {
-            n_threads: a.model.threads.unwrap_or_else(ModelArgs::default_threads),
+            n_threads: a.model.n_threads(),
             n_ctx,
             max_running: parallel,
             max_queued: a.max_queued,

@@ -7,9 +7,9 @@
 
 use super::constraint::{Constraint, Mask};
 use super::prefix::PrefixCache;
-use super::{BatchConfig, Event, Msg, Request, Shared, Sink, Usage};
+use super::{BatchConfig, Event, Finish, Flow, Msg, Request, Shared, Sink, Step, Usage};
 use crate::sampler::log_probs;
-use crate::{Finish, KvCache, Model, Sampler, SeqBatch, Step};
+use crate::{KvCache, Model, Sampler, SeqBatch};
 use hearth_kernels::ThreadPool;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,7 +21,8 @@ struct Waiting {
     sink: Box<dyn Sink>,
 }
 
-/// A sequence in flight.
+/// A sequence in flight. Per-sequence behaviour (sampling, a grammar, the sink's text stream) hangs off `req` and
+/// `sink`; `sample_and_send` is the one place a step's token is chosen, reported and judged.
 struct Seq {
     req: Box<Request>,
     sink: Box<dyn Sink>,
@@ -99,12 +100,12 @@ impl Scheduler {
         }
         for w in self.waiting.drain(..) {
             let mut sink = w.sink;
-            sink.send(Event::Failed("the server is shutting down".into()));
+            sink.send(Event::Failed("the engine is shutting down".into()));
             self.shared.queued.fetch_sub(1, Relaxed);
         }
         for mut s in self.running.drain(..) {
             s.sink
-                .send(Event::Failed("the server is shutting down".into()));
+                .send(Event::Failed("the engine is shutting down".into()));
         }
         self.publish();
     }
@@ -184,7 +185,10 @@ impl Scheduler {
                 Outcome::Gone => {
                     self.shared.cancelled.fetch_add(1, Relaxed);
                 }
-                Outcome::Finished | Outcome::Failed => {}
+                Outcome::Done => {}
+                Outcome::Failed(msg) => {
+                    seq.sink.send(Event::Failed(msg));
+                }
             }
         }
     }
@@ -316,17 +320,20 @@ impl Scheduler {
             };
             match sample_and_send(s, l, mask, &self.shared) {
                 Outcome::Running => {}
-                ended => finished.push((p.seq, ended)),
+                end => finished.push((p.seq, end)),
             }
         }
-        for &(i, ended) in finished.iter().rev() {
-            let s = self.running.remove(i);
-            match ended {
-                Outcome::Finished => self.prefix.insert(s.tokens, s.cache),
+        for (i, end) in finished.into_iter().rev() {
+            let mut s = self.running.remove(i);
+            match end {
+                Outcome::Running => {}
+                Outcome::Done => self.prefix.insert(s.tokens, s.cache),
                 Outcome::Gone => {
                     self.shared.cancelled.fetch_add(1, Relaxed);
                 }
-                Outcome::Running | Outcome::Failed => {}
+                Outcome::Failed(msg) => {
+                    s.sink.send(Event::Failed(msg));
+                }
             }
         }
     }
@@ -354,35 +361,31 @@ fn compute_masks(
         .collect()
 }
 
-/// How a sequence stands after a step.
-#[derive(Debug, Clone, Copy)]
+/// What became of a sequence after its step.
 enum Outcome {
     Running,
-    /// Sent `Done`.
-    Finished,
-    /// Sent `Failed` (its grammar failed).
-    Failed,
-    /// Its receiver has gone.
+    /// Ended; `Done` was sent.
+    Done,
+    /// The receiver has gone.
     Gone,
+    /// The grammar failed; the message goes out as `Failed`.
+    Failed(String),
 }
 
 /// Samples the next token of `s` from its logits (n_vocab), under its grammar's `mask` when it has one, sends it
-/// (and the tokens the grammar forces after it), and sends `Done` (or `Failed` when the grammar fails) when the
-/// sequence ends.
+/// and the tokens the grammar forces after it, and decides whether the sequence ends (an end-of-generation id, the
+/// sink's [`Flow::Stop`], the grammar's completion, `max_tokens` or a full context); then sends `Done` with the
+/// usage.
 fn sample_and_send(
     s: &mut Seq,
     logits: &mut [f32],
     mask: Option<Result<Mask, String>>,
     shared: &Shared,
 ) -> Outcome {
-    let fail = |s: &mut Seq, msg: String| {
-        s.sink.send(Event::Failed(msg));
-        Outcome::Failed
-    };
     if let Some(mask) = mask {
         match mask.map(|m| m.apply(logits, &s.req.stop_ids)) {
-            Err(msg) => return fail(s, format!("the grammar failed: {msg}")),
-            Ok(false) => return fail(s, "the grammar allows no token here".into()),
+            Err(msg) => return Outcome::Failed(format!("the grammar failed: {msg}")),
+            Ok(false) => return Outcome::Failed("the grammar allows no token here".into()),
             Ok(true) => {}
         }
     }
@@ -397,9 +400,6 @@ fn sample_and_send(
         _ => (None, Vec::new()),
     };
     s.generated += 1;
-    if !s.sink.send(Event::Token(Step { id, logprob, top })) {
-        return Outcome::Gone;
-    }
     let mut forced = Vec::new();
     if let Some(c) = s
         .constraint
@@ -407,7 +407,7 @@ fn sample_and_send(
         .filter(|_| !s.req.stop_ids.contains(&id))
     {
         if let Err(msg) = c.consume(id) {
-            return fail(s, format!("the grammar failed: {msg}"));
+            return Outcome::Failed(format!("the grammar failed: {msg}"));
         }
         if !c.is_finished() {
             forced = c.forced();
@@ -420,24 +420,39 @@ fn sample_and_send(
     if let Some(end) = forced.iter().position(|t| s.req.stop_ids.contains(t)) {
         forced.truncate(end + 1);
     }
-    shared.forced_tokens.fetch_add(forced.len() as u64, Relaxed);
+    let mut flow = s.sink.send(Event::Token(Step { id, logprob, top }));
+    let mut sent = 0;
     for &f in &forced {
-        s.generated += 1;
-        if !s.sink.send(Event::Token(sure_step(f, s.req.top_logprobs))) {
-            return Outcome::Gone;
+        if flow != Flow::Continue {
+            break;
         }
+        s.generated += 1;
+        sent += 1;
+        flow = s.sink.send(Event::Token(sure_step(f, s.req.top_logprobs)));
     }
+    forced.truncate(sent);
+    shared.forced_tokens.fetch_add(sent as u64, Relaxed);
     let last = forced.last().copied().unwrap_or(id);
-    let finish = if s.req.stop_ids.contains(&last)
-        || s.constraint.as_ref().is_some_and(|c| c.is_finished())
-    {
-        Finish::Stop
-    } else if s.generated >= s.req.max_tokens || s.cache.len() + forced.len() >= s.cache.n_ctx() {
-        Finish::Length
-    } else {
-        s.next.push(id);
-        s.next.append(&mut forced);
-        return Outcome::Running;
+    let finish = match flow {
+        Flow::Gone => return Outcome::Gone,
+        Flow::Stop => Finish::Stop,
+        Flow::Continue
+            if s.req.stop_ids.contains(&last)
+                || s.constraint.as_ref().is_some_and(|c| c.is_finished()) =>
+        {
+            Finish::Stop
+        }
+        Flow::Continue
+            if s.generated >= s.req.max_tokens
+                || s.cache.len() + forced.len() >= s.cache.n_ctx() =>
+        {
+            Finish::Length
+        }
+        Flow::Continue => {
+            s.next.push(id);
+            s.next.append(&mut forced);
+            return Outcome::Running;
+        }
     };
     finish_seq(s, finish)
 }
@@ -449,7 +464,7 @@ fn finish_seq(s: &mut Seq, finish: Finish) -> Outcome {
         cached_tokens: s.cached_tokens,
     };
     s.sink.send(Event::Done { finish, usage });
-    Outcome::Finished
+    Outcome::Done
 }
 
 /// Sends the tokens a grammar forces before anything is sampled (the `{"name": ` a schema starts with) as the first
@@ -463,21 +478,25 @@ fn force_start(s: &mut Seq, shared: &Shared) -> Outcome {
     if let Some(end) = forced.iter().position(|t| s.req.stop_ids.contains(t)) {
         forced.truncate(end + 1);
     }
-    shared.forced_tokens.fetch_add(forced.len() as u64, Relaxed);
+    let finished = c.is_finished();
+    let mut flow = Flow::Continue;
     for &f in &forced {
-        if !s.sink.send(Event::Token(sure_step(f, s.req.top_logprobs))) {
-            return Outcome::Gone;
+        if flow != Flow::Continue {
+            break;
         }
+        s.generated += 1;
+        flow = s.sink.send(Event::Token(sure_step(f, s.req.top_logprobs)));
     }
-    s.generated = forced.len();
+    forced.truncate(s.generated);
+    shared.forced_tokens.fetch_add(forced.len() as u64, Relaxed);
     let stopped = forced.last().is_some_and(|t| s.req.stop_ids.contains(t));
     s.req.prompt.extend_from_slice(&forced);
-    if stopped || c.is_finished() {
-        finish_seq(s, Finish::Stop)
-    } else if s.generated >= s.req.max_tokens {
-        finish_seq(s, Finish::Length)
-    } else {
-        Outcome::Running
+    match flow {
+        Flow::Gone => Outcome::Gone,
+        Flow::Stop => finish_seq(s, Finish::Stop),
+        Flow::Continue if stopped || finished => finish_seq(s, Finish::Stop),
+        Flow::Continue if s.generated >= s.req.max_tokens => finish_seq(s, Finish::Length),
+        Flow::Continue => Outcome::Running,
     }
 }
 

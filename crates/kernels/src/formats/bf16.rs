@@ -1,5 +1,23 @@
 //! BF16: the top 16 bits of an f32 (block size 1). Activations are rounded to bf16 too, as ggml does.
 
+use super::{on_x86, Dot, Spec};
+use crate::DType;
+
+/// BF16's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::BF16,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: None,
+    dot: Some(Dot {
+        act: DType::BF16,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>().cols_multiple_of(8)),
+        neon: None,
+    }),
+    packed: None,
+};
+
 #[inline(always)]
 fn bf16_at(b: &[u8], off: usize) -> f32 {
     f32::from_bits((u16::from_le_bytes([b[off], b[off + 1]]) as u32) << 16)
@@ -38,45 +56,20 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
 pub(crate) mod x86 {
     use crate::x86::*;
 
-    /// 8 elements at `p` widened to f32.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load8(p: *const u8) -> __m256 {
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
-            _mm_loadu_si128(p as *const __m128i),
-        )))
-    }
+    pub(crate) type Avx2 = Floats<BF16>;
 
-    pub(crate) struct Avx2;
+    /// 8 bf16 values for [`Floats`].
+    pub(crate) struct BF16;
 
-    impl Block for Avx2 {
-        const W: usize = 16;
-        const A: usize = 16;
-        type U = __m256;
-        type Acc = __m256;
+    impl Widen for BF16 {
+        const BYTES: usize = 16;
 
         #[target_feature(enable = "avx2,fma,f16c")]
         #[inline]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> __m256 {
-            load8(w)
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &__m256, a: *const u8, acc: __m256) -> __m256 {
-            _mm256_fmadd_ps(*u, load8(a), acc)
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn reduce(acc: __m256) -> f32 {
-            hsum256(acc)
+        unsafe fn load8(p: *const u8) -> __m256 {
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+                _mm_loadu_si128(p as *const __m128i),
+            )))
         }
     }
 }

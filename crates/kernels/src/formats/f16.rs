@@ -1,6 +1,23 @@
 //! F16: IEEE half floats (block size 1). Activations are rounded to f16 too, as ggml does, and products summed in f32.
 
 use super::f16_at;
+use super::{on_x86, Dot, Spec};
+use crate::DType;
+
+/// F16's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::F16,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: None,
+    dot: Some(Dot {
+        act: DType::F16,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>().cols_multiple_of(8)),
+        neon: None,
+    }),
+    packed: None,
+};
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (i, d) in dst.iter_mut().enumerate() {
@@ -25,43 +42,18 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
 pub(crate) mod x86 {
     use crate::x86::*;
 
-    /// 8 elements at `p` widened to f32.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load8(p: *const u8) -> __m256 {
-        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
-    }
+    pub(crate) type Avx2 = Floats<F16>;
 
-    pub(crate) struct Avx2;
+    /// 8 f16 values for [`Floats`].
+    pub(crate) struct F16;
 
-    impl Block for Avx2 {
-        const W: usize = 16;
-        const A: usize = 16;
-        type U = __m256;
-        type Acc = __m256;
+    impl Widen for F16 {
+        const BYTES: usize = 16;
 
         #[target_feature(enable = "avx2,fma,f16c")]
         #[inline]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> __m256 {
-            load8(w)
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &__m256, a: *const u8, acc: __m256) -> __m256 {
-            _mm256_fmadd_ps(*u, load8(a), acc)
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn reduce(acc: __m256) -> f32 {
-            hsum256(acc)
+        unsafe fn load8(p: *const u8) -> __m256 {
+            _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
         }
     }
 }

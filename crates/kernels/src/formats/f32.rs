@@ -1,6 +1,23 @@
 //! F32: plain little-endian floats (block size 1). Activations stay f32 for F32 weights.
 
 use super::f32_at;
+use super::{on_x86, Dot, Spec};
+use crate::DType;
+
+/// F32's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::F32,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: None,
+    dot: Some(Dot {
+        act: DType::F32,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>().cols_multiple_of(8)),
+        neon: None,
+    }),
+    packed: None,
+};
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
@@ -25,43 +42,18 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
 pub(crate) mod x86 {
     use crate::x86::*;
 
-    /// 8 elements at `p` widened to f32.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load8(p: *const u8) -> __m256 {
-        _mm256_loadu_ps(p as *const f32)
-    }
+    pub(crate) type Avx2 = Floats<F32>;
 
-    pub(crate) struct Avx2;
+    /// 8 f32 values for [`Floats`].
+    pub(crate) struct F32;
 
-    impl Block for Avx2 {
-        const W: usize = 32;
-        const A: usize = 32;
-        type U = __m256;
-        type Acc = __m256;
+    impl Widen for F32 {
+        const BYTES: usize = 32;
 
         #[target_feature(enable = "avx2,fma,f16c")]
         #[inline]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> __m256 {
-            load8(w)
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &__m256, a: *const u8, acc: __m256) -> __m256 {
-            _mm256_fmadd_ps(*u, load8(a), acc)
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn reduce(acc: __m256) -> f32 {
-            hsum256(acc)
+        unsafe fn load8(p: *const u8) -> __m256 {
+            _mm256_loadu_ps(p as *const f32)
         }
     }
 }

@@ -1,7 +1,10 @@
-//! The tensor formats: one module per format holding its block layout, (de)quantization and dot products.
+//! The tensor formats: one module per format holding its block layout, (de)quantization, dot products and its row
+//! of the registry ([`Spec`]), and the registry itself: the one table the rest of the crate looks formats up in.
 //!
 //! Each weight format's scalar `vec_dot` (against the activation format it pairs with, as in ggml) is the
 //! specification; the SIMD versions beside it are tested against it.
+//!
+//! Adding a format: a module here with its `SPEC`, and a line in [`FORMATS`].
 
 pub mod bf16;
 pub mod f16;
@@ -19,7 +22,141 @@ pub mod q8_0;
 pub mod q8_1;
 pub mod q8_k;
 
-use crate::{DType, MatmulError};
+use crate::matmul::{QuantizeFn, ScalarDotFn};
+use crate::DType;
+
+/// Every format with code in this crate, one row each.
+const FORMATS: [&Spec; 15] = [
+    &f32::SPEC,
+    &f16::SPEC,
+    &bf16::SPEC,
+    &q4_0::SPEC,
+    &q4_1::SPEC,
+    &q5_0::SPEC,
+    &q5_1::SPEC,
+    &q8_0::SPEC,
+    &q8_1::SPEC,
+    &q2_k::SPEC,
+    &q3_k::SPEC,
+    &q4_k::SPEC,
+    &q5_k::SPEC,
+    &q6_k::SPEC,
+    &q8_k::SPEC,
+];
+
+/// What one tensor format provides: block layout, conversions, and (as a weight format) its dot products per ISA and
+/// its packed form.
+pub(crate) struct Spec {
+    /// The format (its block size and bytes are ggml's, in [`DType`]'s table).
+    pub dtype: DType,
+    pub dequantize: DequantizeFn,
+    /// ggml's reference quantizer, where there is one here.
+    pub quantize: Option<QuantizeRowFn>,
+    /// The SIMD quantizer of an activation format on x86 (AVX2 and above), byte-identical to `quantize`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub x86_quantize: Option<QuantizeFn>,
+    /// As a weight format: its products with activations.
+    pub dot: Option<Dot>,
+    /// As a weight format: how it maps onto the packed layout (`crate::packed`), if it has one.
+    pub packed: Option<crate::packed::Format>,
+}
+
+/// Converts whole blocks of a format to f32.
+pub(crate) type DequantizeFn = fn(src: &[u8], dst: &mut [f32]);
+
+/// Converts f32 to whole blocks of a format.
+pub(crate) type QuantizeRowFn = fn(src: &[f32], dst: &mut [u8]);
+
+/// A weight format's dot products: the activation format it pairs with, the scalar specification, and the SIMD
+/// kernels per ISA (an ISA without them runs the scalar one).
+pub(crate) struct Dot {
+    pub act: DType,
+    pub scalar: ScalarDotFn,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub x86: Option<X86Kernels>,
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    pub neon: Option<NeonKernels>,
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) type X86Kernels = crate::x86::Kernels;
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) type X86Kernels = ();
+#[cfg(target_arch = "aarch64")]
+pub(crate) type NeonKernels = crate::neon::Kernels;
+#[cfg(not(target_arch = "aarch64"))]
+pub(crate) type NeonKernels = ();
+
+/// `Some(expr)` on x86-64, `None` elsewhere (where `expr` is not compiled): a registry row's x86 kernels.
+#[cfg(target_arch = "x86_64")]
+macro_rules! on_x86 {
+    ($e:expr) => {
+        Some($e)
+    };
+}
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! on_x86 {
+    ($e:expr) => {
+        None
+    };
+}
+pub(crate) use on_x86;
+
+/// `Some(expr)` on aarch64, `None` elsewhere: a registry row's NEON kernels.
+#[cfg(target_arch = "aarch64")]
+macro_rules! on_neon {
+    ($e:expr) => {
+        Some($e)
+    };
+}
+#[cfg(not(target_arch = "aarch64"))]
+macro_rules! on_neon {
+    ($e:expr) => {
+        None
+    };
+}
+pub(crate) use on_neon;
+
+/// The registry indexed by GGUF type id.
+static BY_ID: [Option<&Spec>; 40] = {
+    let mut table = [None; 40];
+    let mut i = 0;
+    while i < FORMATS.len() {
+        table[FORMATS[i].dtype as usize] = Some(FORMATS[i]);
+        i += 1;
+    }
+    table
+};
+
+/// The registry's row for `dtype`, if this crate has code for it.
+pub(crate) fn spec(dtype: DType) -> Option<&'static Spec> {
+    BY_ID.get(dtype as usize).copied().flatten()
+}
+
+/// The weight formats `matmul` takes (each with its scalar specification, and SIMD kernels where written).
+pub fn weight_formats() -> impl Iterator<Item = DType> {
+    FORMATS.iter().filter(|s| s.dot.is_some()).map(|s| s.dtype)
+}
+
+/// Why a quantization or dequantization was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantError {
+    #[error("{op} is not implemented for {dtype} tensors")]
+    Unsupported { dtype: DType, op: &'static str },
+    #[error("{n} elements is not a whole number of {dtype} blocks of {block}")]
+    NotWholeBlocks {
+        dtype: DType,
+        n: usize,
+        block: usize,
+    },
+    #[error("{n} elements of {dtype} take {expected} bytes, got {got}")]
+    ByteLength {
+        dtype: DType,
+        n: usize,
+        expected: usize,
+        got: usize,
+    },
+}
 
 /// Reads the little-endian f16 at `b[off..off + 2]` as f32.
 #[inline(always)]
@@ -176,77 +313,84 @@ pub(crate) fn nearest_int(x: f32) -> i32 {
     ((x + 12_582_912.0).to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
-/// Checks that `bytes` bytes of `dtype` hold exactly `n` elements; returns the number of blocks.
-fn check_lengths(dtype: DType, bytes: usize, n: usize) -> Result<usize, MatmulError> {
+/// Checks that `bytes` bytes of `dtype` hold exactly `n` elements.
+fn check_lengths(dtype: DType, bytes: usize, n: usize) -> Result<(), QuantError> {
     let block = dtype.block_size();
     if !n.is_multiple_of(block) {
-        return Err(MatmulError::NotWholeBlocks { dtype, n, block });
+        return Err(QuantError::NotWholeBlocks { dtype, n, block });
     }
     let expected = n / block * dtype.type_size();
     if bytes != expected {
-        return Err(MatmulError::ByteLength {
+        return Err(QuantError::ByteLength {
             dtype,
             n,
             expected,
             got: bytes,
         });
     }
-    Ok(n / block)
+    Ok(())
 }
 
 /// Dequantizes `dst.len()` elements of `dtype` (a whole number of blocks) from `src` into `dst`.
-pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), MatmulError> {
+pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
     check_lengths(dtype, src.len(), dst.len())?;
-    match dtype {
-        DType::F32 => f32::dequantize(src, dst),
-        DType::F16 => f16::dequantize(src, dst),
-        DType::BF16 => bf16::dequantize(src, dst),
-        DType::Q4_0 => q4_0::dequantize(src, dst),
-        DType::Q4_1 => q4_1::dequantize(src, dst),
-        DType::Q5_0 => q5_0::dequantize(src, dst),
-        DType::Q5_1 => q5_1::dequantize(src, dst),
-        DType::Q8_0 => q8_0::dequantize(src, dst),
-        DType::Q8_1 => q8_1::dequantize(src, dst),
-        DType::Q2_K => q2_k::dequantize(src, dst),
-        DType::Q3_K => q3_k::dequantize(src, dst),
-        DType::Q4_K => q4_k::dequantize(src, dst),
-        DType::Q5_K => q5_k::dequantize(src, dst),
-        DType::Q6_K => q6_k::dequantize(src, dst),
-        DType::Q8_K => q8_k::dequantize(src, dst),
-        other => {
-            return Err(MatmulError::Unsupported {
-                dtype: other,
-                op: "dequantize",
-            })
-        }
-    }
+    let spec = spec(dtype).ok_or(QuantError::Unsupported {
+        dtype,
+        op: "dequantize",
+    })?;
+    (spec.dequantize)(src, dst);
     Ok(())
 }
 
 /// Quantizes `src` (a whole number of blocks of `dtype`) into `dst`, which must be exactly the row's byte size.
 ///
 /// Follows ggml's reference quantizers (`quantize_row_*_ref`), so results match llama.cpp and the `gguf` package.
-pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<(), MatmulError> {
+pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     check_lengths(dtype, dst.len(), src.len())?;
-    match dtype {
-        DType::F32 => f32::quantize(src, dst),
-        DType::F16 => f16::quantize(src, dst),
-        DType::BF16 => bf16::quantize(src, dst),
-        DType::Q4_0 => q4_0::quantize(src, dst),
-        DType::Q4_1 => q4_1::quantize(src, dst),
-        DType::Q5_0 => q5_0::quantize(src, dst),
-        DType::Q5_1 => q5_1::quantize(src, dst),
-        DType::Q8_0 => q8_0::quantize(src, dst),
-        DType::Q8_1 => q8_1::quantize(src, dst),
-        DType::Q8_K => q8_k::quantize(src, dst),
-        DType::Q4_K => q4_k::quantize(src, dst),
-        DType::Q6_K => q6_k::quantize(src, dst),
-        other => {
-            return Err(MatmulError::Unsupported {
-                dtype: other,
-                op: "quantize",
-            })
-        }
-    }
+    let quantize = spec(dtype)
+        .and_then(|s| s.quantize)
+        .ok_or(QuantError::Unsupported {
+            dtype,
+            op: "quantize",
+        })?;
+    quantize(src, dst);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry holds what this crate promises: each format once, findable by its id, every weight format
+    /// paired with an activation format that has a quantizer and compatible blocks.
+    #[test]
+    fn registry_rows_are_consistent() {
+        for (i, s) in FORMATS.iter().enumerate() {
+            assert!(
+                FORMATS[..i].iter().all(|t| t.dtype != s.dtype),
+                "{} twice",
+                s.dtype
+            );
+            assert_eq!(spec(s.dtype).map(|t| t.dtype), Some(s.dtype));
+            if let Some(d) = &s.dot {
+                let act = spec(d.act).unwrap();
+                assert!(act.quantize.is_some(), "{} pairs with {}", s.dtype, d.act);
+                let (bw, ba) = (s.dtype.block_size(), d.act.block_size());
+                assert_eq!(
+                    bw.max(ba) % bw.min(ba),
+                    0,
+                    "{} blocks against {}",
+                    s.dtype,
+                    d.act
+                );
+            }
+        }
+        let weights: Vec<DType> = weight_formats().collect();
+        use DType::*;
+        assert_eq!(
+            weights,
+            [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K]
+        );
+        assert_eq!(spec(IQ2_XXS).map(|s| s.dtype), None);
+    }
 }

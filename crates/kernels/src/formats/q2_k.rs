@@ -5,10 +5,26 @@
 //! `dmin: f16` at 82. Element `128c + 32j + l` (c < 2, j < 4, l < 32) is bits 2j..2j+2 of qs[32c + l]; its group is
 //! element / 16.
 
-use super::{f16_at, q8_k};
+use super::{f16_at, on_neon, on_x86, q8_k, Dot, Spec};
+use crate::DType;
 
-pub const QK: usize = 256;
-pub const BLOCK_BYTES: usize = 84;
+pub const QK: usize = DType::Q2_K.block_size();
+pub const BLOCK_BYTES: usize = DType::Q2_K.type_size();
+
+/// Q2_K's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q2_K,
+    dequantize,
+    quantize: None,
+    x86_quantize: None,
+    dot: Some(Dot {
+        act: DType::Q8_K,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
+        neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
+    }),
+    packed: None,
+};
 
 /// The 2-bit quant of element e (0..256).
 #[inline(always)]
@@ -69,23 +85,10 @@ pub(crate) mod x86 {
         mins: __m256i,
     }
 
-    pub(crate) struct Avx2;
-
-    impl Block for Avx2 {
-        const W: usize = super::BLOCK_BYTES;
-        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
-        type U = U;
-        type Acc = __m256;
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> U {
+    block! {
+        Avx2: avx2;
+        W = super::BLOCK_BYTES, A = crate::formats::q8_k::BLOCK_BYTES, U = U, Acc = __m256;
+        unpack(w) {
             let s = _mm_loadu_si128(w as *const __m128i);
             U {
                 w,
@@ -102,10 +105,7 @@ pub(crate) mod x86 {
                 )),
             }
         }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+        dot(u, a, acc) {
             let m3 = _mm256_set1_epi8(3);
             let aq = a.add(4);
             let mut sumi = _mm256_setzero_si256();
@@ -123,12 +123,6 @@ pub(crate) mod x86 {
             let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
             let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
             _mm256_fnmadd_ps(dmin, summ, acc)
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn reduce(acc: __m256) -> f32 {
-            hsum256(acc)
         }
     }
 }

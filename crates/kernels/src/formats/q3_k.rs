@@ -5,10 +5,26 @@
 //! Element `128c + 32j + l`: low bits 2j..2j+2 of qs[32c + l], high bit (4c + j) of hmask[l]. Scale k (0..16): low
 //! nibble of scales[k] (k < 8) or high nibble of scales[k - 8], plus bits 2(k/4)..2(k/4)+2 of scales[8 + k % 4] << 4.
 
-use super::{f16_at, q8_k};
+use super::{f16_at, on_neon, on_x86, q8_k, Dot, Spec};
+use crate::DType;
 
-pub const QK: usize = 256;
-pub const BLOCK_BYTES: usize = 110;
+pub const QK: usize = DType::Q3_K.block_size();
+pub const BLOCK_BYTES: usize = DType::Q3_K.type_size();
+
+/// Q3_K's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q3_K,
+    dequantize,
+    quantize: None,
+    x86_quantize: None,
+    dot: Some(Dot {
+        act: DType::Q8_K,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
+        neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
+    }),
+    packed: None,
+};
 
 /// The signed quant of element e (0..256), in -4..4.
 #[inline(always)]
@@ -78,23 +94,10 @@ pub(crate) mod x86 {
         sc16: __m256i,
     }
 
-    pub(crate) struct Avx2;
-
-    impl Block for Avx2 {
-        const W: usize = super::BLOCK_BYTES;
-        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
-        type U = U;
-        type Acc = __m256;
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> U {
+    block! {
+        Avx2: avx2;
+        W = super::BLOCK_BYTES, A = crate::formats::q8_k::BLOCK_BYTES, U = U, Acc = __m256;
+        unpack(w) {
             let s = super::scales(std::slice::from_raw_parts(w, super::BLOCK_BYTES));
             let s16: [i16; 16] = std::array::from_fn(|i| s[i] as i16);
             U {
@@ -106,10 +109,7 @@ pub(crate) mod x86 {
                 sc16: _mm256_loadu_si256(s16.as_ptr() as *const __m256i),
             }
         }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+        dot(u, a, acc) {
             let m3 = _mm256_set1_epi8(3);
             let m4 = _mm256_set1_epi8(4);
             let aq = a.add(4);
@@ -135,12 +135,6 @@ pub(crate) mod x86 {
             let sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<2>(corr));
             let d = _mm_mul_ss(u.d, _mm_load_ss(a as *const f32));
             _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sumi), acc)
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn reduce(acc: __m256) -> f32 {
-            hsum256(acc)
         }
     }
 }

@@ -3,10 +3,33 @@
 //! Block (18 bytes): `d: f16` at 0, `qs: [u8; 16]` at 2; element j (< 16) is the low nibble of qs[j], element
 //! j + 16 the high nibble.
 
-use super::{f16_at, put_f16};
+use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
+use crate::DType;
 
-pub const QK: usize = 32;
-pub const BLOCK_BYTES: usize = 18;
+pub const QK: usize = DType::Q4_0.block_size();
+pub const BLOCK_BYTES: usize = DType::Q4_0.type_size();
+
+/// Q4_0's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q4_0,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: None,
+    dot: Some(Dot {
+        act: DType::Q8_0,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
+        neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
+    }),
+    packed: Some(crate::packed::Format {
+        group: 32,
+        bits: 4,
+        offset: 8,
+        min: false,
+        f16_scales: true,
+        unpack_row: unpack_for_packing,
+    }),
+};
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(QK)) {
@@ -57,121 +80,50 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
-/// x86-64 kernels for Q4_0 x Q8_0: weights unpacked to signed bytes, then |w| . (a with w's sign).
+/// Unpacks one row for packing (`crate::packed`): the quants as unsigned bytes and each block's scale.
+fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
+    for ((blk, qb), d) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(q.chunks_exact_mut(QK))
+        .zip(wd)
+    {
+        *d = f16_at(blk, 0);
+        crate::packed::split_nibbles(&blk[2..18], qb);
+    }
+}
+
+/// x86-64 kernels for Q4_0 x Q8_0: weights unpacked to signed bytes, then |w| . (a with w's sign); with VNNI also
+/// two blocks per 512-bit step (rows of an even number of blocks).
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use crate::x86::*;
 
-    macro_rules! kernel {
-        ($name:ident, $features:literal, $dot:ident) => {
-            pub(crate) struct $name;
-
-            impl Block for $name {
-                const W: usize = super::BLOCK_BYTES;
-                const A: usize = crate::formats::q8_0::BLOCK_BYTES;
-                /// ([d, 0, 0, 0], |w| as bytes, w as signed bytes)
-                type U = (__m128, __m256i, __m256i);
-                type Acc = __m256;
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn zero() -> __m256 {
-                    _mm256_setzero_ps()
-                }
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn unpack(w: *const u8) -> Self::U {
-                    let q = _mm256_sub_epi8(nibbles32(w.add(2)), _mm256_set1_epi8(8));
-                    (f16x1(w), _mm256_sign_epi8(q, q), q)
-                }
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn dot(u: &Self::U, a: *const u8, acc: __m256) -> __m256 {
-                    let dd = _mm_mul_ss(u.0, f16x1(a));
-                    let s = _mm256_cvtepi32_ps($dot(u.1, _mm256_sign_epi8(load256(a.add(2)), u.2)));
-                    _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), s, acc)
-                }
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn reduce(acc: __m256) -> f32 {
-                    hsum256(acc)
-                }
-            }
-        };
+    block! {
+        Avx2: avx2, Vnni: vnni;
+        // ([d, 0, 0, 0], |w| as bytes, w as signed bytes)
+        W = super::BLOCK_BYTES, A = crate::formats::q8_0::BLOCK_BYTES, U = (__m128, __m256i, __m256i), Acc = __m256;
+        unpack(w) {
+            let q = _mm256_sub_epi8(nibbles32(w.add(2)), _mm256_set1_epi8(8));
+            (f16x1(w), _mm256_sign_epi8(q, q), q)
+        }
+        dot(u, a, acc, bytes) {
+            add_scaled_q8_0(u.0, a, bytes(u.1, _mm256_sign_epi8(load256(a.add(2)), u.2)), acc)
+        }
     }
 
-    kernel!(Avx2, "avx2,fma,f16c", dot_u8i8);
-    kernel!(
-        Vnni,
-        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
-        dot_u8i8_vnni
-    );
-}
-
-/// 512-bit AVX512-VNNI kernel for Q4_0 x Q8_0, two blocks per step (rows of an even number of blocks).
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod x86_512 {
-    use crate::x86::*;
-
-    pub(crate) struct Vnni512;
-
-    impl Block for Vnni512 {
-        const W: usize = 2 * super::BLOCK_BYTES;
-        const A: usize = 2 * crate::formats::q8_0::BLOCK_BYTES;
-        /// ([d0, 0, d1, 0], quants 0..16 as bytes)
-        type U = (__m128, __m512i);
-        type Acc = __m512;
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn zero() -> __m512 {
-            _mm512_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> Self::U {
+    block! {
+        Vnni512: vnni;
+        // ([d0, 0, d1, 0], quants 0..16 of both blocks as bytes)
+        W = 2 * super::BLOCK_BYTES, A = 2 * crate::formats::q8_0::BLOCK_BYTES, U = (__m128, __m512i), Acc = __m512;
+        unpack(w) {
             let q = _mm512_inserti64x4::<1>(
                 _mm512_castsi256_si512(nibbles32(w.add(2))),
                 nibbles32(w.add(20)),
             );
-            let d = _mm_cvtph_ps(_mm_set_epi32(
-                0,
-                0,
-                (w.add(18) as *const u16).read_unaligned() as i32,
-                (w as *const u16).read_unaligned() as i32,
-            ));
-            (d, q)
+            (f16_pair(w, 18), q)
         }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn dot(u: &Self::U, a: *const u8, acc: __m512) -> __m512 {
-            let da = _mm_cvtph_ps(_mm_set_epi32(
-                0,
-                0,
-                (a.add(34) as *const u16).read_unaligned() as i32,
-                (a as *const u16).read_unaligned() as i32,
-            ));
-            let qa = load2x256(a.add(2), a.add(36));
-            // sum (q - 8) a = sum q a - 8 sum a
-            let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.1, qa);
-            let sa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), qa);
-            let s = _mm512_sub_epi32(s, sa);
-            _mm512_fmadd_ps(
-                spread2::<0, 2>(_mm_mul_ps(u.0, da)),
-                _mm512_cvtepi32_ps(s),
-                acc,
-            )
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn reduce(acc: __m512) -> f32 {
-            hsum512(acc)
+        dot(u, a, acc) {
+            add_offset_pair_q8_0(u.0, u.1, 8, a, acc)
         }
     }
 }

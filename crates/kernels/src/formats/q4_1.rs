@@ -2,10 +2,33 @@
 //!
 //! Block (20 bytes): `d: f16` at 0, `m: f16` at 2, `qs: [u8; 16]` at 4 (nibble order as in Q4_0).
 
-use super::{f16_at, put_f16};
+use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
+use crate::DType;
 
-pub const QK: usize = 32;
-pub const BLOCK_BYTES: usize = 20;
+pub const QK: usize = DType::Q4_1.block_size();
+pub const BLOCK_BYTES: usize = DType::Q4_1.type_size();
+
+/// Q4_1's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q4_1,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: None,
+    dot: Some(Dot {
+        act: DType::Q8_1,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
+        neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
+    }),
+    packed: Some(crate::packed::Format {
+        group: 32,
+        bits: 4,
+        offset: 0,
+        min: true,
+        f16_scales: true,
+        unpack_row: unpack_for_packing,
+    }),
+};
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(QK)) {
@@ -51,62 +74,47 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
-/// x86-64 kernels for Q4_1 x Q8_1.
+/// Unpacks one row for packing (`crate::packed`): the quants as unsigned bytes, each block's scale and min.
+fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
+    let blocks = row.chunks_exact(BLOCK_BYTES).zip(q.chunks_exact_mut(QK));
+    for ((blk, qb), (d, m)) in blocks.zip(wd.iter_mut().zip(wm)) {
+        (*d, *m) = (f16_at(blk, 0), f16_at(blk, 2));
+        crate::packed::split_nibbles(&blk[4..20], qb);
+    }
+}
+
+/// x86-64 kernels for Q4_1 x Q8_1; with VNNI also two blocks per 512-bit step (rows of an even number of blocks).
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use crate::x86::*;
 
-    macro_rules! kernel {
-        ($name:ident, $features:literal, $dot:ident) => {
-            pub(crate) struct $name;
-
-            impl Block for $name {
-                const W: usize = super::BLOCK_BYTES;
-                const A: usize = crate::formats::q8_1::BLOCK_BYTES;
-                /// ([d, m, 0, 0], the 32 quants as bytes)
-                type U = (__m128, __m256i);
-                type Acc = __m256;
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn zero() -> __m256 {
-                    _mm256_setzero_ps()
-                }
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn unpack(w: *const u8) -> Self::U {
-                    (f16x2(w), nibbles32(w.add(4)))
-                }
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn dot(u: &Self::U, a: *const u8, acc: __m256) -> __m256 {
-                    // [d_w * d_a, m_w * s_a, 0, 0]
-                    let p = _mm_mul_ps(u.0, f16x2(a));
-                    let s = _mm256_cvtepi32_ps($dot(u.1, load256(a.add(4))));
-                    let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), s, acc);
-                    _mm256_add_ps(
-                        acc,
-                        _mm256_zextps128_ps256(_mm_blend_ps::<0b0010>(_mm_setzero_ps(), p)),
-                    )
-                }
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn reduce(acc: __m256) -> f32 {
-                    hsum256(acc)
-                }
-            }
-        };
+    block! {
+        Avx2: avx2, Vnni: vnni;
+        // ([d, m, 0, 0], the 32 quants as bytes)
+        W = super::BLOCK_BYTES, A = crate::formats::q8_1::BLOCK_BYTES, U = (__m128, __m256i), Acc = __m256;
+        unpack(w) {
+            (f16x2(w), nibbles32(w.add(4)))
+        }
+        dot(u, a, acc, bytes) {
+            add_scaled_q8_1(u.0, f16x2(a), bytes(u.1, load256(a.add(4))), acc)
+        }
     }
 
-    kernel!(Avx2, "avx2,fma,f16c", dot_u8i8);
-    kernel!(
-        Vnni,
-        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
-        dot_u8i8_vnni
-    );
+    block! {
+        Vnni512: vnni;
+        // ([d0, m0, d1, m1], the quants of both blocks as bytes)
+        W = 2 * super::BLOCK_BYTES, A = 2 * crate::formats::q8_1::BLOCK_BYTES, U = (__m128, __m512i), Acc = __m512;
+        unpack(w) {
+            let q = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(nibbles32(w.add(4))),
+                nibbles32(w.add(24)),
+            );
+            (f16x2x2(w, w.add(20)), q)
+        }
+        dot(u, a, acc) {
+            add_min_pair_q8_1(u.0, u.1, a, acc)
+        }
+    }
 }
 
 /// aarch64 NEON dot product for Q4_1 x Q8_1.
@@ -138,57 +146,5 @@ pub(crate) mod neon {
             sum_m += super::f16_at(bw, 2) * super::f16_at(ba, 2);
         }
         vaddvq_f32(sum) + sum_m
-    }
-}
-
-/// 512-bit AVX512-VNNI kernel for Q4_1 x Q8_1, two blocks per step (rows of an even number of blocks).
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod x86_512 {
-    use crate::x86::*;
-
-    pub(crate) struct Vnni512;
-
-    impl Block for Vnni512 {
-        const W: usize = 2 * super::BLOCK_BYTES;
-        const A: usize = 2 * crate::formats::q8_1::BLOCK_BYTES;
-        /// ([d0, m0, d1, m1], quants as bytes)
-        type U = (__m128, __m512i);
-        type Acc = __m512;
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn zero() -> __m512 {
-            _mm512_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> Self::U {
-            let q = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(nibbles32(w.add(4))),
-                nibbles32(w.add(24)),
-            );
-            (f16x2x2(w, w.add(20)), q)
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn dot(u: &Self::U, a: *const u8, acc: __m512) -> __m512 {
-            // [d0 da0, m0 s0, d1 da1, m1 s1]
-            let p = _mm_mul_ps(u.0, f16x2x2(a, a.add(36)));
-            let s =
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.1, load2x256(a.add(4), a.add(40)));
-            let acc = _mm512_fmadd_ps(spread2::<0, 2>(p), _mm512_cvtepi32_ps(s), acc);
-            _mm512_add_ps(
-                acc,
-                _mm512_zextps128_ps512(_mm_blend_ps::<0b1010>(_mm_setzero_ps(), p)),
-            )
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn reduce(acc: __m512) -> f32 {
-            hsum512(acc)
-        }
     }
 }

@@ -4,10 +4,33 @@
 //! Block (144 bytes): `d: f16` at 0, `dmin: f16` at 2, `scales: [u8; 12]` at 4 (packed, see [`scale_min`]),
 //! `qs: [u8; 128]` at 16. Element `64c + 32h + l` (c < 4, h < 2, l < 32) is nibble h of qs[32c + l], group 2c + h.
 
-use super::{f16_at, put_f16, q8_k};
+use super::{f16_at, on_neon, on_x86, put_f16, q8_k, Dot, Spec};
+use crate::DType;
 
-pub const QK: usize = 256;
-pub const BLOCK_BYTES: usize = 144;
+pub const QK: usize = DType::Q4_K.block_size();
+pub const BLOCK_BYTES: usize = DType::Q4_K.type_size();
+
+/// Q4_K's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q4_K,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: None,
+    dot: Some(Dot {
+        act: DType::Q8_K,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
+        neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
+    }),
+    packed: Some(crate::packed::Format {
+        group: 32,
+        bits: 4,
+        offset: 0,
+        min: true,
+        f16_scales: false,
+        unpack_row: unpack_for_packing,
+    }),
+};
 
 /// Unpacks the 8 six-bit (scale, min) pairs shared by Q4_K and Q5_K from their 12 bytes: groups 0..4 take the low 6
 /// bits of bytes 0..4 (scale) and 4..8 (min); groups 4..8 take a nibble of bytes 8..12 plus the top 2 bits of
@@ -144,6 +167,42 @@ pub(crate) fn scale_min_u64(s: &[u8]) -> (u64, u64) {
     )
 }
 
+/// Unpacks one row for packing (`crate::packed`): the quants as unsigned bytes and per group of 32 `wd = d * sc`,
+/// `wm = -dmin * m` (exact in f32: 11 x 6 bits).
+fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
+    unpack_with_mins(row, BLOCK_BYTES, 16, q, wd, wm, |_, _, _| {});
+}
+
+/// What Q4_K and Q5_K share of [`unpack_for_packing`]: blocks of `block_bytes` whose low 4 bits lie as 32 bytes of
+/// nibbles per 64 elements from byte `nibbles`; `more(block, c, quants of elements 64c..64c + 64)` adds any higher
+/// bits.
+pub(crate) fn unpack_with_mins(
+    row: &[u8],
+    block_bytes: usize,
+    nibbles: usize,
+    q: &mut [u8],
+    wd: &mut [f32],
+    wm: &mut [f32],
+    more: impl Fn(&[u8], usize, &mut [u8]),
+) {
+    for (b, (blk, qb)) in row
+        .chunks_exact(block_bytes)
+        .zip(q.chunks_exact_mut(QK))
+        .enumerate()
+    {
+        let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+        let (sc, mn) = scale_min(&blk[4..16]);
+        for g in 0..8 {
+            wd[8 * b + g] = d * sc[g] as f32;
+            wm[8 * b + g] = -(dmin * mn[g] as f32);
+        }
+        for (c, qc) in qb.chunks_exact_mut(64).enumerate() {
+            crate::packed::split_nibbles(&blk[nibbles + 32 * c..][..32], qc);
+            more(blk, c, qc);
+        }
+    }
+}
+
 /// x86-64 kernels for Q4_K x Q8_K.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
@@ -161,23 +220,10 @@ pub(crate) mod x86 {
         mins: __m128i,
     }
 
-    pub(crate) struct Avx2;
-
-    impl Block for Avx2 {
-        const W: usize = super::BLOCK_BYTES;
-        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
-        type U = U;
-        type Acc = __m256;
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> U {
+    block! {
+        Avx2: avx2;
+        W = super::BLOCK_BYTES, A = crate::formats::q8_k::BLOCK_BYTES, U = U, Acc = __m256;
+        unpack(w) {
             let (sc, mn) = super::scale_min_u64(std::slice::from_raw_parts(w.add(4), 12));
             U {
                 w,
@@ -186,10 +232,7 @@ pub(crate) mod x86 {
                 mins: _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64)),
             }
         }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+        dot(u, a, acc) {
             let m4 = _mm256_set1_epi8(0x0F);
             let aq = a.add(4);
             let mut sumi = _mm256_setzero_si256();
@@ -215,12 +258,6 @@ pub(crate) mod x86 {
             let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
             let dmin = _mm_permute_ps::<0b01_01_01_01>(dd);
             _mm256_sub_ps(acc, _mm256_zextps128_ps256(_mm_mul_ps(m, dmin)))
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn reduce(acc: __m256) -> f32 {
-            hsum256(acc)
         }
     }
 }

@@ -3,10 +3,33 @@
 //! Block (176 bytes): `d: f16` at 0, `dmin: f16` at 2, `scales: [u8; 12]` at 4 (as Q4_K), `qh: [u8; 32]` at 16,
 //! `qs: [u8; 128]` at 48. Element `64c + 32h + l`: nibble h of qs[32c + l], fifth bit = bit (2c + h) of qh[l].
 
-use super::{f16_at, q4_k::scale_min, q8_k};
+use super::{f16_at, on_neon, on_x86, q4_k::scale_min, q8_k, Dot, Spec};
+use crate::DType;
 
-pub const QK: usize = 256;
-pub const BLOCK_BYTES: usize = 176;
+pub const QK: usize = DType::Q5_K.block_size();
+pub const BLOCK_BYTES: usize = DType::Q5_K.type_size();
+
+/// Q5_K's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q5_K,
+    dequantize,
+    quantize: None,
+    x86_quantize: None,
+    dot: Some(Dot {
+        act: DType::Q8_K,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
+        neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
+    }),
+    packed: Some(crate::packed::Format {
+        group: 32,
+        bits: 5,
+        offset: 0,
+        min: true,
+        f16_scales: false,
+        unpack_row: unpack_for_packing,
+    }),
+};
 
 /// The 5-bit quant of element e (0..256).
 #[inline(always)]
@@ -50,6 +73,18 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
+/// Unpacks one row for packing (`crate::packed`), as Q4_K plus the fifth bit of element `64c + 32h + l`: bit
+/// `2c + h` of byte `16 + l`.
+fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
+    super::q4_k::unpack_with_mins(row, BLOCK_BYTES, 48, q, wd, wm, |blk, c, qc| {
+        for (h, qh) in qc.chunks_exact_mut(32).enumerate() {
+            for (x, &hb) in qh.iter_mut().zip(&blk[16..48]) {
+                *x |= ((hb >> (2 * c + h)) & 1) << 4;
+            }
+        }
+    });
+}
+
 /// x86-64 kernels for Q5_K x Q8_K.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
@@ -67,23 +102,10 @@ pub(crate) mod x86 {
         mins: __m128i,
     }
 
-    pub(crate) struct Avx2;
-
-    impl Block for Avx2 {
-        const W: usize = super::BLOCK_BYTES;
-        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
-        type U = U;
-        type Acc = __m256;
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> U {
+    block! {
+        Avx2: avx2;
+        W = super::BLOCK_BYTES, A = crate::formats::q8_k::BLOCK_BYTES, U = U, Acc = __m256;
+        unpack(w) {
             let (sc, mn) =
                 crate::formats::q4_k::scale_min_u64(std::slice::from_raw_parts(w.add(4), 12));
             U {
@@ -93,10 +115,7 @@ pub(crate) mod x86 {
                 mins: _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64)),
             }
         }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+        dot(u, a, acc) {
             let m4 = _mm256_set1_epi8(0x0F);
             let m10 = _mm256_set1_epi8(0x10);
             let aq = a.add(4);
@@ -132,12 +151,6 @@ pub(crate) mod x86 {
             let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
             let dmin = _mm_permute_ps::<0b01_01_01_01>(dd);
             _mm256_sub_ps(acc, _mm256_zextps128_ps256(_mm_mul_ps(m, dmin)))
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn reduce(acc: __m256) -> f32 {
-            hsum256(acc)
         }
     }
 }

@@ -5,10 +5,33 @@
 //! Element `128c + 32k + l` (c < 2, k < 4, l < 32): low 4 bits = nibble k/2 of ql[64c + 32(k%2) + l],
 //! high 2 bits = bits 2k..2k+2 of qh[32c + l]. Group = element / 16.
 
-use super::{f16_at, put_f16, q8_k};
+use super::{f16_at, on_neon, on_x86, put_f16, q8_k, Dot, Spec};
+use crate::DType;
 
-pub const QK: usize = 256;
-pub const BLOCK_BYTES: usize = 210;
+pub const QK: usize = DType::Q6_K.block_size();
+pub const BLOCK_BYTES: usize = DType::Q6_K.type_size();
+
+/// Q6_K's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q6_K,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: None,
+    dot: Some(Dot {
+        act: DType::Q8_K,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
+        neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
+    }),
+    packed: Some(crate::packed::Format {
+        group: 16,
+        bits: 6,
+        offset: 32,
+        min: false,
+        f16_scales: false,
+        unpack_row: unpack_for_packing,
+    }),
+};
 
 /// The signed quant of element e (0..256), in -32..32.
 #[inline(always)]
@@ -96,6 +119,31 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
+/// Unpacks one row for packing (`crate::packed`): per 128 elements `c`, element `128c + 32k + l` has its low 4
+/// bits in byte `64c + 32(k % 2) + l` (nibble `k / 2`) and its high 2 bits at bit `2k` of byte `128 + 32c + l`;
+/// stored unsigned (quant + 32). `wd = d * scale` per group of 16.
+fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
+    for (b, (blk, qb)) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(q.chunks_exact_mut(QK))
+        .enumerate()
+    {
+        let d = f16_at(blk, 208);
+        for g in 0..16 {
+            wd[16 * b + g] = d * blk[192 + g] as i8 as f32;
+        }
+        for (c, qc) in qb.chunks_exact_mut(128).enumerate() {
+            for (k, qk) in qc.chunks_exact_mut(32).enumerate() {
+                let low = &blk[64 * c + 32 * (k % 2)..][..32];
+                let high = &blk[128 + 32 * c..][..32];
+                for ((x, &lo), &hi) in qk.iter_mut().zip(low).zip(high) {
+                    *x = ((lo >> (4 * (k / 2))) & 0x0F) | (((hi >> (2 * k)) & 3) << 4);
+                }
+            }
+        }
+    }
+}
+
 /// x86-64 kernels for Q6_K x Q8_K: the quants are used unsigned (0..64) and the -32 offset is taken off once per
 /// block through the activations' group sums.
 #[cfg(target_arch = "x86_64")]
@@ -113,23 +161,10 @@ pub(crate) mod x86 {
         sc16: __m256i,
     }
 
-    pub(crate) struct Avx2;
-
-    impl Block for Avx2 {
-        const W: usize = super::BLOCK_BYTES;
-        const A: usize = crate::formats::q8_k::BLOCK_BYTES;
-        type U = U;
-        type Acc = __m256;
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> U {
+    block! {
+        Avx2: avx2;
+        W = super::BLOCK_BYTES, A = crate::formats::q8_k::BLOCK_BYTES, U = U, Acc = __m256;
+        unpack(w) {
             let s = w.add(192) as *const i8;
             U {
                 w,
@@ -143,10 +178,7 @@ pub(crate) mod x86 {
                 sc16: _mm256_cvtepi8_epi16(_mm_loadu_si128(s as *const __m128i)),
             }
         }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn dot(u: &U, a: *const u8, acc: __m256) -> __m256 {
+        dot(u, a, acc) {
             let m4 = _mm256_set1_epi8(0x0F);
             let m30 = _mm256_set1_epi8(0x30);
             let aq = a.add(4);
@@ -183,12 +215,6 @@ pub(crate) mod x86 {
             let sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(corr));
             let d = _mm_mul_ss(u.d, _mm_load_ss(a as *const f32));
             _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sumi), acc)
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
-        unsafe fn reduce(acc: __m256) -> f32 {
-            hsum256(acc)
         }
     }
 }

@@ -3,10 +3,33 @@
 //!
 //! Block (34 bytes): `d: f16` at 0, `qs: [i8; 32]` at 2.
 
-use super::{f16_at, put_f16};
+use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
+use crate::DType;
 
-pub const QK: usize = 32;
-pub const BLOCK_BYTES: usize = 34;
+pub const QK: usize = DType::Q8_0.block_size();
+pub const BLOCK_BYTES: usize = DType::Q8_0.type_size();
+
+/// Q8_0's row of the format registry.
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q8_0,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: on_x86!(x86_quant::quantize_avx2),
+    dot: Some(Dot {
+        act: DType::Q8_0,
+        scalar: vec_dot,
+        x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
+        neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
+    }),
+    packed: Some(crate::packed::Format {
+        group: 32,
+        bits: 8,
+        offset: 128,
+        min: false,
+        f16_scales: true,
+        unpack_row: unpack_for_packing,
+    }),
+};
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(QK)) {
@@ -42,58 +65,60 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
-/// x86-64 kernels for Q8_0 x Q8_0: weights unpacked to signed bytes, then |w| . (a with w's sign).
+/// Unpacks one row for packing (`crate::packed`): the quants as unsigned bytes (i8 + 128) and each block's scale.
+fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
+    for ((blk, qb), d) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(q.chunks_exact_mut(QK))
+        .zip(wd)
+    {
+        *d = f16_at(blk, 0);
+        for (x, &b) in qb.iter_mut().zip(&blk[2..34]) {
+            *x = b ^ 0x80;
+        }
+    }
+}
+
+/// x86-64 kernels for Q8_0 x Q8_0: weights unpacked to signed bytes, then |w| . (a with w's sign); with VNNI also
+/// two blocks per 512-bit step (rows of an even number of blocks).
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use crate::x86::*;
 
-    macro_rules! kernel {
-        ($name:ident, $features:literal, $dot:ident) => {
-            pub(crate) struct $name;
-
-            impl Block for $name {
-                const W: usize = super::BLOCK_BYTES;
-                const A: usize = crate::formats::q8_0::BLOCK_BYTES;
-                /// ([d, 0, 0, 0], |w| as bytes, w as signed bytes)
-                type U = (__m128, __m256i, __m256i);
-                type Acc = __m256;
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn zero() -> __m256 {
-                    _mm256_setzero_ps()
-                }
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn unpack(w: *const u8) -> Self::U {
-                    let q = load256(w.add(2));
-                    (f16x1(w), _mm256_sign_epi8(q, q), q)
-                }
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn dot(u: &Self::U, a: *const u8, acc: __m256) -> __m256 {
-                    let dd = _mm_mul_ss(u.0, f16x1(a));
-                    let s = _mm256_cvtepi32_ps($dot(u.1, _mm256_sign_epi8(load256(a.add(2)), u.2)));
-                    _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), s, acc)
-                }
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn reduce(acc: __m256) -> f32 {
-                    hsum256(acc)
-                }
-            }
-        };
+    block! {
+        Avx2: avx2, Vnni: vnni;
+        // ([d, 0, 0, 0], |w| as bytes, w as signed bytes)
+        W = super::BLOCK_BYTES, A = super::BLOCK_BYTES, U = (__m128, __m256i, __m256i), Acc = __m256;
+        unpack(w) {
+            let q = load256(w.add(2));
+            (f16x1(w), _mm256_sign_epi8(q, q), q)
+        }
+        dot(u, a, acc, bytes) {
+            add_scaled_q8_0(u.0, a, bytes(u.1, _mm256_sign_epi8(load256(a.add(2)), u.2)), acc)
+        }
     }
 
-    kernel!(Avx2, "avx2,fma,f16c", dot_u8i8);
-    kernel!(
-        Vnni,
-        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
-        dot_u8i8_vnni
-    );
+    block! {
+        Vnni512: vnni;
+        // ([d0, 0, d1, 0], |w|, mask of negative w)
+        W = 2 * super::BLOCK_BYTES, A = 2 * super::BLOCK_BYTES, U = (__m128, __m512i, __mmask64), Acc = __m512;
+        unpack(w) {
+            let q = load2x256(w.add(2), w.add(36));
+            (f16_pair(w, 34), _mm512_abs_epi8(q), _mm512_movepi8_mask(q))
+        }
+        dot(u, a, acc) {
+            let da = f16_pair(a, 34);
+            let qa = load2x256(a.add(2), a.add(36));
+            // a with the sign of w, so that |w| (unsigned) times it is w * a.
+            let sa = _mm512_mask_sub_epi8(qa, u.2, _mm512_setzero_si512(), qa);
+            let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.1, sa);
+            _mm512_fmadd_ps(
+                spread2::<0, 2>(_mm_mul_ps(u.0, da)),
+                _mm512_cvtepi32_ps(s),
+                acc,
+            )
+        }
+    }
 }
 
 /// x86-64 versions of the Q8_0 quantizer (bit-identical to the scalar one).
@@ -111,15 +136,7 @@ pub(crate) mod x86_quant {
             .chunks_exact(super::QK)
             .zip(dst.chunks_exact_mut(super::BLOCK_BYTES))
         {
-            let p = x.as_ptr();
-            let d = amax32(p) / 127.0;
-            let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-            let q: [__m256i; 4] = std::array::from_fn(|i| {
-                _mm256_cvtps_epi32(round_half_away256(_mm256_mul_ps(
-                    _mm256_loadu_ps(p.add(8 * i)),
-                    id,
-                )))
-            });
+            let (d, q) = quantize32(x.as_ptr());
             b[0..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
             _mm256_storeu_si256(b.as_mut_ptr().add(2) as *mut __m256i, pack_i8(q));
         }
@@ -150,66 +167,5 @@ pub(crate) mod neon {
             sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
         }
         vaddvq_f32(sum)
-    }
-}
-
-/// 512-bit AVX512-VNNI kernel for Q8_0 x Q8_0, two blocks per step (rows of an even number of blocks).
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod x86_512 {
-    use crate::x86::*;
-
-    pub(crate) struct Vnni512;
-
-    impl Block for Vnni512 {
-        const W: usize = 2 * super::BLOCK_BYTES;
-        const A: usize = 2 * super::BLOCK_BYTES;
-        /// ([d0, 0, d1, 0], |w|, mask of negative w)
-        type U = (__m128, __m512i, __mmask64);
-        type Acc = __m512;
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn zero() -> __m512 {
-            _mm512_setzero_ps()
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn unpack(w: *const u8) -> Self::U {
-            let q = load2x256(w.add(2), w.add(36));
-            let d = _mm_cvtph_ps(_mm_set_epi32(
-                0,
-                0,
-                (w.add(34) as *const u16).read_unaligned() as i32,
-                (w as *const u16).read_unaligned() as i32,
-            ));
-            (d, _mm512_abs_epi8(q), _mm512_movepi8_mask(q))
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn dot(u: &Self::U, a: *const u8, acc: __m512) -> __m512 {
-            let da = _mm_cvtph_ps(_mm_set_epi32(
-                0,
-                0,
-                (a.add(34) as *const u16).read_unaligned() as i32,
-                (a as *const u16).read_unaligned() as i32,
-            ));
-            let qa = load2x256(a.add(2), a.add(36));
-            // a with the sign of w, so that |w| (unsigned) times it is w * a.
-            let sa = _mm512_mask_sub_epi8(qa, u.2, _mm512_setzero_si512(), qa);
-            let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.1, sa);
-            _mm512_fmadd_ps(
-                spread2::<0, 2>(_mm_mul_ps(u.0, da)),
-                _mm512_cvtepi32_ps(s),
-                acc,
-            )
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-        #[inline]
-        unsafe fn reduce(acc: __m512) -> f32 {
-            hsum512(acc)
-        }
     }
 }

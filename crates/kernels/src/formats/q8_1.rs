@@ -2,10 +2,21 @@
 //!
 //! Block (36 bytes): `d: f16` at 0, `s: f16 = d * sum(qs)` at 2, `qs: [i8; 32]` at 4.
 
-use super::{f16_at, put_f16};
+use super::{f16_at, on_x86, put_f16, Spec};
+use crate::DType;
 
-pub const QK: usize = 32;
-pub const BLOCK_BYTES: usize = 36;
+pub const QK: usize = DType::Q8_1.block_size();
+pub const BLOCK_BYTES: usize = DType::Q8_1.type_size();
+
+/// Q8_1's row of the format registry (an activation format only).
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q8_1,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: on_x86!(x86_quant::quantize_avx2),
+    dot: None,
+    packed: None,
+};
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(QK)) {
@@ -48,15 +59,7 @@ pub(crate) mod x86_quant {
             .chunks_exact(super::QK)
             .zip(dst.chunks_exact_mut(super::BLOCK_BYTES))
         {
-            let p = x.as_ptr();
-            let d = amax32(p) / 127.0;
-            let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-            let q: [__m256i; 4] = std::array::from_fn(|i| {
-                _mm256_cvtps_epi32(round_half_away256(_mm256_mul_ps(
-                    _mm256_loadu_ps(p.add(8 * i)),
-                    id,
-                )))
-            });
+            let (d, q) = quantize32(x.as_ptr());
             let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
             let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
             let sum = hsum_epi32_128(s);

@@ -2,10 +2,21 @@
 //!
 //! Block (292 bytes): `d: f32` at 0, `qs: [i8; 256]` at 4, `bsums: [i16; 16]` at 260 (bsums[j] = sum of qs[16j..16j+16]).
 
-use super::f32_at;
+use super::{f32_at, on_x86, Spec};
+use crate::DType;
 
-pub const QK: usize = 256;
-pub const BLOCK_BYTES: usize = 292;
+pub const QK: usize = DType::Q8_K.block_size();
+pub const BLOCK_BYTES: usize = DType::Q8_K.type_size();
+
+/// Q8_K's row of the format registry (an activation format only).
+pub(crate) const SPEC: Spec = Spec {
+    dtype: DType::Q8_K,
+    dequantize,
+    quantize: Some(quantize),
+    x86_quantize: on_x86!(x86_quant::quantize_avx2),
+    dot: None,
+    packed: None,
+};
 pub const QS: usize = 4;
 pub const BSUMS: usize = 260;
 

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use hearth_engine::batch::BatchConfig;
-use hearth_engine::{generate, GenerateOptions, Model, SamplingParams, Session, ThreadPool};
+use hearth_engine::{greedy_reference as engine_greedy, Model, ThreadPool};
 use hearth_server::{AppState, ServerConfig};
 use hearth_text::{ChatMessage, Detokenizer, Tokenizer};
 use serde_json::Value;
@@ -61,33 +61,20 @@ pub fn state(config: ServerConfig) -> Arc<AppState> {
     AppState::new(model(), config).expect("starting the server state")
 }
 
-/// The text the single-sequence `generate` loop produces greedily for `ids` (what `hearth run --raw --temp 0`
-/// prints), stopping at an end-of-generation token; and the number of tokens generated.
+/// The text the plain greedy loop (`hearth_engine::greedy_reference`, no batching) produces for `ids`, stopping at
+/// an end-of-generation token, control tokens left out (what `hearth run --raw --temp 0` prints); and the number of
+/// tokens generated.
 pub fn greedy_reference(ids: &[u32], max_tokens: usize) -> (String, usize) {
     let model = model();
     let tok = tokenizer();
     let pool = ThreadPool::new(1);
-    let mut session = Session::new(&model, 512);
-    let opts = GenerateOptions {
-        max_tokens,
-        sampling: SamplingParams {
-            temperature: 0.0,
-            ..SamplingParams::default()
-        },
-        stop_ids: tok.eog_ids().to_vec(),
-        top_logprobs: None,
-    };
-    let mut detok = Detokenizer::new(tok);
-    let mut text = String::new();
-    let mut n = 0;
-    generate(&model, &pool, &mut session, ids, &opts, |s| {
-        n += 1;
-        if !tok.eog_ids().contains(&s.id) {
-            text.push_str(&detok.push(s.id));
-        }
-        true
-    })
-    .expect("generate");
+    let steps = engine_greedy(&model, &pool, ids, max_tokens, 0).expect("greedy reference");
+    let n = steps
+        .iter()
+        .position(|s| tok.is_eog(s.id))
+        .map_or(steps.len(), |i| i + 1);
+    let mut detok = Detokenizer::new(tok).skip_special(true);
+    let mut text: String = steps[..n].iter().map(|s| detok.push(s.id)).collect();
     text.push_str(&detok.flush());
     (text, n)
 }
