@@ -10,8 +10,8 @@ use std::path::PathBuf;
 pub struct ModelArgs {
     /// A model name (e.g. smollm2-135m) or a path to a .gguf file.
     pub model: String,
-    /// Compute threads (default: all cores).
-    #[arg(short = 't', long)]
+    /// Compute threads, 1 to the number of logical CPUs (default: all of them).
+    #[arg(short = 't', long, value_parser = parse_threads)]
     pub threads: Option<usize>,
     /// KV cache element type: f16, f32 (exact, twice the memory) or q8_0 (about half of f16).
     #[arg(long = "kv-type", default_value = "f16")]
@@ -21,12 +21,36 @@ pub struct ModelArgs {
     pub no_mem_check: bool,
 }
 
+/// `-t`: compute threads spin while they wait for work, so more threads than logical CPUs only take turns on the
+/// same cores (1000 threads on 2 cores made decoding ~100× slower); the bound is what the machine has.
+pub fn parse_threads(s: &str) -> std::result::Result<usize, String> {
+    let max = ModelArgs::default_threads();
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a thread count from 1 to {max} (this machine's logical CPUs; more threads only take \
+             turns on the same cores)"
+        )),
+    }
+}
+
+/// `-c`: a context holds at least one position (0 used to become 1 silently, and `serve -c 0` failed every
+/// request).
+pub fn parse_ctx_size(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a context size of at least 1 token")),
+    }
+}
+
 impl ModelArgs {
-    pub fn pool(&self) -> ThreadPool {
-        ThreadPool::new(self.n_threads())
+    /// The compute pool; a thread the OS refuses is an error, not a panic.
+    pub fn pool(&self) -> Result<ThreadPool> {
+        let n = self.n_threads();
+        ThreadPool::try_new(n).with_context(|| format!("cannot start {n} compute threads"))
     }
 
-    /// The compute threads asked for, or one per core.
+    /// The compute threads asked for (checked by [`parse_threads`]), or one per core.
     pub fn n_threads(&self) -> usize {
         self.threads.unwrap_or_else(Self::default_threads).max(1)
     }
@@ -89,5 +113,47 @@ impl Loaded {
     /// The context size to use: the request, capped at what the model was trained for.
     pub fn n_ctx(&self, requested: usize) -> usize {
         requested.min(self.model.config.n_ctx_train).max(1)
+    }
+}
+
+/// The most characters of text from a file (a name, a metadata value, an error quoting a template) echoed to the
+/// terminal at once.
+pub const MAX_ECHO: usize = 4096;
+
+/// `text` made safe to print: control characters other than newline and tab (ESC starts terminal escape
+/// sequences; CR and backspace overwrite what was shown), C1 controls and Unicode direction overrides are written
+/// as `\u{..}`, and anything beyond `max` characters is cut with a note of how much was left out.
+pub fn escape_for_terminal(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 64));
+    for (n, (i, ch)) in text.char_indices().enumerate() {
+        if n == max {
+            out.push_str(&format!("… ({} more bytes)", text.len() - i));
+            break;
+        }
+        let direction = matches!(ch, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if (ch.is_control() && ch != '\n' && ch != '\t') || direction {
+            out.push_str(&format!("\\u{{{:x}}}", ch as u32));
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_for_terminal;
+
+    #[test]
+    fn escapes_control_characters_and_bounds_length() {
+        assert_eq!(
+            escape_for_terminal("a\x1b[2Jb\rc\u{9b}d\u{202e}e\n\tf", 100),
+            "a\\u{1b}[2Jb\\u{d}c\\u{9b}d\\u{202e}e\n\tf"
+        );
+        assert_eq!(
+            escape_for_terminal("héllo wörld", 4),
+            "héll… (9 more bytes)"
+        );
+        assert_eq!(escape_for_terminal("short", 5), "short");
     }
 }

@@ -1,549 +1,325 @@
-//! Per-architecture plan: llama.cpp's metadata keys and the GGUF tensors to write, each with where its data comes
-//! from in the checkpoint (copied, permuted for adjacent-pair RoPE, experts stacked, MLA's kv_b split, computed).
+//! The architectures this converter writes, one row each in [`ARCHS`], as the engine's `ArchSpec` table: llama.cpp's
+//! name, the kind of attention, the few facts its config.json and weights do not say, and the one thing that is
+//! really its own, how its router reads config.json ([`Moe`]). Everything else (metadata keys, tensor names, weight
+//! rewrites) is the same for all and lives in `plan.rs`.
+//!
+//! Each routing reader follows transformers' modeling code for that class, field by field, rather than inferring a
+//! model generation from which weights exist: what transformers does not read, the GGUF does not claim, and a field
+//! that says what transformers would not do is refused.
 
-use crate::config::{HfConfig, RopeScaling};
-use crate::hf::Checkpoint;
+use crate::hf::JsonFile;
 use crate::ConvertError;
-use hearth_gguf::MetaValue;
 
-/// Where a GGUF tensor's f32 data comes from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// The checkpoint tensor as is.
-    Copy(String),
-    /// q/k rows reordered so llama.cpp's adjacent-pair RoPE equals HF's half-split RoPE (llama.cpp's `permute`).
-    PermuteRope { name: String, n_head: usize },
-    /// Expert matrices stacked into one 3-D tensor (n_expert, rows, cols).
-    Stack(Vec<String>),
-    /// MLA `kv_b_proj` (n_head * (nope + v), kv_lora): the key part per head, transposed: (n_head, kv_lora, nope).
-    KvbKeys {
-        name: String,
-        n_head: usize,
-        nope: usize,
-        v: usize,
+/// What a Hugging Face architecture is, beyond what its config.json and weights say.
+#[derive(Debug)]
+pub struct ArchSpec {
+    /// Hugging Face's class name (`architectures[0]` in config.json).
+    pub hf: &'static str,
+    /// llama.cpp's architecture name (`general.architecture`).
+    pub arch: &'static str,
+    pub attention: AttentionKind,
+    /// q/k rows are permuted so llama.cpp's adjacent-pair RoPE for this architecture equals HF's half-split one.
+    pub permute_qk: bool,
+    /// q/k/v biases may be present (llama.cpp's graph for the architecture adds them).
+    pub qkv_bias: bool,
+    /// Routed experts: how this class's router reads config.json. `None`: a dense model.
+    pub moe: Option<MoeReader>,
+    /// YaRN's `mscale_all_dim` scales q·k (DeepSeek's attention), written as `rope.scaling.yarn_log_multiplier`.
+    pub yarn_mscale_in_attn: bool,
+}
+
+/// Reads an architecture's routed experts from config.json, given the layer count.
+pub type MoeReader = fn(&JsonFile, usize) -> Result<Moe, ConvertError>;
+
+/// How a layer attends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKind {
+    /// Grouped-query attention: q/k/v/o projections, `head_dim` from config.json or n_embd / n_head.
+    Gqa,
+    /// Multi-head latent attention (DeepSeek-V2/V3): config.json's `head_dim` is the RoPE width, not the head's.
+    Mla,
+}
+
+/// The common case the rows start from: a dense model with grouped-query attention.
+const DENSE: ArchSpec = ArchSpec {
+    hf: "",
+    arch: "",
+    attention: AttentionKind::Gqa,
+    permute_qk: false,
+    qkv_bias: true,
+    moe: None,
+    yarn_mscale_in_attn: false,
+};
+
+/// The architectures this converter writes.
+pub const ARCHS: &[ArchSpec] = &[
+    ArchSpec {
+        hf: "LlamaForCausalLM",
+        arch: "llama",
+        permute_qk: true,
+        qkv_bias: false,
+        ..DENSE
     },
-    /// MLA `kv_b_proj`: the value part per head: (n_head, v, kv_lora).
-    KvbValues {
-        name: String,
-        n_head: usize,
-        nope: usize,
-        v: usize,
+    ArchSpec {
+        hf: "Qwen2ForCausalLM",
+        arch: "qwen2",
+        ..DENSE
     },
-    /// Computed at conversion time (Llama-3 RoPE frequency factors).
-    Data(Vec<f32>),
+    ArchSpec {
+        hf: "Qwen3ForCausalLM",
+        arch: "qwen3",
+        ..DENSE
+    },
+    ArchSpec {
+        hf: "Qwen3MoeForCausalLM",
+        arch: "qwen3moe",
+        moe: Some(qwen3_moe),
+        ..DENSE
+    },
+    ArchSpec {
+        hf: "DeepseekV2ForCausalLM",
+        arch: "deepseek2",
+        attention: AttentionKind::Mla,
+        moe: Some(deepseek_v2_moe),
+        yarn_mscale_in_attn: true,
+        ..DENSE
+    },
+    ArchSpec {
+        hf: "DeepseekV3ForCausalLM",
+        arch: "deepseek2",
+        attention: AttentionKind::Mla,
+        moe: Some(deepseek_v3_moe),
+        yarn_mscale_in_attn: true,
+        ..DENSE
+    },
+];
+
+impl ArchSpec {
+    pub fn for_hf(f: &JsonFile, hf: &str) -> Result<&'static ArchSpec, ConvertError> {
+        ARCHS
+            .iter()
+            .find(|s| s.hf == hf)
+            .ok_or_else(|| ConvertError::UnsupportedArchitecture {
+                path: f.path.clone(),
+                arch: hf.into(),
+                supported: ARCHS.iter().map(|s| s.hf).collect::<Vec<_>>().join(", "),
+            })
+    }
 }
 
-/// A GGUF tensor to write. `shape` is outermost first (PyTorch order); GGUF dims are its reverse.
+/// How a router turns its logits into expert probabilities (llama.cpp's `expert_gating_func`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gating {
+    Softmax = 1,
+    Sigmoid = 2,
+}
+
+/// Routed experts as llama.cpp's keys describe them.
 #[derive(Debug, Clone)]
-pub struct Planned {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub source: Source,
+pub struct Moe {
+    pub n_expert: usize,
+    pub n_expert_used: usize,
+    pub n_ff_exp: usize,
+    /// Always-on shared experts, one FFN of width `n_shared * n_ff_exp` (`mlp.shared_experts`).
+    pub n_shared: usize,
+    pub gating: Gating,
+    /// The chosen experts' weights are normalised to sum 1 (before `weights_scale`).
+    pub norm_weights: bool,
+    pub weights_scale: f64,
+    /// Group-limited routing: (groups, groups kept).
+    pub groups: Option<(usize, usize)>,
+    /// Layers with a dense feed-forward instead of experts.
+    pub dense_layers: Vec<usize>,
 }
 
-pub struct Plan {
-    pub meta: Vec<(String, MetaValue)>,
-    pub tensors: Vec<Planned>,
-}
-
-struct Builder<'a> {
-    ck: &'a Checkpoint,
-    tensors: Vec<Planned>,
-    used: Vec<String>,
-}
-
-impl Builder<'_> {
-    /// Copies `hf` as `gguf`, checking its shape.
-    fn copy(&mut self, hf: &str, gguf: &str, shape: &[usize]) -> Result<(), ConvertError> {
-        self.ck.check_shape(hf, shape)?;
-        self.used.push(hf.into());
-        self.tensors.push(Planned {
-            name: gguf.into(),
-            shape: shape.to_vec(),
-            source: Source::Copy(hf.into()),
-        });
-        Ok(())
-    }
-
-    /// Copies `hf` when the checkpoint has it.
-    fn opt(&mut self, hf: &str, gguf: &str, shape: &[usize]) -> Result<(), ConvertError> {
-        if self.ck.has(hf) {
-            self.copy(hf, gguf, shape)?;
-        }
-        Ok(())
-    }
-
-    fn permuted(
-        &mut self,
-        hf: &str,
-        gguf: &str,
-        shape: &[usize],
-        n_head: usize,
-    ) -> Result<(), ConvertError> {
-        self.ck.check_shape(hf, shape)?;
-        self.used.push(hf.into());
-        self.tensors.push(Planned {
-            name: gguf.into(),
-            shape: shape.to_vec(),
-            source: Source::PermuteRope {
-                name: hf.into(),
-                n_head,
-            },
-        });
-        Ok(())
-    }
-
-    fn stack(&mut self, hfs: Vec<String>, gguf: &str, shape: &[usize]) -> Result<(), ConvertError> {
-        for h in &hfs {
-            self.ck.check_shape(h, shape)?;
-            self.used.push(h.clone());
-        }
-        let mut full = vec![hfs.len()];
-        full.extend(shape);
-        self.tensors.push(Planned {
-            name: gguf.into(),
-            shape: full,
-            source: Source::Stack(hfs),
-        });
-        Ok(())
-    }
-}
-
-fn u32v(x: usize) -> MetaValue {
-    MetaValue::U32(x as u32)
-}
-
-fn f32v(x: f64) -> MetaValue {
-    MetaValue::F32(x as f32)
-}
-
-/// Builds the metadata (architecture part) and the tensor plan for `c` over checkpoint `ck`.
-pub fn plan(c: &HfConfig, ck: &Checkpoint) -> Result<Plan, ConvertError> {
-    let a = c.arch;
-    let mut meta: Vec<(String, MetaValue)> = Vec::new();
-    let mut kv = |k: &str, v: MetaValue| meta.push((format!("{a}.{k}"), v));
-    kv("vocab_size", u32v(c.n_vocab));
-    kv("context_length", u32v(c.n_ctx));
-    kv("embedding_length", u32v(c.n_embd));
-    kv("block_count", u32v(c.n_layer));
-    kv("feed_forward_length", u32v(c.n_ff));
-    kv("attention.head_count", u32v(c.n_head));
-    kv("rope.freq_base", f32v(c.rope_theta));
-    kv("attention.layer_norm_rms_epsilon", f32v(c.rms_eps));
-    if let Some(m) = &c.mla {
-        kv("attention.head_count_kv", u32v(1));
-        if let Some(q) = m.q_lora_rank {
-            kv("attention.q_lora_rank", u32v(q));
-        }
-        kv("attention.kv_lora_rank", u32v(m.kv_lora_rank));
-        kv(
-            "attention.key_length",
-            u32v(m.kv_lora_rank + m.qk_rope_head_dim),
-        );
-        kv("attention.value_length", u32v(m.kv_lora_rank));
-        kv(
-            "attention.key_length_mla",
-            u32v(m.qk_nope_head_dim + m.qk_rope_head_dim),
-        );
-        kv("attention.value_length_mla", u32v(m.v_head_dim));
-        kv("rope.dimension_count", u32v(m.qk_rope_head_dim));
-    } else {
-        kv("attention.head_count_kv", u32v(c.n_head_kv));
-        if c.explicit_head_dim {
-            kv("attention.key_length", u32v(c.head_dim));
-            kv("attention.value_length", u32v(c.head_dim));
-        }
-        kv("rope.dimension_count", u32v(c.head_dim));
-    }
-    if let Some(m) = &c.moe {
-        kv("expert_count", u32v(m.n_expert));
-        kv("expert_used_count", u32v(m.n_expert_used));
-        kv("expert_feed_forward_length", u32v(m.n_ff_exp));
-        // llama.cpp always normalises qwen3moe's chosen weights; say so when the checkpoint does not.
-        if a == "qwen3moe" && !m.norm_topk_prob {
-            kv("expert_weights_norm", MetaValue::Bool(false));
-        }
-        if a == "deepseek2" {
-            kv("leading_dense_block_count", u32v(m.leading_dense));
-            kv("expert_shared_count", u32v(m.n_shared));
-            kv("expert_weights_scale", f32v(m.weights_scale.unwrap_or(1.0)));
-            kv("expert_weights_norm", MetaValue::Bool(m.norm_topk_prob));
-            if let Some(g) = m.gating_func {
-                kv("expert_gating_func", MetaValue::U32(g));
-            }
-            if let Some(g) = m.n_group {
-                kv("expert_group_count", u32v(g));
-            }
-            if let Some(g) = m.topk_group {
-                kv("expert_group_used_count", u32v(g));
-            }
-        }
-    }
-    match &c.rope_scaling {
-        RopeScaling::None | RopeScaling::Llama3 { .. } => {}
-        RopeScaling::Linear { factor } => {
-            kv("rope.scaling.type", MetaValue::Str("linear".into()));
-            kv("rope.scaling.factor", f32v(*factor));
-        }
-        RopeScaling::Yarn {
-            factor,
-            original_ctx,
-            beta_fast,
-            beta_slow,
-            mscale_all_dim,
-        } => {
-            kv("rope.scaling.type", MetaValue::Str("yarn".into()));
-            kv("rope.scaling.factor", f32v(*factor));
-            kv("rope.scaling.original_context_length", u32v(*original_ctx));
-            if a == "deepseek2" {
-                kv(
-                    "rope.scaling.yarn_log_multiplier",
-                    f32v(0.1 * mscale_all_dim.unwrap_or(0.0)),
-                );
-            }
-            if let Some(b) = beta_fast {
-                kv("rope.scaling.yarn_beta_fast", f32v(*b));
-            }
-            if let Some(b) = beta_slow {
-                kv("rope.scaling.yarn_beta_slow", f32v(*b));
-            }
-        }
-    }
-
-    let mut b = Builder {
-        ck,
-        tensors: Vec::new(),
-        used: Vec::new(),
+/// Refuses `scoring_func` unless it names the gating the class's router applies regardless.
+fn check_scoring(f: &JsonFile, gating: Gating) -> Result<(), ConvertError> {
+    let want = match gating {
+        Gating::Softmax => "softmax",
+        Gating::Sigmoid => "sigmoid",
     };
-    let (e, hd) = (c.n_embd, c.head_dim);
-    b.copy(
-        "model.embed_tokens.weight",
-        "token_embd.weight",
-        &[c.n_vocab, e],
-    )?;
-    if let RopeScaling::Llama3 {
-        factor,
-        low_freq_factor,
-        high_freq_factor,
-        original_ctx,
-    } = c.rope_scaling
-    {
-        b.tensors.push(Planned {
-            name: "rope_freqs.weight".into(),
-            shape: vec![hd / 2],
-            source: Source::Data(llama3_rope_factors(
-                c.rope_theta,
-                hd,
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_ctx,
-            )),
-        });
+    match f.opt_str("scoring_func")? {
+        Some(s) if s != want => Err(ConvertError::Unsupported {
+            path: f.path.clone(),
+            what: format!("scoring_func {s:?}: this architecture's router always uses {want}"),
+        }),
+        _ => Ok(()),
     }
-    for il in 0..c.n_layer {
-        let h = |s: &str| format!("model.layers.{il}.{s}");
-        let g = |s: &str| format!("blk.{il}.{s}");
-        b.copy(&h("input_layernorm.weight"), &g("attn_norm.weight"), &[e])?;
-        b.copy(
-            &h("post_attention_layernorm.weight"),
-            &g("ffn_norm.weight"),
-            &[e],
-        )?;
-        match &c.mla {
-            None => {
-                let (q, k) = (c.n_head * hd, c.n_head_kv * hd);
-                if a == "llama" {
-                    b.permuted(
-                        &h("self_attn.q_proj.weight"),
-                        &g("attn_q.weight"),
-                        &[q, e],
-                        c.n_head,
-                    )?;
-                    b.permuted(
-                        &h("self_attn.k_proj.weight"),
-                        &g("attn_k.weight"),
-                        &[k, e],
-                        c.n_head_kv,
-                    )?;
-                } else {
-                    b.copy(&h("self_attn.q_proj.weight"), &g("attn_q.weight"), &[q, e])?;
-                    b.copy(&h("self_attn.k_proj.weight"), &g("attn_k.weight"), &[k, e])?;
-                }
-                b.copy(&h("self_attn.v_proj.weight"), &g("attn_v.weight"), &[k, e])?;
-                b.copy(
-                    &h("self_attn.o_proj.weight"),
-                    &g("attn_output.weight"),
-                    &[e, q],
-                )?;
-                if a == "llama" && b.ck.has(&h("self_attn.q_proj.bias")) {
-                    return Err(ConvertError::Unsupported {
-                        path: c.path.clone(),
-                        what: "llama with attention_bias is not supported".into(),
-                    });
-                }
-                b.opt(&h("self_attn.q_proj.bias"), &g("attn_q.bias"), &[q])?;
-                b.opt(&h("self_attn.k_proj.bias"), &g("attn_k.bias"), &[k])?;
-                b.opt(&h("self_attn.v_proj.bias"), &g("attn_v.bias"), &[k])?;
-                b.opt(
-                    &h("self_attn.q_norm.weight"),
-                    &g("attn_q_norm.weight"),
-                    &[hd],
-                )?;
-                b.opt(
-                    &h("self_attn.k_norm.weight"),
-                    &g("attn_k_norm.weight"),
-                    &[hd],
-                )?;
-            }
-            Some(m) => {
-                let qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
-                match m.q_lora_rank {
-                    Some(r) => {
-                        b.copy(
-                            &h("self_attn.q_a_proj.weight"),
-                            &g("attn_q_a.weight"),
-                            &[r, e],
-                        )?;
-                        b.copy(
-                            &h("self_attn.q_a_layernorm.weight"),
-                            &g("attn_q_a_norm.weight"),
-                            &[r],
-                        )?;
-                        b.copy(
-                            &h("self_attn.q_b_proj.weight"),
-                            &g("attn_q_b.weight"),
-                            &[c.n_head * qk, r],
-                        )?;
-                    }
-                    None => b.copy(
-                        &h("self_attn.q_proj.weight"),
-                        &g("attn_q.weight"),
-                        &[c.n_head * qk, e],
-                    )?,
-                }
-                let kvr = m.kv_lora_rank;
-                b.copy(
-                    &h("self_attn.kv_a_proj_with_mqa.weight"),
-                    &g("attn_kv_a_mqa.weight"),
-                    &[kvr + m.qk_rope_head_dim, e],
-                )?;
-                b.copy(
-                    &h("self_attn.kv_a_layernorm.weight"),
-                    &g("attn_kv_a_norm.weight"),
-                    &[kvr],
-                )?;
-                let kvb = h("self_attn.kv_b_proj.weight");
-                let (nope, v) = (m.qk_nope_head_dim, m.v_head_dim);
-                b.ck.check_shape(&kvb, &[c.n_head * (nope + v), kvr])?;
-                b.used.push(kvb.clone());
-                b.tensors.push(Planned {
-                    name: g("attn_k_b.weight"),
-                    shape: vec![c.n_head, kvr, nope],
-                    source: Source::KvbKeys {
-                        name: kvb.clone(),
-                        n_head: c.n_head,
-                        nope,
-                        v,
-                    },
-                });
-                b.tensors.push(Planned {
-                    name: g("attn_v_b.weight"),
-                    shape: vec![c.n_head, v, kvr],
-                    source: Source::KvbValues {
-                        name: kvb,
-                        n_head: c.n_head,
-                        nope,
-                        v,
-                    },
-                });
-                b.copy(
-                    &h("self_attn.o_proj.weight"),
-                    &g("attn_output.weight"),
-                    &[e, c.n_head * v],
-                )?;
-            }
-        }
-        let dense = match &c.moe {
-            None => true,
-            Some(m) => il < m.leading_dense || m.dense_layers.contains(&il),
-        };
-        if dense {
-            let f = c.n_ff;
-            b.copy(&h("mlp.gate_proj.weight"), &g("ffn_gate.weight"), &[f, e])?;
-            b.copy(&h("mlp.up_proj.weight"), &g("ffn_up.weight"), &[f, e])?;
-            b.copy(&h("mlp.down_proj.weight"), &g("ffn_down.weight"), &[e, f])?;
-        } else if let Some(m) = &c.moe {
-            let f = m.n_ff_exp;
-            b.copy(
-                &h("mlp.gate.weight"),
-                &g("ffn_gate_inp.weight"),
-                &[m.n_expert, e],
-            )?;
-            let ex = |p: &str| {
-                (0..m.n_expert)
-                    .map(|x| h(&format!("mlp.experts.{x}.{p}.weight")))
-                    .collect()
-            };
-            b.stack(ex("gate_proj"), &g("ffn_gate_exps.weight"), &[f, e])?;
-            b.stack(ex("down_proj"), &g("ffn_down_exps.weight"), &[e, f])?;
-            b.stack(ex("up_proj"), &g("ffn_up_exps.weight"), &[f, e])?;
-            b.opt(
-                &h("mlp.gate.e_score_correction_bias"),
-                &g("exp_probs_b.bias"),
-                &[m.n_expert],
-            )?;
-            if m.n_shared > 0 {
-                let s = f * m.n_shared;
-                b.copy(
-                    &h("mlp.shared_experts.gate_proj.weight"),
-                    &g("ffn_gate_shexp.weight"),
-                    &[s, e],
-                )?;
-                b.copy(
-                    &h("mlp.shared_experts.down_proj.weight"),
-                    &g("ffn_down_shexp.weight"),
-                    &[e, s],
-                )?;
-                b.copy(
-                    &h("mlp.shared_experts.up_proj.weight"),
-                    &g("ffn_up_shexp.weight"),
-                    &[s, e],
-                )?;
-            }
-        }
-    }
-    b.copy("model.norm.weight", "output_norm.weight", &[e])?;
-    if !c.tie_embeddings || b.ck.has("lm_head.weight") {
-        b.copy("lm_head.weight", "output.weight", &[c.n_vocab, e])?;
-    }
+}
 
-    // Anything left over means a checkpoint we would silently misconvert.
-    let used: std::collections::HashSet<&str> = b.used.iter().map(String::as_str).collect();
-    let mut unused: Vec<&str> = ck
-        .tensors
-        .keys()
-        .map(String::as_str)
-        .filter(|n| !used.contains(n) && !ignorable(n, c.n_layer))
-        .collect();
-    if !unused.is_empty() {
-        unused.sort();
-        unused.truncate(8);
-        return Err(ConvertError::UnusedTensors {
-            dir: ck.dir.clone(),
-            names: unused.join(", "),
-        });
-    }
-    Ok(Plan {
-        meta,
-        tensors: b.tensors,
+/// DeepSeek's experts: `first_k_dense_replace` dense layers, then routed plus `n_shared_experts` shared ones.
+/// `defaults`: the class's (n_shared_experts, first_k_dense_replace) when config.json omits them.
+fn deepseek_moe(
+    f: &JsonFile,
+    n_layer: usize,
+    gating: Gating,
+    defaults: (usize, usize),
+) -> Result<Moe, ConvertError> {
+    check_scoring(f, gating)?;
+    let leading = f.opt_usize("first_k_dense_replace")?.unwrap_or(defaults.1);
+    Ok(Moe {
+        n_expert: f.usize("n_routed_experts")?,
+        n_expert_used: f.usize("num_experts_per_tok")?,
+        n_ff_exp: f.usize("moe_intermediate_size")?,
+        n_shared: f.opt_usize("n_shared_experts")?.unwrap_or(defaults.0),
+        gating,
+        norm_weights: false,
+        weights_scale: f.opt_f64("routed_scaling_factor")?.unwrap_or(1.0),
+        groups: None,
+        dense_layers: (0..leading.min(n_layer)).collect(),
     })
 }
 
-/// Tensors llama.cpp's converter also drops: cached RoPE tables and DeepSeek's multi-token-prediction layers.
-fn ignorable(name: &str, n_layer: usize) -> bool {
-    if name.ends_with("rotary_emb.inv_freq") {
-        return true;
-    }
-    name.strip_prefix("model.layers.")
-        .and_then(|r| r.split('.').next())
-        .and_then(|i| i.parse::<usize>().ok())
-        .is_some_and(|i| i >= n_layer)
+/// transformers' `DeepseekV2TopkRouter`: softmax; `topk_method` greedy (n_group/topk_group unread) or
+/// group_limited_greedy (a group scores its best expert); the weights are the chosen probabilities times
+/// `routed_scaling_factor`, never normalised: the router does not read `norm_topk_prob` (DeepSeek's own modeling
+/// code would, and would then skip the scaling; no released V2 sets it).
+fn deepseek_v2_moe(f: &JsonFile, n_layer: usize) -> Result<Moe, ConvertError> {
+    let mut m = deepseek_moe(f, n_layer, Gating::Softmax, (2, 0))?;
+    m.groups = match f.opt_str("topk_method")?.unwrap_or("greedy") {
+        "greedy" => None,
+        "group_limited_greedy" => Some((f.usize("n_group")?, f.usize("topk_group")?)),
+        other => {
+            return Err(ConvertError::Unsupported {
+                path: f.path.clone(),
+                what: format!(
+                    "topk_method {other:?} (DeepseekV2 routes greedy or group_limited_greedy)"
+                ),
+            })
+        }
+    };
+    Ok(m)
 }
 
-/// Llama 3's RoPE scaling as per-frequency divisors of theta (llama.cpp's `rope_freqs.weight`): (head_dim / 2).
-pub fn llama3_rope_factors(
-    base: f64,
-    head_dim: usize,
-    factor: f64,
-    low_freq_factor: f64,
-    high_freq_factor: f64,
-    original_ctx: usize,
-) -> Vec<f32> {
-    let old = original_ctx as f64;
-    let low_wavelen = old / low_freq_factor;
-    let high_wavelen = old / high_freq_factor;
-    (0..head_dim / 2)
-        .map(|i| {
-            let freq = 1.0 / base.powf((2 * i) as f64 / head_dim as f64);
-            let wavelen = 2.0 * std::f64::consts::PI / freq;
-            let f = if wavelen < high_wavelen {
-                1.0
-            } else if wavelen > low_wavelen {
-                factor
-            } else {
-                let smooth =
-                    (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
-                1.0 / ((1.0 - smooth) / factor + smooth)
-            };
-            f as f32
+/// transformers' `DeepseekV3TopkRouter`: sigmoid, choice biased by `e_score_correction_bias`, always grouped (a
+/// group scores the sum of its two best), normalised if `norm_topk_prob`, times `routed_scaling_factor`.
+/// `topk_method` is not read.
+fn deepseek_v3_moe(f: &JsonFile, n_layer: usize) -> Result<Moe, ConvertError> {
+    let mut m = deepseek_moe(f, n_layer, Gating::Sigmoid, (1, 3))?;
+    m.groups = Some((
+        f.opt_usize("n_group")?.unwrap_or(8),
+        f.opt_usize("topk_group")?.unwrap_or(4),
+    ));
+    m.norm_weights = f.opt_bool("norm_topk_prob")?.unwrap_or(true);
+    m.weights_scale = f.opt_f64("routed_scaling_factor")?.unwrap_or(2.5);
+    Ok(m)
+}
+
+/// transformers' Qwen3-MoE: softmax, top-k normalised if `norm_topk_prob`; layers in `mlp_only_layers` or off the
+/// `decoder_sparse_step` are dense.
+fn qwen3_moe(f: &JsonFile, n_layer: usize) -> Result<Moe, ConvertError> {
+    check_scoring(f, Gating::Softmax)?;
+    let step = f.opt_usize("decoder_sparse_step")?.unwrap_or(1).max(1);
+    let only: Vec<usize> = f
+        .get("mlp_only_layers")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64().map(|x| x as usize))
+                .collect()
         })
-        .collect()
+        .unwrap_or_default();
+    Ok(Moe {
+        // transformers 4.x and the Hub say num_experts; 5.x writes num_local_experts.
+        n_expert: match f.opt_usize("num_experts")? {
+            Some(n) => n,
+            None => f.usize("num_local_experts")?,
+        },
+        n_expert_used: f.usize("num_experts_per_tok")?,
+        n_ff_exp: f.usize("moe_intermediate_size")?,
+        n_shared: 0,
+        gating: Gating::Softmax,
+        norm_weights: f.opt_bool("norm_topk_prob")?.unwrap_or(false),
+        weights_scale: 1.0,
+        groups: None,
+        dense_layers: (0..n_layer)
+            .filter(|il| only.contains(il) || (il + 1) % step != 0)
+            .collect(),
+    })
 }
 
-/// Produces the f32 data of a planned tensor (row-major in `shape`).
-pub fn materialize(ck: &Checkpoint, p: &Planned) -> Result<Vec<f32>, ConvertError> {
-    Ok(match &p.source {
-        Source::Copy(n) => ck.read_f32(n)?,
-        Source::Data(d) => d.clone(),
-        Source::PermuteRope { name, n_head } => {
-            // Rows of each head are [first half | second half] in HF; llama.cpp wants them interleaved.
-            let w = ck.read_f32(name)?;
-            let cols = p.shape[1];
-            let hd = p.shape[0] / n_head;
-            let half = hd / 2;
-            let mut out = vec![0f32; w.len()];
-            for h in 0..*n_head {
-                for i in 0..half {
-                    for (j, src) in [i, half + i].into_iter().enumerate() {
-                        let dst_row = h * hd + 2 * i + j;
-                        let src_row = h * hd + src;
-                        out[dst_row * cols..][..cols].copy_from_slice(&w[src_row * cols..][..cols]);
-                    }
-                }
-            }
-            out
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: serde_json::Value) -> JsonFile {
+        let mut root = serde_json::json!({
+            "n_routed_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+            "first_k_dense_replace": 1, "n_shared_experts": 1, "routed_scaling_factor": 2.0,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            root[k] = v.clone();
         }
-        Source::Stack(names) => {
-            let mut out = Vec::new();
-            for n in names {
-                out.extend(ck.read_f32(n)?);
-            }
-            out
+        JsonFile {
+            path: "config.json".into(),
+            root,
         }
-        Source::KvbKeys {
-            name,
-            n_head,
-            nope,
-            v,
-        } => {
-            let w = ck.read_f32(name)?; // (n_head * (nope + v), kv_lora)
-            let kvr = p.shape[1];
-            let mut out = vec![0f32; n_head * kvr * nope]; // (n_head, kv_lora, nope)
-            for h in 0..*n_head {
-                for r in 0..*nope {
-                    let row = &w[(h * (nope + v) + r) * kvr..][..kvr];
-                    for (c, &x) in row.iter().enumerate() {
-                        out[(h * kvr + c) * nope + r] = x;
-                    }
-                }
-            }
-            out
-        }
-        Source::KvbValues {
-            name,
-            n_head,
-            nope,
-            v,
-        } => {
-            let w = ck.read_f32(name)?;
-            let kvr = p.shape[2];
-            let mut out = Vec::with_capacity(n_head * v * kvr); // (n_head, v, kv_lora)
-            for h in 0..*n_head {
-                let start = (h * (nope + v) + nope) * kvr;
-                out.extend_from_slice(&w[start..start + v * kvr]);
-            }
-            out
-        }
-    })
+    }
+
+    #[test]
+    fn deepseek_v2_reads_topk_method_and_ignores_norm_topk_prob() {
+        let greedy = cfg(serde_json::json!({
+            "topk_method": "greedy", "n_group": 4, "topk_group": 2, "norm_topk_prob": true,
+        }));
+        let m = deepseek_v2_moe(&greedy, 3).unwrap();
+        assert_eq!(
+            m.groups, None,
+            "greedy routing does not read n_group/topk_group"
+        );
+        assert!(
+            !m.norm_weights,
+            "DeepseekV2's router does not read norm_topk_prob"
+        );
+        assert_eq!((m.gating, m.weights_scale), (Gating::Softmax, 2.0));
+        assert_eq!(m.dense_layers, vec![0]);
+
+        let grouped = cfg(serde_json::json!({
+            "topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 2,
+        }));
+        assert_eq!(deepseek_v2_moe(&grouped, 3).unwrap().groups, Some((4, 2)));
+
+        let other = cfg(serde_json::json!({"topk_method": "noaux_tc"}));
+        let e = deepseek_v2_moe(&other, 3).unwrap_err().to_string();
+        assert!(e.contains("noaux_tc"), "{e}");
+    }
+
+    #[test]
+    fn deepseek_v3_reads_norm_topk_prob_and_always_groups() {
+        let c = cfg(serde_json::json!({
+            "topk_method": "greedy", "n_group": 4, "topk_group": 2, "norm_topk_prob": false,
+        }));
+        let m = deepseek_v3_moe(&c, 3).unwrap();
+        assert_eq!(
+            m.groups,
+            Some((4, 2)),
+            "DeepseekV3's router does not read topk_method"
+        );
+        assert!(!m.norm_weights);
+        assert_eq!(m.gating, Gating::Sigmoid);
+        let c = cfg(serde_json::json!({"n_group": 4, "topk_group": 2}));
+        assert!(
+            deepseek_v3_moe(&c, 3).unwrap().norm_weights,
+            "transformers' default"
+        );
+    }
+
+    #[test]
+    fn scoring_func_the_router_does_not_apply_is_refused() {
+        let c = cfg(serde_json::json!({"scoring_func": "sigmoid"}));
+        let e = deepseek_v2_moe(&c, 3).unwrap_err().to_string();
+        assert!(e.contains("scoring_func") && e.contains("softmax"), "{e}");
+        let c = cfg(serde_json::json!({"scoring_func": "softmax", "n_group": 4, "topk_group": 2}));
+        assert!(deepseek_v3_moe(&c, 3).is_err());
+        let c = cfg(serde_json::json!({"scoring_func": "sigmoid", "n_group": 4, "topk_group": 2}));
+        assert!(deepseek_v3_moe(&c, 3).is_ok());
+    }
+
+    #[test]
+    fn every_row_names_a_distinct_hf_class() {
+        let mut names: Vec<&str> = ARCHS.iter().map(|s| s.hf).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ARCHS.len());
+        assert!(ARCHS.iter().all(|s| !s.arch.is_empty()));
+    }
 }

@@ -30,12 +30,18 @@ impl JsonFile {
         self.root.get(key).filter(|v| !v.is_null())
     }
 
-    fn bad(&self, key: &str, expected: &'static str, v: &Value) -> ConvertError {
+    /// `key` holds `found` where `expected` was wanted.
+    pub fn bad(
+        &self,
+        key: &str,
+        expected: &'static str,
+        found: &dyn std::fmt::Display,
+    ) -> ConvertError {
         ConvertError::BadKey {
             path: self.path.clone(),
             key: key.into(),
             expected,
-            found: v.to_string(),
+            found: found.to_string(),
         }
     }
 

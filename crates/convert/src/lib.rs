@@ -18,11 +18,15 @@ mod arch;
 mod config;
 mod error;
 mod hf;
+mod meta;
+mod plan;
+mod source;
 mod tokenizer;
 
-pub use arch::llama3_rope_factors;
-pub use config::{HfConfig, RopeScaling, SUPPORTED};
+pub use arch::{ArchSpec, AttentionKind, Gating, Moe, ARCHS};
+pub use config::{yarn_mscale, Attention, HfConfig, Mla, RopeScaling};
 pub use error::ConvertError;
+pub use source::llama3_rope_factors;
 
 use hearth_gguf::{DType, Gguf, GgufWriter, MetaValue};
 use std::path::Path;
@@ -159,7 +163,7 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<Report, 
     let cfg_file = hf::JsonFile::read(&dir.join("config.json"))?;
     let cfg = HfConfig::parse(&cfg_file)?;
     let ck = hf::Checkpoint::open(dir)?;
-    let plan = arch::plan(&cfg, &ck)?;
+    let plan = plan::plan(&cfg, &ck)?;
     let tok = tokenizer::metadata(
         dir,
         cfg.n_vocab,
@@ -175,7 +179,7 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<Report, 
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "model".into())
     });
-    w.add_meta("general.architecture", MetaValue::Str(cfg.arch.into()))?;
+    w.add_meta("general.architecture", MetaValue::Str(cfg.spec.arch.into()))?;
     w.add_meta("general.name", MetaValue::Str(name))?;
     w.add_meta(
         "general.file_type",
@@ -197,11 +201,11 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<Report, 
     }
     let specs = w.tensors().to_vec();
     w.write(out, |i, buf: &mut Vec<u8>| -> Result<(), ConvertError> {
-        let data = arch::materialize(&ck, &plan.tensors[i])?;
+        let data = source::materialize(&ck, &plan.tensors[i])?;
         encode(&specs[i].name, specs[i].dtype, &specs[i].dims, &data, buf)
     })?;
     Ok(Report {
-        arch: cfg.arch.into(),
+        arch: cfg.spec.arch.into(),
         n_tensors: specs.len(),
         bytes: std::fs::metadata(out).map(|m| m.len()).unwrap_or(0),
         types: count_types(types.into_iter()),

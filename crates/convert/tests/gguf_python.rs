@@ -69,6 +69,7 @@ fn every_architecture_reads_in_gguf_package() {
         check(arch, arch);
     }
     check("deepseek2-v2", "deepseek2");
+    check("deepseek2-v2-qlora", "deepseek2");
     check("qwen2-yarn", "qwen2");
     // Not qwen3moe-mixed: llama.cpp defines no dense FFN tensors for qwen3moe (no released Qwen3-MoE has
     // `mlp_only_layers`); hearth runs such files, llama.cpp would refuse them.

@@ -214,3 +214,10 @@ fn qwen2_yarn_matches_transformers() {
 fn qwen3moe_dense_layer_and_unnormalised_weights_match_transformers() {
     check_all("qwen3moe-mixed");
 }
+
+/// DeepSeek-V2 with low-rank queries, greedy routing whose unused group keys are set, `norm_topk_prob: true` (which
+/// transformers' DeepseekV2 does not read) and YaRN's mscale differing from mscale_all_dim.
+#[test]
+fn deepseek2_v2_config_fields_as_transformers_reads_them() {
+    check_all("deepseek2-v2-qlora");
+}

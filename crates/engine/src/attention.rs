@@ -9,7 +9,6 @@
 //! busy even for a model with a single KV head.
 
 use crate::kv_cache::{KvLayout, LayerKv};
-use crate::parallel::for_each_row;
 use crate::EngineError;
 use hearth_kernels::attention::{fold_tile, widen_rows, SoftmaxState, Tile};
 use hearth_kernels::{Isa, ThreadPool};
@@ -126,7 +125,7 @@ pub fn attention(
 
     let mut partial = vec![0f32; tasks.len() * per_task];
     let failed = std::sync::atomic::AtomicBool::new(false);
-    for_each_row(pool, &mut partial, per_task, |i, row| {
+    pool.for_each_row(&mut partial, per_task, |i, row| {
         SCRATCH.with(|sc| {
             let task = &tasks[i];
             if run_task(isa, s, &seqs[task.seq], task, q, row, &mut sc.borrow_mut()).is_err() {
@@ -153,7 +152,7 @@ pub fn attention(
     }
     let hdv = s.head_dim_v;
     let nq_max = BLOCK_Q * group;
-    for_each_row(pool, out, s.n_head * hdv, |row, o| {
+    pool.for_each_row(out, s.n_head * hdv, |row, o| {
         let (fb, t) = block_of_row[row];
         for h in 0..s.n_head {
             let (g, r) = (h / group, (t % BLOCK_Q) * group + h % group);

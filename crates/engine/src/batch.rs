@@ -39,7 +39,7 @@ pub use constraint::{Constraint, Mask};
 
 use crate::{KvType, Model, SamplingParams};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// How the engine thread schedules work.
@@ -211,6 +211,8 @@ struct Shared {
     masks: AtomicU64,
     mask_nanos: AtomicU64,
     forced_tokens: AtomicU64,
+    /// Set when the engine thread panicked: the panic's message. The thread has ended; nothing more will run.
+    failure: Mutex<Option<String>>,
 }
 
 /// A snapshot of the engine's state.
@@ -266,7 +268,21 @@ impl Engine {
             let (shared, config) = (shared.clone(), config.clone());
             std::thread::Builder::new()
                 .name("hearth-engine".into())
-                .spawn(move || scheduler::Scheduler::new(model, config, shared).run(rx))
+                .spawn(move || {
+                    // A panic is a bug whose damage we cannot bound; record why, so that `failure` reports it
+                    // (the sinks of every request in flight are dropped by the unwind, which their receivers see).
+                    // The scheduler (and so every request's sink) outlives the unwind, so the failure is recorded
+                    // before any receiver sees its sink go.
+                    let mut scheduler = scheduler::Scheduler::new(model, config, shared.clone());
+                    let run = std::panic::AssertUnwindSafe(|| scheduler.run(rx));
+                    if let Err(payload) = std::panic::catch_unwind(run) {
+                        let why = panic_message(payload.as_ref());
+                        if let Ok(mut f) = shared.failure.lock() {
+                            *f = Some(why);
+                        }
+                    }
+                    drop(scheduler);
+                })
                 .expect("spawning the engine thread")
         };
         Engine {
@@ -312,6 +328,19 @@ impl Engine {
         })
     }
 
+    /// Why the engine thread died, when it panicked (None while it runs). Requests submitted after that are
+    /// refused with [`SubmitError::Stopped`]; the engine does not restart itself.
+    pub fn failure(&self) -> Option<String> {
+        if let Some(why) = self.shared.failure.lock().ok().and_then(|f| f.clone()) {
+            return Some(why);
+        }
+        // The thread only ends on its own when it panicked (Drop sends the shutdown); a poisoned lock says the same.
+        self.thread
+            .as_ref()
+            .filter(|t| t.is_finished())
+            .map(|_| "the engine thread stopped".to_string())
+    }
+
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
         Stats {
@@ -330,6 +359,16 @@ impl Engine {
             forced_tokens: s.forced_tokens.load(Relaxed),
         }
     }
+}
+
+/// The text of a panic payload (`panic!` with a literal or a format string), or a placeholder.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    format!("the engine failed: {msg}")
 }
 
 impl Drop for Engine {

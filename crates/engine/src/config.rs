@@ -6,6 +6,7 @@
 use crate::EngineError;
 use hearth_gguf::Gguf;
 use hearth_kernels::ops::{Rope, RopeStyle, Yarn};
+use std::sync::Arc;
 
 /// The gated feed-forward's activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +150,8 @@ pub struct MlaConfig {
 pub struct LayerConfig {
     /// `Some(window)`: this layer attends to the last `window` positions only.
     pub sliding_window: Option<usize>,
-    pub rope: Rope,
+    /// Shared by every layer with the same RoPE: the per-layer table costs a pointer, whatever `block_count` says.
+    pub rope: Arc<Rope>,
 }
 
 /// The model's hyperparameters, read from `{arch}.*` metadata keys.
@@ -183,9 +185,74 @@ pub struct ModelConfig {
 
 fn req(g: &Gguf, key: String, what: &'static str) -> Result<usize, EngineError> {
     match g.get_uint(&key)? {
-        Some(v) => Ok(v as usize),
+        Some(v) => Ok(usize::try_from(v).unwrap_or(usize::MAX)),
         None => Err(EngineError::MissingKey { key, what }),
     }
+}
+
+/// An optional unsigned key as `usize` (values beyond `usize` saturate, and are refused by [`Bounds`]).
+fn opt(g: &Gguf, key: &str) -> Result<Option<usize>, EngineError> {
+    Ok(g.get_uint(key)?
+        .map(|v| usize::try_from(v).unwrap_or(usize::MAX)))
+}
+
+/// What the file's tensors allow the metadata to claim. Metadata can say anything, but every width of the model
+/// (embedding, heads × head size, feed-forward, vocabulary, experts) is a dimension of some tensor, and every
+/// layer has tensors of its own: so nothing is sized from metadata beyond the largest tensor dimension, and
+/// `block_count` cannot exceed the number of tensors. This caps what a hostile file can make us allocate before
+/// `weights.rs` checks each tensor's exact shape.
+struct Bounds {
+    n_tensors: usize,
+    max_dim: usize,
+}
+
+impl Bounds {
+    fn of(g: &Gguf) -> Bounds {
+        let max_dim = g
+            .tensors()
+            .iter()
+            .flat_map(|t| t.dims.iter())
+            .copied()
+            .max();
+        Bounds {
+            n_tensors: g.tensors().len(),
+            max_dim: max_dim.map_or(0, |d| usize::try_from(d).unwrap_or(usize::MAX)),
+        }
+    }
+
+    /// A width from metadata: at least 1 and at most the largest tensor dimension.
+    fn width(&self, what: &str, v: usize) -> Result<usize, EngineError> {
+        if v == 0 || v > self.max_dim {
+            return Err(EngineError::BadConfig(format!(
+                "{what} is {v}, but the file's tensors have dimensions of 1 to {}",
+                self.max_dim
+            )));
+        }
+        Ok(v)
+    }
+
+    /// A product of widths (`n_head × head_dim`), checked for overflow and against the tensors like a width.
+    fn product(&self, what: &str, a: usize, b: usize) -> Result<usize, EngineError> {
+        let p = a
+            .checked_mul(b)
+            .ok_or_else(|| EngineError::BadConfig(format!("{what} = {a} × {b} overflows")))?;
+        self.width(what, p)
+    }
+}
+
+/// A float from metadata that must be finite (and, with `positive`, above zero).
+fn finite(what: &str, v: f32, positive: bool) -> Result<f32, EngineError> {
+    if !v.is_finite() || (positive && v <= 0.0) || v < 0.0 {
+        return Err(EngineError::BadConfig(format!(
+            "{what} is {v}; it must be a finite{} number",
+            if positive {
+                ", positive"
+            } else {
+                " non-negative"
+            }
+        )));
+    }
+    Ok(v)
 }
 
 impl ModelConfig {
@@ -193,27 +260,44 @@ impl ModelConfig {
         let arch = g.architecture()?.to_string();
         let spec = ArchSpec::for_arch(&arch)?;
         let k = |s: &str| format!("{arch}.{s}");
-        let n_embd = req(g, k("embedding_length"), "embedding width")?;
+        let b = Bounds::of(g);
+        let n_embd = b.width(
+            "embedding_length",
+            req(g, k("embedding_length"), "embedding width")?,
+        )?;
         let n_layer = req(g, k("block_count"), "layer count")?;
-        let n_head = req(g, k("attention.head_count"), "attention heads")?;
-        let n_head_kv = g
-            .get_uint(&k("attention.head_count_kv"))?
-            .map_or(n_head, |v| v as usize);
-        let n_ff = req(g, k("feed_forward_length"), "feed-forward width")?;
-        if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 || n_embd == 0 || n_layer == 0 {
+        if n_layer == 0 || n_layer > b.n_tensors {
             return Err(EngineError::BadConfig(format!(
-                "n_embd {n_embd}, n_layer {n_layer}, n_head {n_head}, n_head_kv {n_head_kv}"
+                "block_count is {n_layer}, but the file has {} tensors",
+                b.n_tensors
             )));
         }
-        let mut head_dim = g
-            .get_uint(&k("attention.key_length"))?
-            .map_or(n_embd / n_head, |v| v as usize);
-        let mut head_dim_v = g
-            .get_uint(&k("attention.value_length"))?
-            .map_or(head_dim, |v| v as usize);
-        let n_rot = g
-            .get_uint(&k("rope.dimension_count"))?
-            .map_or(head_dim, |v| v as usize);
+        let n_head = b.width(
+            "attention.head_count",
+            req(g, k("attention.head_count"), "attention heads")?,
+        )?;
+        let n_head_kv = b.width(
+            "attention.head_count_kv",
+            opt(g, &k("attention.head_count_kv"))?.unwrap_or(n_head),
+        )?;
+        let n_ff = b.width(
+            "feed_forward_length",
+            req(g, k("feed_forward_length"), "feed-forward width")?,
+        )?;
+        if !n_head.is_multiple_of(n_head_kv) {
+            return Err(EngineError::BadConfig(format!(
+                "n_head {n_head} is not a multiple of n_head_kv {n_head_kv}"
+            )));
+        }
+        let mut head_dim = b.width(
+            "attention.key_length",
+            opt(g, &k("attention.key_length"))?.unwrap_or(n_embd / n_head),
+        )?;
+        let mut head_dim_v = b.width(
+            "attention.value_length",
+            opt(g, &k("attention.value_length"))?.unwrap_or(head_dim),
+        )?;
+        let n_rot = opt(g, &k("rope.dimension_count"))?.unwrap_or(head_dim);
         if n_rot > head_dim || n_rot % 2 != 0 {
             return Err(EngineError::BadConfig(format!(
                 "rope.dimension_count {n_rot} with head size {head_dim}"
@@ -222,24 +306,42 @@ impl ModelConfig {
         let mut n_head_kv = n_head_kv;
         // The scale's head size: q·k spans the full key (for MLA the decompressed one, not the cache row).
         let mut qk_dim = head_dim;
-        let mla = match g.get_uint(&k("attention.kv_lora_rank"))? {
-            None => None,
+        let mla = match opt(g, &k("attention.kv_lora_rank"))? {
+            None => {
+                // Every product the forward pass sizes buffers with is the dimension of a projection.
+                b.product("n_head × key_length", n_head, head_dim)?;
+                b.product("n_head_kv × key_length", n_head_kv, head_dim)?;
+                b.product("n_head_kv × value_length", n_head_kv, head_dim_v)?;
+                b.product("n_head × value_length", n_head, head_dim_v)?;
+                None
+            }
             Some(kv_lora_rank) => {
-                let kv_lora_rank = kv_lora_rank as usize;
+                let kv_lora_rank = b.width("attention.kv_lora_rank", kv_lora_rank)?;
                 // llama.cpp writes the absorbed shapes (key = latent ++ rope, value = latent) since it stores
                 // `attn_k_b`/`attn_v_b`, and the per-head sizes under `*_mla`; older files only the per-head sizes.
-                let (qk, v) = match g.get_uint(&k("attention.key_length_mla"))? {
+                let (qk, v) = match opt(g, &k("attention.key_length_mla"))? {
                     Some(qk) => (
-                        qk as usize,
-                        req(g, k("attention.value_length_mla"), "MLA value width")?,
+                        b.width("attention.key_length_mla", qk)?,
+                        b.width(
+                            "attention.value_length_mla",
+                            req(g, k("attention.value_length_mla"), "MLA value width")?,
+                        )?,
                     ),
                     None => (head_dim, head_dim_v),
                 };
-                if qk <= n_rot || v == 0 || kv_lora_rank == 0 {
+                if qk <= n_rot {
                     return Err(EngineError::BadConfig(format!(
                         "MLA key width {qk}, value width {v}, kv_lora_rank {kv_lora_rank}, rope dims {n_rot}"
                     )));
                 }
+                b.product("n_head × MLA key width", n_head, qk)?;
+                b.product("n_head × MLA value width", n_head, v)?;
+                b.width("kv_lora_rank + rope dims", kv_lora_rank + n_rot)?;
+                b.product(
+                    "n_head × (MLA key width - rope dims + value width)",
+                    n_head,
+                    qk - n_rot + v,
+                )?;
                 qk_dim = qk;
                 head_dim = kv_lora_rank + n_rot;
                 head_dim_v = kv_lora_rank;
@@ -252,28 +354,31 @@ impl ModelConfig {
                 })
             }
         };
-        let rms_eps = g
-            .get_f32(&k("attention.layer_norm_rms_epsilon"))?
-            .unwrap_or(1e-5);
-        let rope_base = g.get_f32(&k("rope.freq_base"))?.unwrap_or(10_000.0);
-        let factor = g.get_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0);
-        if !(factor.is_finite() && factor > 0.0) {
-            return Err(EngineError::BadConfig(format!(
-                "rope.scaling.factor {factor}"
-            )));
-        }
+        let rms_eps = finite(
+            "attention.layer_norm_rms_epsilon",
+            g.get_f32(&k("attention.layer_norm_rms_epsilon"))?
+                .unwrap_or(1e-5),
+            false,
+        )?;
+        let rope_base = finite(
+            "rope.freq_base",
+            g.get_f32(&k("rope.freq_base"))?.unwrap_or(10_000.0),
+            true,
+        )?;
+        let factor = finite(
+            "rope.scaling.factor",
+            g.get_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0),
+            true,
+        )?;
         let mut attn_scale = 1.0 / (qk_dim as f32).sqrt();
-        let n_ctx_train = g
-            .get_uint(&k("context_length"))?
-            .map_or(4096, |v| v as usize);
+        let n_ctx_train = opt(g, &k("context_length"))?.unwrap_or(4096);
         let (freq_scale, yarn) = match g.get_str(&k("rope.scaling.type"))? {
             Some("linear") => (1.0 / factor, None),
             Some("yarn") => {
                 let mut y = Yarn {
                     factor,
-                    orig_ctx: g
-                        .get_uint(&k("rope.scaling.original_context_length"))?
-                        .map_or(n_ctx_train, |v| v as usize),
+                    orig_ctx: opt(g, &k("rope.scaling.original_context_length"))?
+                        .unwrap_or(n_ctx_train),
                     beta_fast: g
                         .get_f32(&k("rope.scaling.yarn_beta_fast"))?
                         .unwrap_or(32.0),
@@ -302,29 +407,21 @@ impl ModelConfig {
                 )))
             }
         };
-        let window = g
-            .get_uint(&k("attention.sliding_window"))?
-            .map(|v| v as usize);
-        let layers: Vec<LayerConfig> = (0..n_layer)
-            .map(|il| {
-                let swa = spec.swa.filter(|s| (il + 1) % s.period != 0).zip(window);
-                match swa {
-                    Some((s, w)) => LayerConfig {
-                        sliding_window: Some(w),
-                        rope: Rope::new(spec.rope_style, n_rot, s.local_rope_base, 1.0),
-                    },
-                    None => LayerConfig {
-                        sliding_window: None,
-                        rope: match &yarn {
-                            Some(y) => Rope::yarn(spec.rope_style, n_rot, rope_base, y),
-                            None => Rope::new(spec.rope_style, n_rot, rope_base, freq_scale),
-                        },
-                    },
-                }
-            })
-            .collect();
+        finite("the attention scale", attn_scale, true)?;
+        let window = opt(g, &k("attention.sliding_window"))?;
+        if spec.swa.is_some() && window == Some(0) {
+            return Err(EngineError::BadConfig(
+                "attention.sliding_window is 0; a window holds at least one position".into(),
+            ));
+        }
+        let mut global = match &yarn {
+            Some(y) => Rope::yarn(spec.rope_style, n_rot, rope_base, y),
+            None => Rope::new(spec.rope_style, n_rot, rope_base, freq_scale),
+        };
+        let mut local = spec
+            .swa
+            .map(|s| Rope::new(spec.rope_style, n_rot, s.local_rope_base, 1.0));
         // Llama 3 RoPE scaling: llama.cpp's converter stores per-frequency divisors as `rope_freqs.weight`.
-        let mut layers: Vec<LayerConfig> = layers;
         if let Some(t) = g.tensor("rope_freqs.weight") {
             let n = n_rot / 2;
             let mut factors = vec![0f32; n];
@@ -337,27 +434,47 @@ impl ModelConfig {
                     found: t.dims.clone(),
                 });
             }
-            for l in &mut layers {
-                l.rope
-                    .inv_freq
+            for rope in std::iter::once(&mut global).chain(local.as_mut()) {
+                rope.inv_freq
                     .iter_mut()
                     .zip(&factors)
                     .for_each(|(f, d)| *f /= d);
             }
         }
-        let n_vocab = match g.get_uint(&k("vocab_size"))? {
-            Some(v) => v as usize,
+        let (global, local) = (Arc::new(global), local.map(Arc::new));
+        let layers: Vec<LayerConfig> = (0..n_layer)
+            .map(|il| {
+                let swa = spec.swa.filter(|s| (il + 1) % s.period != 0).zip(window);
+                match (swa, &local) {
+                    (Some((_, w)), Some(local)) => LayerConfig {
+                        sliding_window: Some(w),
+                        rope: local.clone(),
+                    },
+                    _ => LayerConfig {
+                        sliding_window: None,
+                        rope: global.clone(),
+                    },
+                }
+            })
+            .collect();
+        let n_vocab = match opt(g, &k("vocab_size"))? {
+            Some(v) => v,
             None => g.get_array("tokenizer.ggml.tokens")?.map_or(0, |a| a.len()),
         };
-        let moe = match g.get_uint(&k("expert_count"))? {
+        let n_vocab = b.width("the vocabulary size", n_vocab)?;
+        let moe = match opt(g, &k("expert_count"))? {
             None | Some(0) => None,
-            Some(n_expert) => Some(moe_config(g, &k, &spec, n_expert as usize)?),
+            Some(n_expert) => Some(moe_config(g, &k, &spec, &b, n_expert)?),
+        };
+        let final_logit_softcap = match g.get_f32(&k("final_logit_softcapping"))? {
+            Some(c) => Some(finite("final_logit_softcapping", c, true)?),
+            None => None,
         };
         Ok(ModelConfig {
             attn_scale,
             moe,
             mla,
-            final_logit_softcap: g.get_f32(&k("final_logit_softcapping"))?,
+            final_logit_softcap,
             spec,
             arch,
             n_vocab,
@@ -379,10 +496,15 @@ fn moe_config(
     g: &Gguf,
     k: &dyn Fn(&str) -> String,
     spec: &ArchSpec,
+    b: &Bounds,
     n_expert: usize,
 ) -> Result<MoeConfig, EngineError> {
+    let n_expert = b.width("expert_count", n_expert)?;
     let n_expert_used = req(g, k("expert_used_count"), "experts used per token")?;
-    let n_ff_exp = req(g, k("expert_feed_forward_length"), "expert width")?;
+    let n_ff_exp = b.width(
+        "expert_feed_forward_length",
+        req(g, k("expert_feed_forward_length"), "expert width")?,
+    )?;
     let gating = match g.get_uint(&k("expert_gating_func"))? {
         None | Some(1) => Gating::Softmax,
         Some(2) => Gating::Sigmoid,
@@ -392,36 +514,39 @@ fn moe_config(
             )))
         }
     };
-    let n_group = g
-        .get_uint(&k("expert_group_count"))?
-        .map_or(1, |v| v as usize)
-        .max(1);
-    let n_group_used = g
-        .get_uint(&k("expert_group_used_count"))?
-        .map_or(n_group, |v| v as usize);
+    let n_group = opt(g, &k("expert_group_count"))?.unwrap_or(1).max(1);
+    let n_group_used = opt(g, &k("expert_group_used_count"))?.unwrap_or(n_group);
     if n_expert_used == 0
         || n_expert_used > n_expert
         || !n_expert.is_multiple_of(n_group)
         || n_group_used == 0
         || n_group_used > n_group
-        || n_expert_used > n_group_used * (n_expert / n_group)
+        || n_group_used
+            .checked_mul(n_expert / n_group)
+            .is_none_or(|n| n_expert_used > n)
     {
         return Err(EngineError::BadConfig(format!(
             "{n_expert} experts, {n_expert_used} used, {n_group} groups with {n_group_used} used"
         )));
     }
+    let n_shared = opt(g, &k("expert_shared_count"))?.unwrap_or(0);
+    if n_shared > 0 {
+        b.product("expert_shared_count × expert width", n_shared, n_ff_exp)?;
+    }
     Ok(MoeConfig {
         n_expert,
         n_expert_used,
         n_ff_exp,
-        n_shared: g
-            .get_uint(&k("expert_shared_count"))?
-            .map_or(0, |v| v as usize),
+        n_shared,
         gating,
         norm_weights: g
             .get_bool(&k("expert_weights_norm"))?
             .unwrap_or(spec.expert_weights_norm),
-        weights_scale: g.get_f32(&k("expert_weights_scale"))?.unwrap_or(1.0),
+        weights_scale: finite(
+            "expert_weights_scale",
+            g.get_f32(&k("expert_weights_scale"))?.unwrap_or(1.0),
+            false,
+        )?,
         n_group,
         n_group_used,
     })

@@ -40,6 +40,8 @@ pub enum EngineError {
         kv_type: &'static str,
         reason: String,
     },
+    #[error("the model computed a non-finite {what} ({value}): its weights hold NaN or infinite values, or its activations overflowed; the file is corrupt or was converted wrongly")]
+    NonFinite { what: &'static str, value: f32 },
     #[error(transparent)]
     Kernel(#[from] MatmulError),
     #[error(transparent)]

@@ -7,6 +7,8 @@
 //!   [`greedy_reference`] tests compare against).
 //! - [`perplexity`] scores a token stream as llama.cpp's `llama-perplexity` does.
 
+#![forbid(unsafe_code)]
+
 mod attention;
 pub mod batch;
 pub mod config;
@@ -15,7 +17,6 @@ mod kv_cache;
 mod mla;
 mod model;
 mod moe;
-mod parallel;
 pub mod perplexity;
 pub mod sampler;
 mod session;

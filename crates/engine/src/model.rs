@@ -253,9 +253,6 @@ impl Model {
             }
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         }
-        for b in batch.iter_mut() {
-            b.cache.advance(b.tokens.len());
-        }
 
         // Logits for the requested tokens: (n_out, n_vocab).
         let mut t0 = 0;
@@ -273,12 +270,21 @@ impl Model {
                 &mut xo[j * e..][..e],
             );
         }
+        // NaN or infinite weights (or an overflow) poison every later step: stop with an error instead of sampling
+        // garbage. The final hidden state is checked too, since quantizing activations for the output matrix turns
+        // NaN into zeros (uniform, finite logits). A pass over n_embd + n_vocab floats per output row.
+        check_finite("hidden state", &xo)?;
         let mut logits = vec![0f32; rows.len() * c.n_vocab];
         if !rows.is_empty() {
             self.mm(pool, &self.weights.output, &xo, rows.len(), &mut logits)?;
         }
         if let Some(cap) = c.final_logit_softcap {
             logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
+        }
+        check_finite("logit", &logits)?;
+        // Only now that nothing can fail do the caches take the new positions (on error none has changed).
+        for b in batch.iter_mut() {
+            b.cache.advance(b.tokens.len());
         }
         Ok(logits)
     }
@@ -323,6 +329,14 @@ pub(crate) fn attend_batch(
         })
         .collect();
     attention(pool, tok.isa, shape, &seqs, q, att)
+}
+
+/// Refuses NaN and infinities in a model output.
+fn check_finite(what: &'static str, x: &[f32]) -> Result<(), EngineError> {
+    match x.iter().find(|v| !v.is_finite()) {
+        Some(&value) => Err(EngineError::NonFinite { what, value }),
+        None => Ok(()),
+    }
 }
 
 /// RMS-normalises each row of `x` (rows of `e`) into `out`.

@@ -22,6 +22,16 @@ pub struct SamplingParams {
     pub seed: u64,
 }
 
+/// The default temperatures, chosen here and only here. `SamplingParams::default()` is greedy (0): the library's
+/// default is deterministic, for tests and references. A front-end whose user does not say samples, at the
+/// temperature its users compare us with:
+impl SamplingParams {
+    /// The server's: 1.0, what the OpenAI API documents; a client that leaves `temperature` out expects it.
+    pub const API_TEMPERATURE: f32 = 1.0;
+    /// `hearth run`'s: 0.8, llama.cpp's `llama-cli` default, which a user running a model in a terminal expects.
+    pub const CLI_TEMPERATURE: f32 = 0.8;
+}
+
 impl Default for SamplingParams {
     fn default() -> Self {
         SamplingParams {
@@ -35,6 +45,80 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             seed: 0,
         }
+    }
+}
+
+/// The values a sampling setting may take: `lo..=hi`, or `lo` excluded when `lo_open`. NaN is in none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    pub lo: f32,
+    pub hi: f32,
+    pub lo_open: bool,
+}
+
+impl Range {
+    pub fn contains(&self, x: f32) -> bool {
+        (if self.lo_open {
+            x > self.lo
+        } else {
+            x >= self.lo
+        }) && x <= self.hi
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open = if self.lo_open { '(' } else { '[' };
+        write!(f, "{open}{}, {}]", self.lo, self.hi)
+    }
+}
+
+/// The one table of valid sampling settings, shared by the CLI and the server (OpenAI's documented ranges for
+/// its fields; a repetition penalty must be positive since it divides logits).
+pub const RANGES: [(&str, Range); 6] = {
+    const fn r(lo: f32, hi: f32, lo_open: bool) -> Range {
+        Range { lo, hi, lo_open }
+    }
+    [
+        ("temperature", r(0.0, 2.0, false)),
+        ("top_p", r(0.0, 1.0, false)),
+        ("min_p", r(0.0, 1.0, false)),
+        ("presence_penalty", r(-2.0, 2.0, false)),
+        ("frequency_penalty", r(-2.0, 2.0, false)),
+        ("repeat_penalty", r(0.0, 10.0, true)),
+    ]
+};
+
+/// A sampling setting outside its [`RANGES`] entry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{name} is {value}; it must be in {range}")]
+pub struct InvalidSetting {
+    pub name: &'static str,
+    pub value: f32,
+    pub range: Range,
+}
+
+/// Checks setting `name` (a [`RANGES`] name) against its range.
+pub fn check_setting(name: &str, value: f32) -> Result<(), InvalidSetting> {
+    match RANGES.iter().find(|(n, _)| *n == name) {
+        Some((name, range)) if !range.contains(value) => Err(InvalidSetting {
+            name,
+            value,
+            range: *range,
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl SamplingParams {
+    /// Every setting against [`RANGES`].
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        check_setting("temperature", self.temperature)?;
+        check_setting("top_p", self.top_p)?;
+        check_setting("min_p", self.min_p)?;
+        check_setting("presence_penalty", self.presence_penalty)?;
+        check_setting("frequency_penalty", self.frequency_penalty)?;
+        check_setting("repeat_penalty", self.repeat_penalty)
     }
 }
 

@@ -226,6 +226,12 @@ fn refusals_are_clear() {
         engine.submit(greedy(&[], 1), Box::new(tx.clone())),
         Err(SubmitError::EmptyPrompt)
     );
+    // Outside the engine too, an empty prompt says so (it once read "the model's hyperparameters are inconsistent").
+    let e = greedy_reference(&model, &ThreadPool::new(1), &[], 1, 0).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the prompt is empty: there is nothing to continue"
+    );
     assert!(matches!(
         engine.submit(greedy(&[1, 99_999_999], 1), Box::new(tx.clone())),
         Err(SubmitError::BadToken { id: 99_999_999, .. })

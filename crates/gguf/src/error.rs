@@ -8,6 +8,8 @@ pub enum GgufError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{path} is {kind}, not a GGUF file")]
+    NotAFile { path: String, kind: &'static str },
     #[error("not a GGUF file: the first four bytes are {found:?}, expected \"GGUF\"")]
     BadMagic { found: [u8; 4] },
     #[error("GGUF version {0} is not supported (hearth reads versions 2 and 3; re-convert the model with a current converter)")]

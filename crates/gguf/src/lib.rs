@@ -19,12 +19,14 @@
 //! ```
 
 mod error;
+mod mapped;
 mod parse;
 mod value;
 mod writer;
 
 pub use error::GgufError;
 pub use hearth_kernels::DType;
+pub use mapped::EXIT_FILE_CHANGED;
 pub use value::{Array, Value, ValueType};
 pub use writer::{GgufWriter, MetaArray, MetaValue, TensorSpec, WriteError, DEFAULT_ALIGNMENT};
 
@@ -59,6 +61,9 @@ enum Backing {
 
 /// A parsed GGUF file. Metadata is decoded on access from the validated byte ranges.
 pub struct Gguf {
+    /// For a mapped file: what it was when mapped. Declared before `backing` so it is dropped (and the mapping
+    /// unregistered from the bus-error report) before the mapping goes.
+    watch: Option<mapped::Watch>,
     backing: Backing,
     version: u32,
     /// Metadata entries in file order: key, type, byte range of the value.
@@ -87,11 +92,29 @@ impl Gguf {
             path: path.display().to_string(),
             source: e,
         };
+        // A directory cannot be mapped and opening a FIFO blocks until someone writes to it: only regular files.
+        let kind = std::fs::metadata(path).map_err(io)?.file_type();
+        if !kind.is_file() {
+            return Err(GgufError::NotAFile {
+                path: path.display().to_string(),
+                kind: file_kind(&kind),
+            });
+        }
         let file = std::fs::File::open(path).map_err(io)?;
-        // SAFETY: the mapping is read-only. Like every mmap reader we rely on the file not being truncated while mapped;
-        // the store never rewrites files in place (it writes a temporary file and renames).
+        // SAFETY: the mapping is read-only. Like every mmap reader we rely on the file not being truncated while
+        // mapped; the store never rewrites files in place (it writes a temporary file and renames). For a user's
+        // file that is changed anyway, `Gguf::changed_on_disk` notices and a bus error is reported (see `mapped`).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        Self::parse(Backing::Mmap(map), check_data)
+        let watch = mapped::Watch::new(file, path.display().to_string(), &map).map_err(io)?;
+        let mut g = Self::parse(Backing::Mmap(map), check_data)?;
+        g.watch = Some(watch);
+        Ok(g)
+    }
+
+    /// Why the bytes of a mapped file may no longer be what was read and checked (the file was truncated or written
+    /// in place since); None while it is untouched, and always for a file held in memory. One `fstat`.
+    pub fn changed_on_disk(&self) -> Option<String> {
+        self.watch.as_ref().and_then(mapped::Watch::changed)
     }
 
     /// Validates a GGUF image held in memory.
@@ -123,6 +146,7 @@ impl Gguf {
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
         Ok(Gguf {
+            watch: None,
             backing,
             version: p.version,
             entries: p.entries,
@@ -265,6 +289,30 @@ impl Gguf {
         self.bytes()
             .get(start as usize..(start + t.n_bytes) as usize)
             .unwrap_or(&[])
+    }
+}
+
+/// What a path that is not a regular file is, in words.
+pub fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
     }
 }
 

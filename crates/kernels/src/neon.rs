@@ -61,6 +61,8 @@ pub(crate) trait I8Dot: 'static {
 pub(crate) struct Base;
 
 impl I8Dot for Base {
+    /// # Safety
+    /// NEON is part of every aarch64 CPU; registers only, no memory.
     #[inline(always)]
     unsafe fn dot(acc: int32x4_t, x: int8x16_t, y: int8x16_t) -> int32x4_t {
         dot_i8x16(acc, x, y)
@@ -72,6 +74,8 @@ impl I8Dot for Base {
 pub(crate) struct DotProd;
 
 impl I8Dot for DotProd {
+    /// # Safety
+    /// The CPU has the dot-product extension ([`has_dotprod`]).
     #[inline(always)]
     unsafe fn dot(mut acc: int32x4_t, x: int8x16_t, y: int8x16_t) -> int32x4_t {
         // SAFETY: the caller checked the CPU has the extension ([`has_dotprod`]); registers only, no memory.
@@ -116,6 +120,41 @@ pub(crate) fn bit_mask16(bits: u16) -> uint8x16_t {
     let b = vcombine_u8(vdup_n_u8(bits as u8), vdup_n_u8((bits >> 8) as u8));
     // SAFETY: LANE_BIT holds 16 bytes.
     vtstq_u8(b, unsafe { vld1q_u8(LANE_BIT.as_ptr()) })
+}
+
+/// `sum + d * (lo . a[0..16] + hi . a[16..32])`: one block of 32 signed weight bytes (`lo`, `hi`) against the 32
+/// activation quants at `a`, scaled by `d` (the product of both blocks' scales).
+///
+/// # Safety
+/// `a` must point to 32 readable bytes; the CPU must have what `D` uses.
+#[inline(always)]
+pub(crate) unsafe fn add_block32<D: I8Dot>(
+    sum: float32x4_t,
+    lo: int8x16_t,
+    hi: int8x16_t,
+    a: *const u8,
+    d: f32,
+) -> float32x4_t {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let acc = D::dot(vdupq_n_s32(0), lo, load_i8(a));
+        let acc = D::dot(acc, hi, load_i8(a.add(16)));
+        vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d)
+    }
+}
+
+/// The 32 five-bit quants of a Q5_0 / Q5_1 block as bytes (elements 0..16, 16..32): the nibbles `q` (elements j and
+/// j + 16 in byte j) with the fifth bits `qh` (bit j for element j).
+#[target_feature(enable = "neon")]
+#[inline]
+pub(crate) fn five_bits(q: uint8x16_t, qh: u32) -> (uint8x16_t, uint8x16_t) {
+    let (m4, m10) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x10));
+    let lo = vorrq_u8(vandq_u8(q, m4), vandq_u8(bit_mask16(qh as u16), m10));
+    let hi = vorrq_u8(
+        vshrq_n_u8::<4>(q),
+        vandq_u8(bit_mask16((qh >> 16) as u16), m10),
+    );
+    (lo, hi)
 }
 
 #[cfg(test)]

@@ -61,7 +61,47 @@ pub(crate) struct Format {
     pub unpack_row: UnpackRow,
 }
 
+/// The width of the scales (and min terms) in the packed layout.
+#[derive(Clone, Copy)]
+pub(crate) enum Scales {
+    /// As the file stores them (Q4_0 ... Q8_0: exactly its values).
+    F16,
+    /// The K-quants' products `d * scale` (exact in f32).
+    F32,
+}
+
 impl Format {
+    /// A format with `value = wd * (q - offset)`: `group` elements of `bits`-bit quants per scale.
+    pub(crate) const fn with_offset(
+        group: usize,
+        bits: u32,
+        offset: i32,
+        scales: Scales,
+        unpack_row: UnpackRow,
+    ) -> Format {
+        Format {
+            group,
+            bits,
+            offset,
+            min: false,
+            f16_scales: matches!(scales, Scales::F16),
+            unpack_row,
+        }
+    }
+
+    /// A format with `value = wd * q + wm`: `group` elements of `bits`-bit quants per scale and min term.
+    pub(crate) const fn with_min(
+        group: usize,
+        bits: u32,
+        scales: Scales,
+        unpack_row: UnpackRow,
+    ) -> Format {
+        Format {
+            min: true,
+            ..Format::with_offset(group, bits, 0, scales, unpack_row)
+        }
+    }
+
     /// The packed form of `dtype`, from its row of the format registry.
     pub(crate) fn for_dtype(dtype: DType) -> Option<Format> {
         crate::formats::spec(dtype)?.packed
@@ -715,6 +755,8 @@ mod tests {
             };
             // Finite scales: random values in (-1, 1) in the format's width.
             let gb = f.group_bytes();
+            // SAFETY: `Line` is 64 plain bytes (align 64), so the lines are `len * 64` initialised bytes, borrowed
+            // mutably through `m.lines` for as long as `data` lives.
             let data = unsafe {
                 std::slice::from_raw_parts_mut(m.lines.as_mut_ptr() as *mut u8, m.lines.len() * 64)
             };
@@ -746,6 +788,8 @@ mod tests {
                 o,
             };
             let mut y = vec![f32::NAN; n_tokens * rows];
+            // SAFETY: `y` holds n_tokens × rows outputs, and panels 0..n_panels cover exactly `rows` rows of `m`;
+            // `a` holds n_tokens activation rows of `cols`.
             unsafe { run_scalar(&m, &a, 0, n_panels, n_tokens, y.as_mut_ptr()) };
             for t in 0..n_tokens {
                 for r in 0..rows {

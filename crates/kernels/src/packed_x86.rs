@@ -31,6 +31,10 @@ struct Tile {
 
 type TileFn = unsafe fn(Tile);
 
+/// Four bytes at `p` in every 32-bit lane.
+///
+/// # Safety
+/// The CPU has AVX-512 (checked once by the caller's dispatch); `p..p + 4` is readable.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn bcast(p: *const u8) -> __m512i {
@@ -38,6 +42,9 @@ unsafe fn bcast(p: *const u8) -> __m512i {
 }
 
 /// 16 scales at `p`, f16 or f32.
+///
+/// # Safety
+/// The CPU has AVX-512 and F16C; `p` is readable for 16 scales (32 or 64 bytes).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn scales<const F16: bool>(p: *const u8) -> __m512 {

@@ -66,8 +66,18 @@ pub struct ThreadPool {
 }
 
 impl ThreadPool {
-    /// A pool of `n_threads` threads including the caller (values below 1 are treated as 1).
+    /// A pool of `n_threads` threads including the caller (values below 1 are treated as 1). Panics when the OS
+    /// refuses a thread; [`ThreadPool::try_new`] reports that instead.
     pub fn new(n_threads: usize) -> ThreadPool {
+        match ThreadPool::try_new(n_threads) {
+            Ok(pool) => pool,
+            Err(e) => panic!("failed to spawn a compute thread: {e}"),
+        }
+    }
+
+    /// Like [`ThreadPool::new`], but a thread the OS refuses (too many threads, too little memory for stacks) is
+    /// an error; the threads already started are stopped and joined.
+    pub fn try_new(n_threads: usize) -> std::io::Result<ThreadPool> {
         let n_threads = n_threads.max(1);
         let noop: &(dyn Fn(usize) + Sync) = &|_| {};
         let shared = Arc::new(Shared {
@@ -81,25 +91,52 @@ impl ThreadPool {
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });
-        let workers = (1..n_threads)
-            .map(|i| {
-                let shared = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name(format!("hearth-compute-{i}"))
-                    .spawn(move || worker_loop(&shared))
-                    .expect("failed to spawn a compute thread")
-            })
-            .collect();
-        ThreadPool {
+        let mut pool = ThreadPool {
             shared,
-            workers,
+            workers: Vec::with_capacity(n_threads - 1),
             lock: Mutex::new(0),
+        };
+        for i in 1..n_threads {
+            let shared = Arc::clone(&pool.shared);
+            // On error `pool` is dropped here, which stops and joins the workers started so far.
+            let worker = std::thread::Builder::new()
+                .name(format!("hearth-compute-{i}"))
+                .spawn(move || worker_loop(&shared))?;
+            pool.workers.push(worker);
         }
+        Ok(pool)
     }
 
     /// Threads that run work, the caller included.
     pub fn n_threads(&self) -> usize {
         self.workers.len() + 1
+    }
+
+    /// Runs `f(i, row_i)` for every `row_len`-sized row of `out` (rows in parallel); returns when all are done.
+    ///
+    /// Panics when `out` is not a whole number of rows.
+    pub fn for_each_row<T: Send, F>(&self, out: &mut [T], row_len: usize, f: F)
+    where
+        F: Fn(usize, &mut [T]) + Sync,
+    {
+        /// The base of `out`, shared by the tasks: each row it leads to is written by exactly one task.
+        struct Rows<T>(*mut T);
+        // SAFETY: the tasks get distinct, non-overlapping rows of a buffer of `T: Send`; no two threads touch the
+        // same element.
+        unsafe impl<T: Send> Sync for Rows<T> {}
+        assert!(
+            row_len > 0 && out.len().is_multiple_of(row_len),
+            "output is not a whole number of rows"
+        );
+        let n_rows = out.len() / row_len;
+        let base = Rows(out.as_mut_ptr());
+        self.parallel_for(n_rows, |i| {
+            let base = &base;
+            // SAFETY: i < n_rows, so the row lies inside `out`, and rows of distinct i do not overlap; `out` is
+            // borrowed mutably for the whole call, so nothing else reads or writes it meanwhile.
+            let row = unsafe { std::slice::from_raw_parts_mut(base.0.add(i * row_len), row_len) };
+            f(i, row);
+        });
     }
 
     /// Runs `f(i)` for every `i` in `0..n_items` on all threads; returns when all calls are done.

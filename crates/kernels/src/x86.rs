@@ -126,6 +126,11 @@ pub(crate) use block;
 /// Generates a driver for one ISA: `$name::<K>(args)` covers the whole `nr x nt` region with fixed-size tiles.
 macro_rules! driver {
     ($name:ident, $fixed:ident, $features:literal) => {
+        /// One `R x T` tile.
+        ///
+        /// # Safety
+        /// The CPU must have the features this driver enables; `p` must point at `R` whole weight rows, `T` whole
+        /// activation rows and `T x R` outputs.
         #[target_feature(enable = $features)]
         unsafe fn $fixed<K: Block, const R: usize, const T: usize>(p: TileArgs) {
             let mut acc = [[K::Acc::zero(); T]; R];

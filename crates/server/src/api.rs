@@ -94,41 +94,9 @@ pub struct CompletionBody {
     pub logprobs: Option<u32>,
 }
 
-/// Fields accepted by both endpoints; `user`, `metadata`, `store` and `service_tier` are accepted and ignored.
-const COMMON_KEYS: &[&str] = &[
-    "model",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repeat_penalty",
-    "seed",
-    "stop",
-    "presence_penalty",
-    "frequency_penalty",
-    "n",
-    "stream",
-    "stream_options",
-    "response_format",
-    "json_schema",
-    "grammar",
-    "user",
-    "metadata",
-    "store",
-    "service_tier",
-];
-pub const CHAT_KEYS: &[&str] = &[
-    "messages",
-    "max_completion_tokens",
-    "logprobs",
-    "top_logprobs",
-    "chat_template_kwargs",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-];
-pub const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs"];
+/// Keys accepted and ignored (they change nothing hearth does). Every other accepted key is a field of [`Common`]
+/// or of the endpoint's body type: the list is read from the types ([`fields`]), so adding a field accepts it.
+const IGNORED: &[&str] = &["user", "metadata", "store", "service_tier"];
 
 /// OpenAI fields hearth does not implement, refused when set to anything but their neutral value.
 const UNSUPPORTED: &[(&str, &str)] = &[
@@ -154,8 +122,10 @@ fn neutral(key: &str, v: &Value) -> bool {
     }
 }
 
-/// Parses a JSON body into the common fields and the endpoint's own (`keys` lists the latter).
-pub fn parse<T: DeserializeOwned>(body: &[u8], keys: &[&str]) -> Result<(Common, T), ApiError> {
+/// Parses a JSON body once into the common fields and the endpoint's own (`T`): unsupported keys set to anything
+/// but their neutral value and keys that are no field of either type are refused, naming the key.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(Common, T), ApiError> {
+    let keys = accepted::<T>();
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("The body is not valid JSON: {e}"), None))?;
     let Value::Object(obj) = &value else {
@@ -166,7 +136,7 @@ pub fn parse<T: DeserializeOwned>(body: &[u8], keys: &[&str]) -> Result<(Common,
             if !neutral(k, v) {
                 return Err(ApiError::invalid(format!("{k}: {why}"), Some(k)));
             }
-        } else if !COMMON_KEYS.contains(&k.as_str()) && !keys.contains(&k.as_str()) {
+        } else if !keys.contains(&k.as_str()) {
             return Err(ApiError::invalid(
                 format!("Unrecognized request argument supplied: {k}"),
                 Some(k),
@@ -174,6 +144,45 @@ pub fn parse<T: DeserializeOwned>(body: &[u8], keys: &[&str]) -> Result<(Common,
         }
     }
     Ok((typed(&value)?, typed(&value)?))
+}
+
+/// The keys a body for `T` may carry: the fields of [`Common`] and `T`, and the ignored ones.
+pub fn accepted<T: DeserializeOwned>() -> Vec<&'static str> {
+    let mut keys = fields::<Common>().to_vec();
+    keys.extend(fields::<T>());
+    keys.extend(IGNORED);
+    keys
+}
+
+/// The JSON field names of a struct that derives `Deserialize` (no `flatten`): serde hands them to the
+/// deserializer's `deserialize_struct`, which this one records and then refuses.
+pub fn fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Names(Option<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for &mut Names {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = Some(fields);
+            Err(serde::de::Error::custom("names recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut names = Names(None);
+    let _ = T::deserialize(&mut names);
+    names.0.unwrap_or(&[])
 }
 
 /// Deserializes with the path of the first bad field in the error.
@@ -263,19 +272,22 @@ impl Common {
 
     /// Range checks, as OpenAI documents them.
     pub fn validate(&self) -> Result<(), ApiError> {
-        let range = |name: &str, v: Option<f32>, lo: f32, hi: f32| match v {
-            Some(x) if !(lo..=hi).contains(&x) => Err(ApiError::invalid(
-                format!("Invalid '{name}': {x} is outside [{lo}, {hi}]"),
-                Some(name),
-            )),
-            _ => Ok(()),
+        // The engine's one table of sampling ranges (the CLI checks the same).
+        let range = |name: &str, v: Option<f32>| match v {
+            Some(x) => hearth_engine::sampler::check_setting(name, x).map_err(|e| {
+                ApiError::invalid(
+                    format!("Invalid '{name}': {x} is outside {}", e.range),
+                    Some(name),
+                )
+            }),
+            None => Ok(()),
         };
-        range("temperature", self.temperature, 0.0, 2.0)?;
-        range("top_p", self.top_p, 0.0, 1.0)?;
-        range("min_p", self.min_p, 0.0, 1.0)?;
-        range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
-        range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
-        range("repeat_penalty", self.repeat_penalty, 0.0, 10.0)?;
+        range("temperature", self.temperature)?;
+        range("top_p", self.top_p)?;
+        range("min_p", self.min_p)?;
+        range("presence_penalty", self.presence_penalty)?;
+        range("frequency_penalty", self.frequency_penalty)?;
+        range("repeat_penalty", self.repeat_penalty)?;
         if let Some(n) = self.n {
             if n != 1 {
                 return Err(ApiError::invalid(
@@ -283,12 +295,6 @@ impl Common {
                     Some("n"),
                 ));
             }
-        }
-        if self.max_tokens == Some(0) {
-            return Err(ApiError::invalid(
-                "'max_tokens' must be at least 1",
-                Some("max_tokens"),
-            ));
         }
         if self.stream_options.is_some() && self.stream != Some(true) {
             return Err(ApiError::invalid(
@@ -300,5 +306,111 @@ impl Common {
             return Err(ApiError::invalid("At most 16 stop sequences", Some("stop")));
         }
         Ok(())
+    }
+}
+
+/// How many tokens a request may generate: the one place for these rules.
+/// - `max_completion_tokens` (chat; OpenAI's newer name) wins over `max_tokens`; the one given must be at least 1.
+/// - Neither given: 16 for completions (OpenAI's documented default), the rest of the context for chat (OpenAI's
+///   chat has no limit but the context).
+/// - The prompt plus this must fit the context: the engine checks that when the request is submitted, and its
+///   refusal becomes [`ApiError::context_overflow`] (one check, one message).
+pub fn max_tokens(
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    default: MaxDefault,
+) -> Result<MaxTokens, ApiError> {
+    let asked = match (max_completion_tokens, max_tokens) {
+        (Some(n), _) => Some(("max_completion_tokens", n)),
+        (None, Some(n)) => Some(("max_tokens", n)),
+        (None, None) => None,
+    };
+    match (asked, default) {
+        (Some((name, 0)), _) => Err(ApiError::invalid(
+            format!("'{name}' must be at least 1"),
+            Some(name),
+        )),
+        (Some((_, n)), _) => Ok(MaxTokens::Asked(n as usize)),
+        (None, MaxDefault::Sixteen) => Ok(MaxTokens::Asked(16)),
+        (None, MaxDefault::RestOfContext) => Ok(MaxTokens::RestOfContext),
+    }
+}
+
+/// What a request gets when it sets no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxDefault {
+    Sixteen,
+    RestOfContext,
+}
+
+/// A request's limit on generated tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxTokens {
+    Asked(usize),
+    /// Until the context is full (at least one token).
+    RestOfContext,
+}
+
+impl MaxTokens {
+    pub fn resolve(self, prompt_tokens: usize, n_ctx: usize) -> usize {
+        match self {
+            MaxTokens::Asked(n) => n,
+            MaxTokens::RestOfContext => n_ctx.saturating_sub(prompt_tokens).max(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_keys_are_the_types_fields() {
+        let chat = accepted::<ChatBody>();
+        let completion = accepted::<CompletionBody>();
+        for k in [
+            "messages",
+            "max_completion_tokens",
+            "chat_template_kwargs",
+            "stream_options",
+        ] {
+            assert!(chat.contains(&k), "{k}");
+        }
+        for k in ["prompt", "logprobs", "temperature", "user"] {
+            assert!(completion.contains(&k), "{k}");
+        }
+        assert!(!completion.contains(&"messages"));
+        // A key is either a field or refused as unsupported, never both (a new field must leave UNSUPPORTED).
+        for (k, _) in UNSUPPORTED {
+            assert!(!chat.contains(k) && !completion.contains(k), "{k}");
+        }
+        // Every field parses by its name: a body naming each (null) is accepted.
+        let mut body = serde_json::Map::new();
+        for k in fields::<Common>().iter().chain(fields::<ChatBody>()) {
+            body.insert(k.to_string(), Value::Null);
+        }
+        body.insert("messages".into(), serde_json::json!([]));
+        let bytes = Value::Object(body).to_string();
+        assert!(parse::<ChatBody>(bytes.as_bytes()).is_ok());
+        assert!(parse::<ChatBody>(br#"{"messages": [], "foo": 1}"#).is_err());
+    }
+
+    #[test]
+    fn max_tokens_rules() {
+        use MaxDefault::*;
+        assert_eq!(
+            max_tokens(None, None, Sixteen).ok(),
+            Some(MaxTokens::Asked(16))
+        );
+        assert_eq!(
+            max_tokens(Some(5), Some(7), RestOfContext).ok(),
+            Some(MaxTokens::Asked(7))
+        );
+        assert_eq!(MaxTokens::RestOfContext.resolve(500, 512), 12);
+        assert_eq!(MaxTokens::RestOfContext.resolve(600, 512), 1);
+        let e = max_tokens(Some(3), Some(0), RestOfContext).unwrap_err();
+        assert_eq!(e.body()["error"]["param"], "max_completion_tokens");
+        let e = max_tokens(Some(0), None, Sixteen).unwrap_err();
+        assert_eq!(e.body()["error"]["param"], "max_tokens");
     }
 }

@@ -1,7 +1,7 @@
 //! The two generation endpoints: parse and validate, build the prompt ids, submit to the engine, then either
 //! collect the events into one response or stream them as SSE chunks.
 
-use crate::api::{self, ChatBody, Common, CompletionBody, Prompt};
+use crate::api::{self, ChatBody, Common, CompletionBody, MaxDefault, MaxTokens, Prompt};
 use crate::error::ApiError;
 use crate::render::{self, End, Head, Kind, Piece};
 use crate::structured::{self, Structured};
@@ -45,7 +45,7 @@ struct Job {
 pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     state.metrics.chat_requests.fetch_add(1, Relaxed);
     let result = async {
-        let (common, body): (Common, ChatBody) = api::parse(&body, api::CHAT_KEYS)?;
+        let (common, body): (Common, ChatBody) = api::parse(&body)?;
         let template = state.template.as_ref().map_err(|e| {
             ApiError::internal(format!("The model's chat template cannot be used: {e}"))
         })?;
@@ -110,13 +110,11 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             }
             _ => None,
         };
-        if body.max_completion_tokens == Some(0) {
-            return Err(ApiError::invalid(
-                "'max_completion_tokens' must be at least 1",
-                Some("max_completion_tokens"),
-            ));
-        }
-        let max = body.max_completion_tokens.or(common.max_tokens);
+        let max = api::max_tokens(
+            common.max_tokens,
+            body.max_completion_tokens,
+            MaxDefault::RestOfContext,
+        )?;
         let mut job = job(&state, Kind::Chat, common, prompt, max, top)?;
         job.reasoning = Reasoning::for_chat(&state.tok, &text);
         job.tools = structured.tools.is_some();
@@ -130,7 +128,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
 pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     state.metrics.completion_requests.fetch_add(1, Relaxed);
     let result = async {
-        let (common, body): (Common, CompletionBody) = api::parse(&body, api::COMPLETION_KEYS)?;
+        let (common, body): (Common, CompletionBody) = api::parse(&body)?;
         let Structured { grammar, .. } = structured::parse(&common, None)?;
         let prompt = match body.prompt()? {
             Prompt::Text(t) => encode(&state, &t, true)?,
@@ -144,7 +142,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
                 ));
             }
         }
-        let max = common.max_tokens.or(Some(16));
+        let max = api::max_tokens(common.max_tokens, None, MaxDefault::Sixteen)?;
         let mut job = job(
             &state,
             Kind::Completion,
@@ -186,7 +184,7 @@ fn job(
     kind: Kind,
     common: Common,
     prompt: Vec<u32>,
-    max_tokens: Option<u32>,
+    max_tokens: MaxTokens,
     top_logprobs: Option<usize>,
 ) -> Result<Job, ApiError> {
     common.validate()?;
@@ -195,36 +193,15 @@ fn job(
             return Err(ApiError::model_not_found(m, &state.config.model_id));
         }
     }
-    let n_ctx = state.config.batch.n_ctx;
-    if prompt.is_empty() {
-        return Err(ApiError::invalid("The prompt is empty", Some("prompt")));
-    }
-    let param = if kind == Kind::Chat {
-        "messages"
-    } else {
-        "prompt"
-    };
-    let max_tokens = match max_tokens {
-        Some(m) => m as usize,
-        None => n_ctx.saturating_sub(prompt.len()).max(1),
-    };
-    if prompt.len() + max_tokens > n_ctx {
-        return Err(ApiError::invalid(
-            format!(
-                "This model's maximum context length is {n_ctx} tokens. However, you requested {} tokens \
-                 ({} in the prompt, {max_tokens} for the completion). Please reduce the prompt or max_tokens.",
-                prompt.len() + max_tokens,
-                prompt.len()
-            ),
-            Some(param),
-        ));
-    }
+    let max_tokens = max_tokens.resolve(prompt.len(), state.config.batch.n_ctx);
     let seed = match common.seed {
         Some(s) => s as u64,
         None => fresh_seed(),
     };
     let sampling = SamplingParams {
-        temperature: common.temperature.unwrap_or(1.0),
+        temperature: common
+            .temperature
+            .unwrap_or(SamplingParams::API_TEMPERATURE),
         top_k: common.top_k.unwrap_or(0) as usize,
         top_p: common.top_p.unwrap_or(1.0),
         min_p: common.min_p.unwrap_or(0.0),
@@ -317,7 +294,23 @@ async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError
                 ApiError::queue_full(max_queued)
             }
             SubmitError::Stopped => ApiError::unavailable("The server is shutting down"),
-            e => ApiError::invalid(e.to_string(), None),
+            SubmitError::TooLong {
+                prompt_tokens,
+                max_tokens,
+                n_ctx,
+            } => ApiError::invalid(
+                format!(
+                    "This model's maximum context length is {n_ctx} tokens. However, you requested {} tokens \
+                     ({prompt_tokens} in the prompt, {max_tokens} for the completion). Please reduce the prompt \
+                     or max_tokens.",
+                    prompt_tokens + max_tokens
+                ),
+                Some(job.head.kind.prompt_param()),
+            ),
+            e @ (SubmitError::EmptyPrompt | SubmitError::BadToken { .. }) => ApiError::invalid(
+                format!("Invalid prompt: {e}"),
+                Some(job.head.kind.prompt_param()),
+            ),
         })?;
     if job.stream {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -343,7 +336,10 @@ async fn follow(
     let mut first: Option<Instant> = None;
     let end = loop {
         let Some(ev) = rx.recv().await else {
-            return Err(ApiError::internal("The engine dropped the request"));
+            return Err(state.failure().map_or_else(
+                || ApiError::internal("The engine dropped the request"),
+                ApiError::unavailable,
+            ));
         };
         match ev {
             Out::Token { delta, info } => {

@@ -86,6 +86,22 @@ impl ApiError {
         }
     }
 
+    /// Any other status (from the HTTP layer: 405, 408, 413, 415, 421, …), as an `invalid_request_error` for a 4xx
+    /// and a `server_error` otherwise.
+    pub fn status(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            kind: if status.is_client_error() {
+                "invalid_request_error"
+            } else {
+                "server_error"
+            },
+            param: None,
+            code: None,
+        }
+    }
+
     /// The error body, also sent as the last SSE event when a stream fails after it started.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({

@@ -7,7 +7,11 @@
 //!   chunks. The text (detokenizing, a reasoning model's `<think>` split as `reasoning_content`, stop strings) is
 //!   hearth-text's `TextStream`, run on the engine thread by this crate's sink ([`text`]), so the engine ends the
 //!   sequence at a stop string and reports the finish and usage itself.
-//! - [`serve`] runs the router on a socket until SIGINT/SIGTERM, finishing the requests in flight.
+//! - [`serve`] runs the router on a socket until SIGINT/SIGTERM, finishing the requests in flight, with the
+//!   connection limits and timeouts of [`Limits`] ([`listen`]); when the engine fails it returns
+//!   [`ServerError::Failed`] so the process can exit for its supervisor.
+//! - [`guard`] sits in front of every route: the `Host` check against DNS rebinding, `application/json` bodies,
+//!   CORS only where configured, and OpenAI's error JSON for every error.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,6 +25,8 @@
 pub mod api;
 mod completions;
 pub mod error;
+pub mod guard;
+pub mod listen;
 pub mod metrics;
 mod render;
 mod structured;
@@ -41,6 +47,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use listen::Limits;
+
 /// What the server is told at start.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -49,6 +57,11 @@ pub struct ServerConfig {
     /// When set, `/v1/*` requires `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     pub batch: BatchConfig,
+    /// Host names served besides IP literals and `localhost` (`*`: any); see [`guard`].
+    pub allowed_hosts: Vec<String>,
+    /// Origins that get CORS headers (`*`: any); none by default.
+    pub cors_origins: Vec<String>,
+    pub limits: Limits,
 }
 
 impl ServerConfig {
@@ -57,6 +70,9 @@ impl ServerConfig {
             model_id: model_id.into(),
             api_key: None,
             batch: BatchConfig::default(),
+            allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -70,11 +86,16 @@ pub enum ServerError {
     ContextTooLarge { n_ctx: usize, n_ctx_train: usize },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The engine failed or the model file changed underneath it: the process should exit for its supervisor.
+    #[error("{0}; stopping so that a supervisor can restart the server")]
+    Failed(String),
 }
 
 /// Everything the handlers share.
 pub struct AppState {
     pub engine: Engine,
+    /// The model the engine runs (kept to watch its file).
+    pub model: Arc<Model>,
     pub tok: Arc<Tokenizer>,
     /// Compiles grammars for this vocabulary (structured output); built in the background at start.
     guide: Arc<OnceLock<Result<Arc<Guide>, String>>>,
@@ -99,9 +120,10 @@ impl AppState {
             });
         }
         let n_vocab = model.config.n_vocab;
-        let engine = Engine::start(model, config.batch.clone());
+        let engine = Engine::start(model.clone(), config.batch.clone());
         let state = Arc::new(AppState {
             engine,
+            model,
             tok,
             guide: Arc::new(OnceLock::new()),
             n_vocab,
@@ -135,6 +157,16 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Why this server can no longer answer correctly: the engine thread panicked, or the mapped model file was
+    /// truncated or written in place. None while healthy. One `fstat` and one lock.
+    pub fn failure(&self) -> Option<String> {
+        self.engine
+            .failure()
+            .or_else(|| self.model.gguf.changed_on_disk())
+    }
+}
+
 /// The HTTP API. Authentication (when an API key is set) covers `/v1/*`; `/health` and `/metrics` are open.
 pub fn app(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
@@ -142,13 +174,23 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
+        .route_layer(middleware::from_fn_with_state(state.clone(), alive))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .merge(v1)
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .with_state(state)
+}
+
+/// A failed engine refuses work with its reason (503) instead of a 500 or "shutting down" for every request.
+async fn alive(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(why) = state.failure() {
+        return ApiError::unavailable(why).into_response();
+    }
+    next.run(req).await
 }
 
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -192,7 +234,12 @@ async fn model(
     Ok(Json(model_json(&state)))
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(why) = state.failure() {
+        let body =
+            serde_json::json!({"status": "failed", "model": state.config.model_id, "error": why});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let s = state.engine.stats();
     Json(serde_json::json!({
         "status": "ok",
@@ -200,6 +247,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "queued": s.queued,
         "running": s.running,
     }))
+    .into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -210,7 +258,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
-/// Serves `app(state)` on `addr` until SIGINT or SIGTERM; requests in flight finish first. Blocks.
+/// Serves `app(state)` on `addr` until SIGINT or SIGTERM; requests in flight finish first. Blocks. Returns
+/// [`ServerError::Failed`] when the engine fails (see [`listen`] for why the server stops rather than restarts it).
 pub fn serve(state: Arc<AppState>, addr: SocketAddr) -> Result<(), ServerError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -224,12 +273,22 @@ pub fn serve(state: Arc<AppState>, addr: SocketAddr) -> Result<(), ServerError> 
             state.config.model_id,
             listener.local_addr()?
         );
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        serve_on(listener, state, shutdown_signal()).await?;
         eprintln!("hearth: stopped");
         Ok(())
     })
+}
+
+/// Serves `app(state)` on a bound `listener` in the current tokio runtime until `shutdown` completes (requests in
+/// flight finish first), or until the engine fails: then [`ServerError::Failed`] after a short drain.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    listen::serve(listener, state, shutdown)
+        .await
+        .map_err(ServerError::Failed)
 }
 
 async fn shutdown_signal() {

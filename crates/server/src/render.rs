@@ -11,6 +11,16 @@ pub enum Kind {
     Completion,
 }
 
+impl Kind {
+    /// The field that holds the prompt, named by errors about it.
+    pub fn prompt_param(self) -> &'static str {
+        match self {
+            Kind::Chat => "messages",
+            Kind::Completion => "prompt",
+        }
+    }
+}
+
 /// Identity shared by every chunk of one response.
 pub struct Head {
     pub kind: Kind,

@@ -1,5 +1,5 @@
 //! `app()` driven without a socket (tower's `oneshot`): routing, validation, OpenAI error JSON, auth, the queue
-//! limit, and greedy output equal to the engine's single-sequence `generate` loop. Needs SmolLM2.
+//! limit, greedy output equal to the plain greedy reference loop, and usage from the engine. Needs SmolLM2.
 
 mod common;
 
@@ -545,4 +545,74 @@ async fn stream_stop_strings_are_never_sent() {
         chunks.last().expect("chunks")["choices"][0]["finish_reason"],
         "stop"
     );
+}
+
+/// `usage.prompt_tokens_details.cached_tokens` is the engine's count however the request ends: at the model's
+/// end of turn, at a stop string, or at `max_tokens` (the server once built the usage itself at `stop` and
+/// reported 0 cached tokens).
+#[tokio::test]
+async fn cached_tokens_are_reported_for_every_ending() {
+    let router = app(state(config()));
+    let user = "Hi!";
+    let (full, n) = greedy_chat(user, 64);
+    assert!(
+        n < 64,
+        "the test needs an answer that ends its turn: {full:?}"
+    );
+    let chat = |extra: Value| {
+        let mut body = json!({"messages": [{"role": "user", "content": user}], "temperature": 0});
+        body.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        send(router.clone(), post_json("/v1/chat/completions", body))
+    };
+    // The first request fills the prefix cache; every later one reads all but the last prompt token from it.
+    let (s, first) = chat(json!({"max_tokens": 64})).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(first["choices"][0]["finish_reason"], "stop", "{first}");
+    let prompt_tokens = first["usage"]["prompt_tokens"].as_u64().expect("usage");
+    let stop = full
+        .split_whitespace()
+        .nth(1)
+        .expect("an answer of two words at least");
+    for (extra, finish) in [
+        (json!({"max_tokens": 64}), "stop"),
+        (json!({"max_tokens": 64, "stop": [stop]}), "stop"),
+        (json!({"max_tokens": 2}), "length"),
+        (
+            json!({"max_tokens": 64, "stream": true, "stream_options": {"include_usage": true}}),
+            "stop",
+        ),
+    ] {
+        let (s, v) = chat(extra.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (finish_got, usage) = match v.as_str() {
+            // A stream: the finish chunk and the usage chunk.
+            Some(sse) => {
+                let chunks: Vec<Value> = common::sse_data(sse)
+                    .iter()
+                    .filter(|d| *d != "[DONE]")
+                    .map(|d| serde_json::from_str(d).expect("chunk"))
+                    .collect();
+                let finish = chunks
+                    .iter()
+                    .find_map(|c| c["choices"][0]["finish_reason"].as_str().map(String::from));
+                let usage = chunks.last().expect("chunks")["usage"].clone();
+                (finish.expect("a finish chunk"), usage)
+            }
+            None => (
+                v["choices"][0]["finish_reason"]
+                    .as_str()
+                    .expect("finish")
+                    .to_string(),
+                v["usage"].clone(),
+            ),
+        };
+        assert_eq!(finish_got, finish, "{extra}: {v}");
+        assert_eq!(
+            usage["prompt_tokens_details"]["cached_tokens"],
+            prompt_tokens - 1,
+            "{extra}: {usage}"
+        );
+    }
 }

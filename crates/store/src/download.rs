@@ -1,5 +1,12 @@
 //! HTTP downloads: redirects followed by hand (the token only goes to the endpoint's origin), Range resume of an
 //! interrupted transfer, sha256 verification, bounded retries.
+//!
+//! A resume appends the server's bytes to the ones already here, so it is only safe when the server proves it
+//! still has the same file: with the expected sha256 (checked at the end), or with the validators ([`Validators`]:
+//! a strong `ETag` or `Last-Modified`, and the size) that the first answer gave, which are kept beside the partial
+//! file (`<part>.meta`) so a later `hearth pull` can resume too. They go out as `If-Range`, so a server whose file
+//! changed answers with the whole new file; a 206 whose validators differ from ours is refused the same way. A
+//! partial file without either proof is downloaded again from the start.
 
 use crate::error::IoContext;
 use crate::progress::{Progress, ProgressMode};
@@ -48,11 +55,25 @@ impl Http {
 
     /// GET `url` (with `Range: bytes=<from>-` when `from > 0`), following redirects. Any status is returned as is.
     pub(crate) fn get(&self, url: &str, from: u64) -> Result<(Response, String), StoreError> {
+        self.get_if_range(url, from, None)
+    }
+
+    /// [`Http::get`] with `If-Range: <if_range>` beside the range: the server sends the whole file (200) instead
+    /// of the range when its validator no longer matches.
+    fn get_if_range(
+        &self,
+        url: &str,
+        from: u64,
+        if_range: Option<&str>,
+    ) -> Result<(Response, String), StoreError> {
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self.agent.get(&url);
             if from > 0 {
                 req = req.header("Range", format!("bytes={from}-"));
+                if let Some(v) = if_range {
+                    req = req.header("If-Range", v);
+                }
             }
             if let (Some(tok), Some(o)) = (&self.token, &self.auth_origin) {
                 if origin(&url).as_ref() == Some(o) {
@@ -137,6 +158,12 @@ pub(crate) fn download(
     if expect.size.is_some_and(|s| pos > s) {
         restart(&file, &mut hasher, &mut pos).at(part)?;
     }
+    let meta = sidecar(part);
+    let mut known = if pos > 0 {
+        Validators::load(&meta)
+    } else {
+        None
+    };
     let mut total = expect.size;
     let mut progress = Progress::new(mode, label, total, pos);
     let mut stalled = 0u32;
@@ -146,16 +173,16 @@ pub(crate) fn download(
             break;
         }
         let before = pos;
-        match fetch_from(
-            http,
-            url,
-            &file,
-            &mut hasher,
-            &mut pos,
-            &mut total,
-            &mut progress,
-            &mut buf,
-        ) {
+        let mut to = Target {
+            file: &file,
+            meta: &meta,
+            hasher: &mut hasher,
+            pos: &mut pos,
+            total: &mut total,
+            known: &mut known,
+            verified_at_end: expect.sha256.is_some(),
+        };
+        match fetch_from(http, url, &mut to, &mut progress, &mut buf) {
             Ok(()) if total.is_none_or(|t| pos == t) => break,
             Ok(()) => progress.note(&format!(
                 "the transfer ended early at {} bytes; resuming",
@@ -179,6 +206,7 @@ pub(crate) fn download(
     }
     progress.finish();
     file.sync_all().at(part)?;
+    let _ = std::fs::remove_file(&meta);
     let got = hex(&hasher.finalize());
     if let Some(want) = &expect.sha256 {
         if !got.eq_ignore_ascii_case(want) {
@@ -200,28 +228,54 @@ enum Fetch {
     Fatal(StoreError),
 }
 
+/// Where one request's bytes go, and what is known about the file.
+struct Target<'a> {
+    file: &'a File,
+    /// The sidecar file that keeps `known` for a later run.
+    meta: &'a Path,
+    hasher: &'a mut Sha256,
+    pos: &'a mut u64,
+    total: &'a mut Option<u64>,
+    /// The validators of the file whose bytes are in `file` (None: not known).
+    known: &'a mut Option<Validators>,
+    /// The expected sha256 is checked at the end, so any resume is safe.
+    verified_at_end: bool,
+}
+
+impl Target<'_> {
+    fn restart(&mut self) -> std::io::Result<()> {
+        *self.known = None;
+        let _ = std::fs::remove_file(self.meta);
+        restart(self.file, self.hasher, self.pos)
+    }
+}
+
 /// One request from byte `pos`, appending what arrives.
-#[allow(clippy::too_many_arguments)]
 fn fetch_from(
     http: &Http,
     url: &str,
-    mut file: &File,
-    hasher: &mut Sha256,
-    pos: &mut u64,
-    total: &mut Option<u64>,
+    to: &mut Target<'_>,
     progress: &mut Progress,
     buf: &mut [u8],
 ) -> Result<(), Fetch> {
-    let (resp, final_url) = http
-        .get(url, *pos)
-        .map_err(|e| Fetch::Retry(e.to_string()))?;
-    let status = resp.status().as_u16();
     let io = |e: std::io::Error| {
         Fetch::Fatal(StoreError::Io {
             path: "download file".into(),
             source: e,
         })
     };
+    let if_range = to.known.as_ref().and_then(Validators::if_range);
+    if *to.pos > 0 && !to.verified_at_end && if_range.is_none() {
+        // Nothing can tell us that the server's file is the one these bytes came from: never splice two files.
+        progress
+            .note("the server cannot prove its file is the one already partly here; starting over");
+        to.restart().map_err(io)?;
+        progress.reset(0);
+    }
+    let (resp, final_url) = http
+        .get_if_range(url, *to.pos, if_range.as_deref())
+        .map_err(|e| Fetch::Retry(e.to_string()))?;
+    let status = resp.status().as_u16();
     match status {
         206 => {
             let (start, len) = header(&resp, "content-range")
@@ -229,12 +283,20 @@ fn fetch_from(
                 .ok_or_else(|| {
                     Fetch::Retry("a 206 answer without a usable Content-Range".into())
                 })?;
-            if start != *pos {
-                restart(file, hasher, pos).map_err(io)?;
+            if start != *to.pos {
+                to.restart().map_err(io)?;
                 progress.reset(0);
                 return Err(Fetch::Retry(format!("the server resumed at byte {start}")));
             }
-            if let (Some(t), Some(l)) = (*total, len) {
+            if let Some(k) = to.known.as_ref() {
+                if !k.same_file(&Validators::of(&resp, len)) {
+                    // The server ignored If-Range and sent a range of another file.
+                    to.restart().map_err(io)?;
+                    progress.reset(0);
+                    return Err(Fetch::Retry("the file changed on the server".into()));
+                }
+            }
+            if let (Some(t), Some(l)) = (*to.total, len) {
                 if t != l {
                     return Err(Fetch::Fatal(StoreError::SizeMismatch {
                         what: final_url,
@@ -243,21 +305,26 @@ fn fetch_from(
                     }));
                 }
             }
-            *total = total.or(len);
+            *to.total = to.total.or(len);
         }
         200 => {
-            if *pos > 0 {
-                progress.note("the server does not resume transfers; starting over");
-                restart(file, hasher, pos).map_err(io)?;
+            if *to.pos > 0 {
+                progress.note("the server sent the whole file (it changed, or it does not resume); starting over");
+                to.restart().map_err(io)?;
                 progress.reset(0);
             }
-            if let Some(len) = resp.body().content_length() {
-                *total = total.or(Some(len));
+            let len = resp.body().content_length();
+            if let Some(len) = len {
+                *to.total = to.total.or(Some(len));
             }
+            let v = Validators::of(&resp, len);
+            // Best effort: without the sidecar a later run starts over, which is safe.
+            let _ = v.save(to.meta);
+            *to.known = Some(v);
         }
-        416 if total.is_some_and(|t| *pos >= t) => return Ok(()),
+        416 if to.total.is_some_and(|t| *to.pos >= t) => return Ok(()),
         416 => {
-            restart(file, hasher, pos).map_err(io)?;
+            to.restart().map_err(io)?;
             progress.reset(0);
             return Err(Fetch::Retry("the server refused the byte range".into()));
         }
@@ -267,6 +334,7 @@ fn fetch_from(
         _ => return Err(Fetch::Fatal(status_error(&final_url, resp))),
     }
     let mut reader = resp.into_body().into_reader();
+    let mut file = to.file;
     loop {
         let n = match reader.read(buf) {
             Ok(0) => return Ok(()),
@@ -274,18 +342,77 @@ fn fetch_from(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Fetch::Retry(format!("connection lost ({e})"))),
         };
-        if total.is_some_and(|t| *pos + n as u64 > t) {
+        if to.total.is_some_and(|t| *to.pos + n as u64 > t) {
             return Err(Fetch::Fatal(StoreError::SizeMismatch {
                 what: final_url,
-                expected: total.unwrap_or_default(),
-                got: *pos + n as u64,
+                expected: to.total.unwrap_or_default(),
+                got: *to.pos + n as u64,
             }));
         }
         file.write_all(&buf[..n]).map_err(io)?;
-        hasher.update(&buf[..n]);
-        *pos += n as u64;
-        progress.set(*pos);
+        to.hasher.update(&buf[..n]);
+        *to.pos += n as u64;
+        progress.set(*to.pos);
     }
+}
+
+/// What identifies one version of a file on the server: a strong `ETag`, `Last-Modified`, and its size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Validators {
+    etag: Option<String>,
+    last_modified: Option<String>,
+    size: Option<u64>,
+}
+
+impl Validators {
+    /// From an answer (`size`: the whole file's, from Content-Length or Content-Range). A weak `ETag` (`W/"…"`)
+    /// does not identify bytes, so it is left out.
+    fn of(resp: &Response, size: Option<u64>) -> Validators {
+        Validators {
+            etag: header(resp, "etag").filter(|e| e.starts_with('"')),
+            last_modified: header(resp, "last-modified"),
+            size,
+        }
+    }
+
+    /// What to send as `If-Range` (None: nothing proves a resumed range belongs to the same file).
+    fn if_range(&self) -> Option<String> {
+        self.etag.clone().or_else(|| self.last_modified.clone())
+    }
+
+    /// Whether `other` (a 206's) can be the same file: every validator both have agrees.
+    fn same_file(&self, other: &Validators) -> bool {
+        fn agree<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
+            a.is_none() || b.is_none() || a == b
+        }
+        agree(&self.etag, &other.etag)
+            && agree(&self.last_modified, &other.last_modified)
+            && agree(&self.size, &other.size)
+    }
+
+    fn load(path: &Path) -> Option<Validators> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        Some(Validators {
+            etag: s("etag"),
+            last_modified: s("last_modified"),
+            size: v.get("size").and_then(|x| x.as_u64()),
+        })
+    }
+
+    fn save(&self, path: &Path) -> std::io::Result<()> {
+        let v = serde_json::json!({"etag": self.etag, "last_modified": self.last_modified, "size": self.size});
+        let tmp = path.with_extension("meta.tmp");
+        std::fs::write(&tmp, v.to_string())?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+/// The file beside a partial download that keeps its [`Validators`].
+pub(crate) fn sidecar(part: &Path) -> std::path::PathBuf {
+    let mut name = part.file_name().unwrap_or_default().to_os_string();
+    name.push(".meta");
+    part.with_file_name(name)
 }
 
 /// Hashes the bytes already in a partial file; returns its length.

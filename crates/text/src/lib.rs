@@ -35,6 +35,8 @@ pub use detok::Detokenizer;
 pub use error::{Result, TextError};
 pub use reasoning::{ReasoningPart, ReasoningSplitter};
 pub use stream::{Delta, Reasoning, TextStream};
-pub use template::{ChatMessage, ChatTemplate, TemplateSource, DEFAULT_FUEL};
+pub use template::{
+    ChatMessage, ChatTemplate, TemplateSource, DEFAULT_FUEL, MAX_RENDERED_BYTES, MAX_TEMPLATE_BYTES,
+};
 pub use tokenizer::Tokenizer;
 pub use vocab::{ModelKind, TokenType};

@@ -37,6 +37,14 @@ impl ChatMessage {
 /// leaves a large margin and stops a hostile or broken template within about a second.
 pub const DEFAULT_FUEL: u64 = 2_000_000;
 
+/// The largest template source accepted. Real templates are a few kilobytes (the longest we know, with tool-call
+/// formats, under 64 KiB); a 16 MB one took 12.8 s to tokenize before "context is full" was reported.
+pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
+
+/// The most text one render may produce: twice the server's 2 MB request limit, so any conversation a client can
+/// send fits, while a template that loops on its output stops here instead of filling memory.
+pub const MAX_RENDERED_BYTES: usize = 4 << 20;
+
 /// ChatML (`<|im_start|>role\n…<|im_end|>\n`): SmolLM, Qwen.
 const CHATML: &str = "{%- for message in messages -%}\
 {{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}\
@@ -127,6 +135,12 @@ impl ChatTemplate {
     /// Compiles `source`; `bos_token` and `eos_token` are the values the template sees. The output is returned
     /// as rendered (no BOS stripping).
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
+        if source.len() > MAX_TEMPLATE_BYTES {
+            return Err(TextError::Template(format!(
+                "the template is {} bytes; at most {MAX_TEMPLATE_BYTES} are accepted",
+                source.len()
+            )));
+        }
         let mut env = Environment::new();
         let syntax = SyntaxConfig::builder()
             .trim_blocks(true)
@@ -207,11 +221,45 @@ impl ChatTemplate {
         ];
         ctx.extend(extra);
         let ctx = Value::from_pairs(ctx);
-        let out = tmpl.render(ctx)?;
+        let mut out = Bounded {
+            buf: Vec::new(),
+            full: false,
+        };
+        let rendered = tmpl.render_captured_to(ctx, &mut out).map(drop);
+        if out.full {
+            return Err(TextError::Template(format!(
+                "the rendered prompt exceeds {MAX_RENDERED_BYTES} bytes"
+            )));
+        }
+        rendered?;
+        // Templates write whole strings, so the bytes are UTF-8 unless a cut fell inside a character.
+        let out = String::from_utf8(out.buf)
+            .map_err(|_| TextError::Template("the rendered prompt is not UTF-8".into()))?;
         Ok(match out.strip_prefix(self.bos_token.as_str()) {
             Some(rest) if self.strip_bos && !self.bos_token.is_empty() => rest.to_string(),
             _ => out,
         })
+    }
+}
+
+/// The render's output, refusing to grow past [`MAX_RENDERED_BYTES`].
+struct Bounded {
+    buf: Vec<u8>,
+    full: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > MAX_RENDERED_BYTES {
+            self.full = true;
+            return Err(std::io::Error::other("the rendered prompt is too long"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

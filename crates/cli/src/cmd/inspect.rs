@@ -25,9 +25,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let n_bytes: u64 = g.tensors().iter().map(|t| t.n_bytes).sum();
     println!("file          {}", path.display());
     println!("GGUF version  {}", g.version());
-    println!("architecture  {arch}");
-    if let Some(name) = g.get_str("general.name")? {
-        println!("name          {name}");
+    println!("architecture  {}", esc(arch));
+    if let Some(name) = g.get("general.name") {
+        println!("name          {}", esc(&text(&name)));
     }
     println!("parameters    {} ({n_params})", human_count(n_params));
     println!(
@@ -35,7 +35,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         n_bytes as f64 / (1 << 20) as f64,
         n_bytes as f64 * 8.0 / n_params.max(1) as f64
     );
-    if let Some(ctx) = g.get_uint(&format!("{arch}.context_length"))? {
+    // Values are shown as the file has them: a key of the wrong type is for loading to refuse, not inspect.
+    if let Some(ctx) = g.get(&format!("{arch}.context_length")) {
+        let ctx = esc(&text(&ctx));
         println!("context       {ctx} tokens (trained)");
     }
     for (label, key) in [
@@ -44,8 +46,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ("heads", "attention.head_count"),
         ("kv heads", "attention.head_count_kv"),
     ] {
-        if let Some(v) = g.get_uint(&format!("{arch}.{key}"))? {
-            println!("{label:<14}{v}");
+        if let Some(v) = g.get(&format!("{arch}.{key}")) {
+            println!("{label:<14}{}", esc(&text(&v)));
         }
     }
     let mut mix: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
@@ -63,7 +65,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!(
             "vocabulary    {} tokens ({})",
             tokens.len(),
-            g.get_str("tokenizer.ggml.model")?.unwrap_or("?")
+            esc(g
+                .get_str("tokenizer.ggml.model")
+                .ok()
+                .flatten()
+                .unwrap_or("?"))
         );
         for (label, key) in [
             ("bos", "bos_token_id"),
@@ -72,15 +78,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ("unk", "unknown_token_id"),
             ("pad", "padding_token_id"),
         ] {
-            if let Some(id) = g.get_uint(&format!("tokenizer.ggml.{key}"))? {
+            if let Some(id) = g.get_uint(&format!("tokenizer.ggml.{key}")).ok().flatten() {
                 let text = tokens.get(id as usize).copied().unwrap_or("<out of range>");
-                println!("  {label:<12}{id} {text:?}");
+                println!("  {label:<12}{id} {}", esc(&format!("{text:?}")));
             }
         }
     }
     println!(
         "chat template {}",
-        if g.get_str("tokenizer.chat_template")?.is_some() {
+        if g.get("tokenizer.chat_template").is_some() {
             "yes"
         } else {
             "none in file"
@@ -90,7 +96,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!("\nmetadata:");
         for k in g.keys() {
             if let Some(v) = g.get(k) {
-                println!("  {k} = {}", render(&v));
+                println!("  {} = {}", esc(k), esc(&v.to_string()));
             }
         }
     }
@@ -105,14 +111,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
     );
     if a.tensors {
         for t in g.tensors() {
-            println!("  {:<40} {:<6} {:?}", t.name, t.dtype.name(), t.dims);
+            println!("  {:<40} {:<6} {:?}", esc(&t.name), t.dtype.name(), t.dims);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn render(v: &Value<'_>) -> String {
-    v.to_string()
+/// A value as text: strings as they are (escaped by the caller), anything else rendered.
+fn text(v: &Value<'_>) -> String {
+    match v {
+        Value::Str(s) => s.to_string(),
+        v => v.to_string(),
+    }
+}
+
+/// Text from the file, escaped and bounded for the terminal (names, keys and values are the file's to choose).
+fn esc(s: &str) -> String {
+    crate::common::escape_for_terminal(s, 200)
 }
 
 fn human_count(n: u64) -> String {

@@ -12,7 +12,7 @@ pub struct Args {
     /// The text file to score.
     file: std::path::PathBuf,
     /// Tokens per chunk.
-    #[arg(short = 'c', long = "ctx", default_value_t = 512)]
+    #[arg(short = 'c', long = "ctx", default_value_t = 512, value_parser = crate::common::parse_ctx_size)]
     ctx: usize,
 }
 
@@ -20,7 +20,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("cannot read {}", a.file.display()))?;
     let loaded = Loaded::open(&a.model.model)?;
-    let pool = a.model.pool();
+    let pool = a.model.pool()?;
     // BOS in front of the text (and of every chunk) only when the model's metadata asks for it.
     let tokens = loaded.tokenizer.encode(&text, true, false)?;
     let bos = if loaded.tokenizer.adds_bos() {

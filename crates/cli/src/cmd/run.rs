@@ -30,10 +30,10 @@ pub struct Args {
     #[arg(short = 'n', long = "max-tokens")]
     max_tokens: Option<usize>,
     /// Context size in tokens.
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096, value_parser = crate::common::parse_ctx_size)]
     ctx_size: usize,
     /// Sampling temperature; 0 is greedy.
-    #[arg(long = "temp", default_value_t = 0.8)]
+    #[arg(long = "temp", default_value_t = SamplingParams::CLI_TEMPERATURE)]
     temperature: f32,
     #[arg(long, default_value_t = 40)]
     top_k: usize,
@@ -140,6 +140,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.raw && a.prompt.is_none() {
         bail!("--raw needs a prompt");
     }
+    a.sampling().validate()?;
     let t0 = Instant::now();
     let loaded = Loaded::open(&a.model.model)?;
     let n_ctx = loaded.n_ctx(a.ctx_size);
@@ -321,9 +322,8 @@ impl Runner {
             writeln!(out)?;
         }
         out.flush()?;
-        let prefill = first.map_or_else(|| t0.elapsed(), |f| f - t0);
-        let decode = first.map(|f| f.elapsed());
-        eprintln!("[{}]", summary(&usage, finish, prefill, decode));
+        let timing = first.map(|f| (f - t0, f.elapsed()));
+        eprintln!("[{}]", summary(&usage, finish, timing));
         Ok(answer)
     }
 
@@ -426,42 +426,38 @@ impl Sink for Terminal {
     }
 }
 
-/// The timing line of a turn: prompt tokens (computed and cached) and their rate, generated tokens and theirs
-/// (the first token's time counts as prompt time), and why it ended. A rate is shown only where there is
-/// something to divide.
-fn summary(usage: &Usage, finish: Finish, prefill: Duration, decode: Option<Duration>) -> String {
-    let rate = |n: usize, d: Duration| {
-        let s = d.as_secs_f64();
-        if n == 0 || s <= 0.0 {
-            String::new()
-        } else {
-            format!(" ({:.1} t/s)", n as f64 / s)
-        }
+/// The timing line of a turn: prompt tokens (computed and cached), generated tokens, and why it ended; with the
+/// times and rates when a token came (`timing`: from the request to the first token, which counts as prompt time,
+/// and from there to the end). A rate is shown only where there is something to divide.
+fn summary(usage: &Usage, finish: Finish, timing: Option<(Duration, Duration)>) -> String {
+    let rate = |n: usize, d: Duration| match d.as_secs_f64() {
+        s if n > 0 && s > 0.0 => format!(" ({:.1} t/s)", n as f64 / s),
+        _ => String::new(),
     };
     let computed = usage.prompt_tokens - usage.cached_tokens.min(usage.prompt_tokens);
     let cached = match usage.cached_tokens {
         0 => String::new(),
         c => format!(", {c} cached"),
     };
-    let generated = match decode {
-        Some(d) if usage.completion_tokens > 0 => format!(
-            "{} tokens in {:.2}s{}",
-            usage.completion_tokens,
-            d.as_secs_f64(),
-            rate(usage.completion_tokens - 1, d)
-        ),
-        _ => "no tokens generated".to_string(),
-    };
     let why = match finish {
         Finish::Stop => "end of turn",
         Finish::Length => "length limit",
     };
-    format!(
-        "{} prompt tokens{cached} in {:.2}s{}; {generated}; {why}",
-        usage.prompt_tokens,
-        prefill.as_secs_f64(),
-        rate(computed, prefill),
-    )
+    let n = usage.completion_tokens;
+    match timing {
+        Some((prefill, decode)) if n > 0 => format!(
+            "{} prompt tokens{cached} in {:.2}s{}; {n} tokens in {:.2}s{}; {why}",
+            usage.prompt_tokens,
+            prefill.as_secs_f64(),
+            rate(computed, prefill),
+            decode.as_secs_f64(),
+            rate(n - 1, decode)
+        ),
+        _ => format!(
+            "{} prompt tokens{cached}; no tokens generated; {why}",
+            usage.prompt_tokens
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -470,31 +466,23 @@ mod tests {
 
     #[test]
     fn no_generated_tokens_show_no_rate() {
-        // `-n 0`: nothing generated, no decode time; no rate may come out of a division by (almost) zero.
+        // `-n 0`: nothing generated, nothing timed; no rate may come out of a division by (almost) zero.
         let usage = Usage {
             prompt_tokens: 5,
             completion_tokens: 0,
             cached_tokens: 0,
         };
-        let s = summary(&usage, Finish::Length, Duration::ZERO, None);
-        assert_eq!(
-            s,
-            "5 prompt tokens in 0.00s; no tokens generated; length limit"
-        );
+        let s = summary(&usage, Finish::Length, None);
+        assert_eq!(s, "5 prompt tokens; no tokens generated; length limit");
         // One token: its time is prompt time; no decode rate from zero intervals.
         let usage = Usage {
             completion_tokens: 1,
             cached_tokens: 4,
             ..usage
         };
-        let s = summary(
-            &usage,
-            Finish::Stop,
-            Duration::from_millis(500),
-            Some(Duration::ZERO),
-        );
+        let timing = Some((Duration::from_millis(500), Duration::ZERO));
         assert_eq!(
-            s,
+            summary(&usage, Finish::Stop, timing),
             "5 prompt tokens, 4 cached in 0.50s (2.0 t/s); 1 tokens in 0.00s; end of turn"
         );
     }

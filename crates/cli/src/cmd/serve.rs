@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Context size of each sequence (prompt plus generated tokens), capped at the model's training context.
-    #[arg(short = 'c', long = "ctx-size", alias = "ctx", default_value_t = 4096)]
+    #[arg(short = 'c', long = "ctx-size", alias = "ctx", default_value_t = 4096, value_parser = crate::common::parse_ctx_size)]
     ctx_size: usize,
     /// Sequences generated at once; more requests wait in the queue.
     #[arg(long, default_value_t = 16)]
@@ -34,6 +34,17 @@ pub struct Args {
     /// The id clients send as `model` (default: the name given on the command line, or the file's stem).
     #[arg(long)]
     model_id: Option<String>,
+    /// A host name clients may use besides IP addresses and localhost (repeatable; `*` allows any). Other names
+    /// are refused, so a web page cannot reach the server through DNS rebinding.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
+    /// A web origin (`https://app.example`) whose pages may call the API: CORS headers are sent to it (repeatable;
+    /// `*` for any). None by default.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Connections served at once (more wait until one ends; default: 512, fewer under a low descriptor limit).
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -62,6 +73,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
             max_queued: a.max_queued,
             kv_type: a.model.kv_type,
             ..BatchConfig::default()
+        },
+        allowed_hosts: a.allowed_hosts.clone(),
+        cors_origins: a.cors_origins.clone(),
+        limits: hearth_server::Limits {
+            max_connections: a
+                .max_connections
+                .unwrap_or_else(|| hearth_server::Limits::default().max_connections)
+                .max(1),
+            ..hearth_server::Limits::default()
         },
     };
     eprintln!(

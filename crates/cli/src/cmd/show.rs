@@ -1,5 +1,6 @@
 //! `hearth show NAME|FILE [--ctx N]`: metadata, chat template, context length and the memory needed at a context size.
 
+use crate::common::escape_for_terminal as esc;
 use anyhow::Context;
 use hearth_gguf::Gguf;
 use hearth_store::{format_bytes, format_time, memory, ModelInfo, Store};
@@ -29,7 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let row = |k: &str, v: &str| println!("{k:14}{v}");
     row("name", &model.name);
     if let Some(n) = g.get_str("general.name")? {
-        row("model", n);
+        row("model", &esc(n, 200));
     }
     if let Some(m) = &model.manifest {
         row("source", &m.source);
@@ -39,7 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let size = p.metadata().map(|m| m.len()).unwrap_or(0);
         row("file", &format!("{} ({})", p.display(), format_bytes(size)));
     }
-    row("architecture", &info.architecture);
+    row("architecture", &esc(&info.architecture, 200));
     row("quant", &info.quant);
     row(
         "parameters",
@@ -77,14 +78,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("metadata:");
         for k in g.keys() {
             if let Some(v) = g.get(k) {
-                println!("  {k} = {v}");
+                println!("  {} = {}", esc(k, 200), esc(&v.to_string(), 200));
             }
         }
     }
     match g.get_str("tokenizer.chat_template")? {
         Some(t) => {
             println!("chat template:");
-            for line in t.lines() {
+            for line in esc(t, 64 * 1024).lines() {
                 println!("  {line}");
             }
         }

@@ -79,7 +79,7 @@ impl Scheduler {
         }
     }
 
-    pub fn run(mut self, rx: mpsc::Receiver<Msg>) {
+    pub fn run(&mut self, rx: mpsc::Receiver<Msg>) {
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
                 match rx.recv() {

@@ -1,10 +1,12 @@
 //! The tensor formats: one module per format holding its block layout, (de)quantization, dot products and its row
-//! of the registry ([`Spec`]), and the registry itself: the one table the rest of the crate looks formats up in.
+//! of the registry (`Spec`), and the registry itself: the one table the rest of the crate looks formats up in.
 //!
 //! Each weight format's scalar `vec_dot` (against the activation format it pairs with, as in ggml) is the
 //! specification; the SIMD versions beside it are tested against it.
 //!
-//! Adding a format: a module here with its `SPEC`, and a line in [`FORMATS`].
+//! Adding a format: a module here with its `SPEC` (its block code, kernels and unpacker beside it), its `pub mod`
+//! and a line in `FORMATS`, and its name in the list `registry_rows_are_consistent` checks (and in `packed`'s test
+//! list when it packs). Its `DType` (ids, block size, bytes) is already in ggml's type table.
 
 pub mod bf16;
 pub mod f16;

@@ -4,6 +4,7 @@
 //! j + 16 the high nibble.
 
 use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
+use crate::packed::{Format, Scales};
 use crate::DType;
 
 pub const QK: usize = DType::Q4_0.block_size();
@@ -21,14 +22,13 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(crate::packed::Format {
-        group: 32,
-        bits: 4,
-        offset: 8,
-        min: false,
-        f16_scales: true,
-        unpack_row: unpack_for_packing,
-    }),
+    packed: Some(Format::with_offset(
+        32,
+        4,
+        8,
+        Scales::F16,
+        unpack_for_packing,
+    )),
 };
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
@@ -131,7 +131,7 @@ pub(crate) mod x86 {
 /// aarch64 NEON dot product for Q4_0 x Q8_0: the quants offset to signed bytes (-8..8), then signed byte products.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{load_i8, I8Dot};
+    use crate::neon::{add_block32, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -150,10 +150,8 @@ pub(crate) mod neon {
             let q = vld1q_u8(pw.add(2));
             let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), eight);
             let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(q)), eight);
-            let acc = D::dot(vdupq_n_s32(0), lo, load_i8(pa.add(2)));
-            let acc = D::dot(acc, hi, load_i8(pa.add(18)));
             let d = super::f16_at(bw, 0) * super::f16_at(ba, 0);
-            sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
+            sum = add_block32::<D>(sum, lo, hi, pa.add(2), d);
         }
         vaddvq_f32(sum)
     }

@@ -3,6 +3,7 @@
 //! Block (20 bytes): `d: f16` at 0, `m: f16` at 2, `qs: [u8; 16]` at 4 (nibble order as in Q4_0).
 
 use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
+use crate::packed::{Format, Scales};
 use crate::DType;
 
 pub const QK: usize = DType::Q4_1.block_size();
@@ -20,14 +21,7 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(crate::packed::Format {
-        group: 32,
-        bits: 4,
-        offset: 0,
-        min: true,
-        f16_scales: true,
-        unpack_row: unpack_for_packing,
-    }),
+    packed: Some(Format::with_min(32, 4, Scales::F16, unpack_for_packing)),
 };
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
@@ -120,7 +114,7 @@ pub(crate) mod x86 {
 /// aarch64 NEON dot product for Q4_1 x Q8_1.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{load_i8, I8Dot};
+    use crate::neon::{add_block32, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -139,10 +133,8 @@ pub(crate) mod neon {
             let q = vld1q_u8(pw.add(4));
             let lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F)));
             let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(q));
-            let acc = D::dot(vdupq_n_s32(0), lo, load_i8(pa.add(4)));
-            let acc = D::dot(acc, hi, load_i8(pa.add(20)));
             let d = super::f16_at(bw, 0) * super::f16_at(ba, 0);
-            sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
+            sum = add_block32::<D>(sum, lo, hi, pa.add(4), d);
             sum_m += super::f16_at(bw, 2) * super::f16_at(ba, 2);
         }
         vaddvq_f32(sum) + sum_m

@@ -5,6 +5,7 @@
 //! `qs: [u8; 128]` at 16. Element `64c + 32h + l` (c < 4, h < 2, l < 32) is nibble h of qs[32c + l], group 2c + h.
 
 use super::{f16_at, on_neon, on_x86, put_f16, q8_k, Dot, Spec};
+use crate::packed::{Format, Scales};
 use crate::DType;
 
 pub const QK: usize = DType::Q4_K.block_size();
@@ -22,14 +23,7 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(crate::packed::Format {
-        group: 32,
-        bits: 4,
-        offset: 0,
-        min: true,
-        f16_scales: false,
-        unpack_row: unpack_for_packing,
-    }),
+    packed: Some(Format::with_min(32, 4, Scales::F32, unpack_for_packing)),
 };
 
 /// Unpacks the 8 six-bit (scale, min) pairs shared by Q4_K and Q5_K from their 12 bytes: groups 0..4 take the low 6

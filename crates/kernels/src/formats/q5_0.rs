@@ -4,6 +4,7 @@
 //! (low four bits, nibble order as in Q4_0).
 
 use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
+use crate::packed::{Format, Scales};
 use crate::DType;
 
 pub const QK: usize = DType::Q5_0.block_size();
@@ -21,14 +22,13 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(crate::packed::Format {
-        group: 32,
-        bits: 5,
-        offset: 16,
-        min: false,
-        f16_scales: true,
-        unpack_row: unpack_for_packing,
-    }),
+    packed: Some(Format::with_offset(
+        32,
+        5,
+        16,
+        Scales::F16,
+        unpack_for_packing,
+    )),
 };
 
 /// The 5-bit quant of element j (0..32), without the -16 offset.
@@ -155,7 +155,7 @@ pub(crate) mod x86 {
 /// aarch64 NEON dot product for Q5_0 x Q8_0: nibble | fifth bit, offset to signed bytes (-16..16).
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{bit_mask16, load_i8, I8Dot};
+    use crate::neon::{add_block32, five_bits, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -164,7 +164,7 @@ pub(crate) mod neon {
     /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
     #[target_feature(enable = "neon")]
     pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
-        let (m4, m10, sixteen) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x10), vdupq_n_s8(16));
+        let sixteen = vdupq_n_s8(16);
         let mut sum = vdupq_n_f32(0.0);
         for (bw, ba) in w
             .chunks_exact(super::BLOCK_BYTES)
@@ -172,18 +172,11 @@ pub(crate) mod neon {
         {
             let (pw, pa) = (bw.as_ptr(), ba.as_ptr());
             let qh = u32::from_le_bytes([bw[2], bw[3], bw[4], bw[5]]);
-            let q = vld1q_u8(pw.add(6));
-            let lo = vorrq_u8(vandq_u8(q, m4), vandq_u8(bit_mask16(qh as u16), m10));
-            let hi = vorrq_u8(
-                vshrq_n_u8::<4>(q),
-                vandq_u8(bit_mask16((qh >> 16) as u16), m10),
-            );
+            let (lo, hi) = five_bits(vld1q_u8(pw.add(6)), qh);
             let lo = vsubq_s8(vreinterpretq_s8_u8(lo), sixteen);
             let hi = vsubq_s8(vreinterpretq_s8_u8(hi), sixteen);
-            let acc = D::dot(vdupq_n_s32(0), lo, load_i8(pa.add(2)));
-            let acc = D::dot(acc, hi, load_i8(pa.add(18)));
             let d = super::f16_at(bw, 0) * super::f16_at(ba, 0);
-            sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
+            sum = add_block32::<D>(sum, lo, hi, pa.add(2), d);
         }
         vaddvq_f32(sum)
     }

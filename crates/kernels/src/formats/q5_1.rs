@@ -3,6 +3,7 @@
 //! Block (24 bytes): `d: f16` at 0, `m: f16` at 2, `qh: u32 LE` at 4, `qs: [u8; 16]` at 8 (bits as in Q5_0).
 
 use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
+use crate::packed::{Format, Scales};
 use crate::DType;
 
 pub const QK: usize = DType::Q5_1.block_size();
@@ -20,14 +21,7 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(crate::packed::Format {
-        group: 32,
-        bits: 5,
-        offset: 0,
-        min: true,
-        f16_scales: true,
-        unpack_row: unpack_for_packing,
-    }),
+    packed: Some(Format::with_min(32, 5, Scales::F16, unpack_for_packing)),
 };
 
 /// The 5-bit quant of element j (0..32).
@@ -142,7 +136,7 @@ pub(crate) mod x86 {
 /// aarch64 NEON dot product for Q5_1 x Q8_1: the 5-bit quants (0..32) fit signed bytes as they are.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{bit_mask16, load_i8, I8Dot};
+    use crate::neon::{add_block32, five_bits, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -151,7 +145,6 @@ pub(crate) mod neon {
     /// The CPU must have NEON; `w` and `a` must hold the same number of whole blocks.
     #[target_feature(enable = "neon")]
     pub(crate) unsafe fn vec_dot<D: I8Dot>(w: &[u8], a: &[u8]) -> f32 {
-        let (m4, m10) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x10));
         let mut sum = vdupq_n_f32(0.0);
         let mut sum_m = 0.0f32;
         for (bw, ba) in w
@@ -160,16 +153,10 @@ pub(crate) mod neon {
         {
             let (pw, pa) = (bw.as_ptr(), ba.as_ptr());
             let qh = u32::from_le_bytes([bw[4], bw[5], bw[6], bw[7]]);
-            let q = vld1q_u8(pw.add(8));
-            let lo = vorrq_u8(vandq_u8(q, m4), vandq_u8(bit_mask16(qh as u16), m10));
-            let hi = vorrq_u8(
-                vshrq_n_u8::<4>(q),
-                vandq_u8(bit_mask16((qh >> 16) as u16), m10),
-            );
-            let acc = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(lo), load_i8(pa.add(4)));
-            let acc = D::dot(acc, vreinterpretq_s8_u8(hi), load_i8(pa.add(20)));
+            let (lo, hi) = five_bits(vld1q_u8(pw.add(8)), qh);
+            let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
             let d = super::f16_at(bw, 0) * super::f16_at(ba, 0);
-            sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
+            sum = add_block32::<D>(sum, lo, hi, pa.add(4), d);
             sum_m += super::f16_at(bw, 2) * super::f16_at(ba, 2);
         }
         vaddvq_f32(sum) + sum_m

@@ -4,6 +4,7 @@
 //! `qs: [u8; 128]` at 48. Element `64c + 32h + l`: nibble h of qs[32c + l], fifth bit = bit (2c + h) of qh[l].
 
 use super::{f16_at, on_neon, on_x86, q4_k::scale_min, q8_k, Dot, Spec};
+use crate::packed::{Format, Scales};
 use crate::DType;
 
 pub const QK: usize = DType::Q5_K.block_size();
@@ -21,14 +22,7 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(crate::packed::Format {
-        group: 32,
-        bits: 5,
-        offset: 0,
-        min: true,
-        f16_scales: false,
-        unpack_row: unpack_for_packing,
-    }),
+    packed: Some(Format::with_min(32, 5, Scales::F32, unpack_for_packing)),
 };
 
 /// The 5-bit quant of element e (0..256).

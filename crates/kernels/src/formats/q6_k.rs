@@ -6,6 +6,7 @@
 //! high 2 bits = bits 2k..2k+2 of qh[32c + l]. Group = element / 16.
 
 use super::{f16_at, on_neon, on_x86, put_f16, q8_k, Dot, Spec};
+use crate::packed::{Format, Scales};
 use crate::DType;
 
 pub const QK: usize = DType::Q6_K.block_size();
@@ -23,14 +24,13 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(crate::packed::Format {
-        group: 16,
-        bits: 6,
-        offset: 32,
-        min: false,
-        f16_scales: false,
-        unpack_row: unpack_for_packing,
-    }),
+    packed: Some(Format::with_offset(
+        16,
+        6,
+        32,
+        Scales::F32,
+        unpack_for_packing,
+    )),
 };
 
 /// The signed quant of element e (0..256), in -32..32.

@@ -4,6 +4,7 @@
 //! Block (34 bytes): `d: f16` at 0, `qs: [i8; 32]` at 2.
 
 use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
+use crate::packed::{Format, Scales};
 use crate::DType;
 
 pub const QK: usize = DType::Q8_0.block_size();
@@ -21,14 +22,13 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(crate::packed::Format {
-        group: 32,
-        bits: 8,
-        offset: 128,
-        min: false,
-        f16_scales: true,
-        unpack_row: unpack_for_packing,
-    }),
+    packed: Some(Format::with_offset(
+        32,
+        8,
+        128,
+        Scales::F16,
+        unpack_for_packing,
+    )),
 };
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
@@ -146,7 +146,7 @@ pub(crate) mod x86_quant {
 /// aarch64 NEON dot product for Q8_0 x Q8_0.
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
-    use crate::neon::{load_i8, I8Dot};
+    use crate::neon::{add_block32, load_i8, I8Dot};
     use std::arch::aarch64::*;
 
     /// [`super::vec_dot`] with NEON.
@@ -161,10 +161,8 @@ pub(crate) mod neon {
             .zip(a.chunks_exact(super::BLOCK_BYTES))
         {
             let (pw, pa) = (bw.as_ptr(), ba.as_ptr());
-            let acc = D::dot(vdupq_n_s32(0), load_i8(pw.add(2)), load_i8(pa.add(2)));
-            let acc = D::dot(acc, load_i8(pw.add(18)), load_i8(pa.add(18)));
             let d = super::f16_at(bw, 0) * super::f16_at(ba, 0);
-            sum = vmlaq_n_f32(sum, vcvtq_f32_s32(acc), d);
+            sum = add_block32::<D>(sum, load_i8(pw.add(2)), load_i8(pw.add(18)), pa.add(2), d);
         }
         vaddvq_f32(sum)
     }

@@ -97,6 +97,7 @@ pub struct Logged {
     pub path: String,
     pub range: Option<String>,
     pub auth: Option<String>,
+    pub if_range: Option<String>,
 }
 
 #[derive(Default)]
@@ -116,6 +117,14 @@ pub struct Behaviour {
     pub throttle: Option<Duration>,
     /// Tree entries added verbatim (hostile names).
     pub extra_tree: Vec<serde_json::Value>,
+    /// List files without their `lfs` block (no sha256 to verify against).
+    pub no_lfs: bool,
+    /// Send `ETag: "<sha256 of the content>"` and honour `If-Range` against it.
+    pub etag: bool,
+    /// Answer every file request with 503 (a server that went away mid-download).
+    pub broken: bool,
+    /// Become `broken` after the next cut (a download interrupted for good: what a killed pull leaves).
+    pub break_after_cut: bool,
     pub log: Vec<Logged>,
 }
 
@@ -206,12 +215,14 @@ fn serve(
     let path = path.to_string();
     let range = headers.get("range").cloned();
     let auth = headers.get("authorization").cloned();
+    let if_range = headers.get("if-range").cloned();
     let mut st = state.lock().unwrap();
     st.log.push(Logged {
         port: my_port,
         path: path.clone(),
         range: range.clone(),
         auth: auth.clone(),
+        if_range: if_range.clone(),
     });
     let not_found = |code: &str| {
         vec![
@@ -229,7 +240,7 @@ fn serve(
         let mut it = rest.splitn(3, '/');
         let repo = format!("{}/{}", it.next().unwrap_or(""), it.next().unwrap_or(""));
         let file = it.next().unwrap_or("").to_string();
-        return send_file(s, st, &repo, &file, range);
+        return send_file(s, st, &repo, &file, range, if_range);
     }
     if let Some(rest) = path.strip_prefix("/api/models/") {
         // {org}/{repo}/tree/{rev}
@@ -248,14 +259,19 @@ fn serve(
                 b"{\"error\":\"Repository not found\"}",
             );
         };
+        let no_lfs = st.no_lfs;
         let mut items: Vec<serde_json::Value> = files
             .iter()
             .map(|f| {
-                serde_json::json!({
+                let mut v = serde_json::json!({
                     "type": "file", "oid": "0123456789abcdef0123456789abcdef01234567", "size": f.bytes.len(),
                     "path": f.path,
                     "lfs": {"oid": sha256_hex(&f.bytes), "size": f.bytes.len(), "pointerSize": 134}
-                })
+                });
+                if no_lfs {
+                    v.as_object_mut().unwrap().remove("lfs");
+                }
+                v
             })
             .collect();
         items.push(serde_json::json!({"type": "directory", "oid": "x", "size": 0, "path": "sub"}));
@@ -295,7 +311,7 @@ fn serve(
             let loc = format!("http://127.0.0.1:{cdn_port}/cdn/{repo}/{file}?X-Amz-Signature=abc");
             return respond(&mut s, "302 Found", &[("Location", loc)], b"");
         }
-        return send_file(s, st, &repo, &file, range);
+        return send_file(s, st, &repo, &file, range, if_range);
     }
     drop(st);
     respond(&mut s, "404 Not Found", &[], b"")
@@ -307,7 +323,12 @@ fn send_file(
     repo: &str,
     file: &str,
     range: Option<String>,
+    if_range: Option<String>,
 ) -> std::io::Result<()> {
+    if st.broken {
+        drop(st);
+        return respond(&mut s, "503 Service Unavailable", &[], b"");
+    }
     let Some(f) = st
         .repos
         .get(repo)
@@ -334,7 +355,14 @@ fn send_file(
         None
     };
     let throttle = st.throttle;
+    if cut.is_some() && st.break_after_cut {
+        st.broken = true;
+    }
+    let etag = st.etag.then(|| format!("\"{}\"", sha256_hex(&bytes)));
     drop(st);
+    // A range only when If-Range (if sent) still names this file; otherwise the whole file.
+    let range = range.filter(|_| if_range.is_none() || if_range == etag);
+    let etag_line = etag.map_or(String::new(), |e| format!("ETag: {e}\r\n"));
     let start: usize = range
         .as_deref()
         .and_then(|r| r.strip_prefix("bytes="))
@@ -344,12 +372,14 @@ fn send_file(
     let total = bytes.len();
     let head = if range.is_some() {
         format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{total}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{total}\r\n{etag_line}Connection: close\r\n\r\n",
             total - start,
             total - 1
         )
     } else {
-        format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n")
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n{etag_line}Connection: close\r\n\r\n"
+        )
     };
     s.write_all(head.as_bytes())?;
     let body = &bytes[start..];
