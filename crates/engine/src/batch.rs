@@ -3,8 +3,8 @@
 //! Each [`Engine::submit`]ted [`Request`] carries its own [`Sink`] for streaming [`Event`]s (tokens with their
 //! log-probabilities, then the finish and usage). The engine alone ends a sequence and says why ([`Finish`]): at an
 //! end-of-generation id, at `max_tokens` or a full context, or when its sink answers a token with [`Flow::Stop`]
-//! (the front-end's text stream found a stop string); usage always comes with the `Done` event. A [`Guide`] may
-//! constrain which tokens a sequence can produce. Every step the engine thread runs all live sequences through one
+//! (the front-end's text stream found a stop string); usage always comes with the `Done` event. A [`Constraint`] (a
+//! grammar) may limit which tokens a sequence can produce. Every step the engine thread runs all live sequences through one
 //! [`Model::forward`](crate::Model::forward): running streams decode one token each, and prompts are read in chunks
 //! beside them (so a long prompt does not stall running streams). New requests join between steps; a sequence whose
 //! sink has closed is dropped, and its KV freed, before the next step. Finished sequences leave their KV in a
@@ -31,8 +31,11 @@
 //! # Ok(()) }
 //! ```
 
+mod constraint;
 mod prefix;
 mod scheduler;
+
+pub use constraint::{Constraint, Mask};
 
 use crate::{KvType, Model, SamplingParams};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -87,19 +90,10 @@ pub struct Step {
 /// Why a sequence ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
-    /// The model produced an end-of-generation id, the sink found a stop string, or the guide completed.
+    /// The model produced an end-of-generation id, the sink found a stop string, or the grammar completed.
     Stop,
     /// `max_tokens` were generated, or the context filled up.
     Length,
-}
-
-/// Restricts the tokens one sequence may produce (structured output). The engine thread asks it before every
-/// sampling and tells it every token chosen; an error fails the request with its message.
-pub trait Guide: Send {
-    /// Forbids tokens for the next step by setting their logits (n_vocab) to `f32::NEG_INFINITY`.
-    fn mask(&mut self, logits: &mut [f32]) -> Result<(), String>;
-    /// The token chosen; `Ok(true)` when the constraint is complete, which ends the sequence with [`Finish::Stop`].
-    fn accept(&mut self, id: u32) -> Result<bool, String>;
 }
 
 /// One generation to run.
@@ -114,8 +108,8 @@ pub struct Request {
     pub stop_ids: Vec<u32>,
     /// Report the top `k` log-probabilities of every step (and the chosen token's).
     pub top_logprobs: Option<usize>,
-    /// Constrains the tokens sampled, when set.
-    pub guide: Option<Box<dyn Guide>>,
+    /// A grammar the generated tokens must follow; `stop_ids` are then allowed only where it accepts.
+    pub constraint: Option<Box<dyn Constraint>>,
 }
 
 impl std::fmt::Debug for Request {
@@ -126,7 +120,7 @@ impl std::fmt::Debug for Request {
             .field("sampling", &self.sampling)
             .field("stop_ids", &self.stop_ids)
             .field("top_logprobs", &self.top_logprobs)
-            .field("guide", &self.guide.is_some())
+            .field("constraint", &self.constraint.is_some())
             .finish()
     }
 }
@@ -214,6 +208,9 @@ struct Shared {
     prefix_hits: AtomicU64,
     cached_tokens: AtomicU64,
     cancelled: AtomicU64,
+    masks: AtomicU64,
+    mask_nanos: AtomicU64,
+    forced_tokens: AtomicU64,
     /// Set when the engine thread panicked: the panic's message. The thread has ended; nothing more will run.
     failure: Mutex<Option<String>>,
 }
@@ -239,6 +236,12 @@ pub struct Stats {
     pub cached_tokens: u64,
     /// Requests dropped because their sink closed.
     pub cancelled: u64,
+    /// Grammar masks computed for constrained sequences, and the time they took in all (on the helper thread that
+    /// runs beside the forward pass).
+    pub masks: u64,
+    pub mask_nanos: u64,
+    /// Tokens a grammar forced (fed without a step of their own).
+    pub forced_tokens: u64,
 }
 
 enum Msg {
@@ -351,6 +354,9 @@ impl Engine {
             prefix_hits: s.prefix_hits.load(Relaxed),
             cached_tokens: s.cached_tokens.load(Relaxed),
             cancelled: s.cancelled.load(Relaxed),
+            masks: s.masks.load(Relaxed),
+            mask_nanos: s.mask_nanos.load(Relaxed),
+            forced_tokens: s.forced_tokens.load(Relaxed),
         }
     }
 }

@@ -184,12 +184,16 @@ impl Sampler {
         if p.temperature <= 0.0 {
             return argmax(logits);
         }
-        // Candidates sorted by logit, best first.
+        // Candidates sorted by logit, best first; tokens a grammar masked out (-inf) are never candidates.
         let mut cand: Vec<(u32, f32)> = logits
             .iter()
             .enumerate()
+            .filter(|(_, &l)| l > f32::NEG_INFINITY)
             .map(|(i, &l)| (i as u32, l))
             .collect();
+        if cand.is_empty() {
+            return argmax(logits);
+        }
         let k = if p.top_k > 0 {
             p.top_k.min(cand.len())
         } else {
@@ -259,6 +263,10 @@ pub fn log_probs(logits: &[f32], chosen: u32, k: usize) -> (f32, Vec<(u32, f32)>
             .ln() as f32;
     let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     for (i, &l) in logits.iter().enumerate() {
+        // Masked-out tokens (-inf) are not alternatives.
+        if l == f32::NEG_INFINITY {
+            continue;
+        }
         if top.len() < k || top.last().is_some_and(|t| l > t.1) {
             let at = top.partition_point(|t| t.1 >= l);
             top.insert(at, (i as u32, l));
@@ -378,6 +386,27 @@ mod tests {
         // Token 0 is chosen twice (3.0, then 3.0 - 0.4), then 3.0 - 0.8 < 2.5.
         let picks: Vec<u32> = (0..3).map(|_| s.sample(&mut [3.0, 2.5], &[])).collect();
         assert_eq!(picks, [0, 0, 1]);
+    }
+
+    #[test]
+    fn masked_tokens_are_never_drawn() {
+        // Allowed tokens with tiny probabilities beside masked ones: the rounding tail of the draw must not land on
+        // a masked token.
+        let mut logits = vec![f32::NEG_INFINITY; 64];
+        logits[7] = -30.0;
+        logits[9] = -31.0;
+        for seed in 0..200 {
+            let mut s = Sampler::new(SamplingParams {
+                seed,
+                top_k: 40,
+                ..params(1.0)
+            });
+            let id = s.sample(&mut logits.clone(), &[]);
+            assert!(id == 7 || id == 9, "seed {seed} drew masked token {id}");
+        }
+        let (lp, top) = log_probs(&logits, 7, 5);
+        assert!(lp.is_finite());
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![7, 9]);
     }
 
     #[test]

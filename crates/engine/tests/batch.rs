@@ -5,7 +5,7 @@
 mod common;
 
 use hearth_engine::batch::{
-    BatchConfig, Engine, Event, Flow, Guide, Request, Sink, SubmitError, Usage,
+    BatchConfig, Constraint, Engine, Event, Flow, Mask, Request, Sink, SubmitError, Usage,
 };
 use hearth_engine::{greedy_reference, Finish, Model, SamplingParams, ThreadPool};
 use std::sync::{mpsc, Arc, OnceLock};
@@ -318,27 +318,40 @@ fn a_sink_that_stops_gets_done_with_the_engines_usage() {
 }
 
 /// Allows only ids from `allowed`; complete after `n` tokens.
+#[derive(Clone)]
 struct OnlyThese {
     allowed: Vec<u32>,
     n: usize,
     seen: Vec<u32>,
 }
 
-impl Guide for OnlyThese {
-    fn mask(&mut self, logits: &mut [f32]) -> Result<(), String> {
-        for (id, l) in logits.iter_mut().enumerate() {
-            if !self.allowed.contains(&(id as u32)) {
-                *l = f32::NEG_INFINITY;
-            }
+impl Constraint for OnlyThese {
+    fn mask(&mut self) -> Result<Mask, String> {
+        let top = self.allowed.iter().max().map_or(0, |&m| m as usize + 1);
+        let mut allowed = vec![0u32; top.div_ceil(32)];
+        for &id in &self.allowed {
+            allowed[id as usize / 32] |= 1 << (id % 32);
         }
-        Ok(())
+        Ok(Mask {
+            allowed,
+            accepting: false,
+        })
     }
-    fn accept(&mut self, id: u32) -> Result<bool, String> {
+    fn consume(&mut self, id: u32) -> Result<(), String> {
         if !self.allowed.contains(&id) {
             return Err(format!("token {id} was not allowed"));
         }
         self.seen.push(id);
-        Ok(self.seen.len() == self.n)
+        Ok(())
+    }
+    fn forced(&mut self) -> Vec<u32> {
+        Vec::new()
+    }
+    fn is_finished(&self) -> bool {
+        self.seen.len() == self.n
+    }
+    fn boxed_clone(&self) -> Box<dyn Constraint> {
+        Box::new(self.clone())
     }
 }
 
@@ -354,7 +367,7 @@ fn a_guide_masks_every_step_and_ends_the_sequence() {
         seen: Vec::new(),
     };
     let req = Request {
-        guide: Some(Box::new(guide)),
+        constraint: Some(Box::new(guide)),
         ..greedy(&prompts()[2], 50)
     };
     engine.submit(req, Box::new(tx)).unwrap();

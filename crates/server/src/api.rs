@@ -1,7 +1,8 @@
 //! OpenAI request bodies: lenient about shapes clients really send (content-part arrays, a string or a list for
 //! `stop`), strict about fields: a wrong type is a 400 naming the field, an unknown or unsupported one is refused
 //! (as OpenAI refuses unrecognised arguments), so a client never silently gets behaviour it did not ask for.
-//! Extensions beyond OpenAI's fields: `top_k`, `min_p`, `repeat_penalty` (llama.cpp's samplers) and, on chat,
+//! Extensions beyond OpenAI's fields: `top_k`, `min_p`, `repeat_penalty` (llama.cpp's samplers), `json_schema` and
+//! `grammar` (llama-server's constraints; the grammar in llguidance's Lark syntax) and, on chat,
 //! `chat_template_kwargs` (vLLM's).
 
 use crate::error::ApiError;
@@ -27,6 +28,12 @@ pub struct Common {
     pub n: Option<u32>,
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
+    /// `{"type": "text" | "json_object" | "json_schema", ...}` (see `structured`).
+    pub response_format: Option<Value>,
+    /// llama-server's: a JSON Schema the output must follow.
+    pub json_schema: Option<Value>,
+    /// llama-server's: a grammar the output must follow (llguidance Lark syntax).
+    pub grammar: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +62,13 @@ pub struct ChatBody {
     /// Extra variables for the chat template (vLLM's extension), e.g. Qwen3's `{"enable_thinking": false}`.
     #[serde(default)]
     pub chat_template_kwargs: Option<Map<String, Value>>,
+    /// `[{"type": "function", "function": {"name", "description", "parameters"}}]`.
+    #[serde(default)]
+    pub tools: Option<Vec<Value>>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +76,14 @@ pub struct Message {
     pub role: String,
     #[serde(default)]
     pub content: Value,
+    /// An assistant's calls: `[{"id", "type": "function", "function": {"name", "arguments": "<json>"}}]`.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<Value>>,
+    /// A `role: "tool"` message's answer to this call.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// `POST /v1/completions`.
@@ -78,29 +100,24 @@ const IGNORED: &[&str] = &["user", "metadata", "store", "service_tier"];
 
 /// OpenAI fields hearth does not implement, refused when set to anything but their neutral value.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("tools", "tool calling is not supported"),
-    ("tool_choice", "tool calling is not supported"),
-    ("functions", "function calling is not supported"),
-    ("function_call", "function calling is not supported"),
-    ("logit_bias", "logit_bias is not supported"),
+    ("functions", "function calling is not supported (use tools)"),
     (
-        "response_format",
-        "only response_format {\"type\": \"text\"} is supported",
+        "function_call",
+        "function calling is not supported (use tool_choice)",
     ),
+    ("logit_bias", "logit_bias is not supported"),
     ("echo", "echo is not supported"),
     ("suffix", "suffix is not supported"),
     ("best_of", "best_of > 1 is not supported"),
-    ("parallel_tool_calls", "tool calling is not supported"),
 ];
 
 fn neutral(key: &str, v: &Value) -> bool {
     match key {
-        "response_format" => v.is_null() || v.get("type").and_then(Value::as_str) == Some("text"),
         "best_of" => v.is_null() || v.as_u64() == Some(1),
-        "echo" | "parallel_tool_calls" => v.is_null() || v == &Value::Bool(false),
+        "echo" => v.is_null() || v == &Value::Bool(false),
         "logit_bias" => v.is_null() || v.as_object().is_some_and(Map::is_empty),
-        "tools" | "functions" => v.is_null() || v.as_array().is_some_and(Vec::is_empty),
-        "tool_choice" | "function_call" => v.is_null() || v.as_str() == Some("none"),
+        "functions" => v.is_null() || v.as_array().is_some_and(Vec::is_empty),
+        "function_call" => v.is_null() || v.as_str() == Some("none"),
         _ => v.is_null(),
     }
 }

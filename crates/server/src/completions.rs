@@ -4,6 +4,7 @@
 use crate::api::{self, ChatBody, Common, CompletionBody, MaxDefault, MaxTokens, Prompt};
 use crate::error::ApiError;
 use crate::render::{self, End, Head, Kind, Piece};
+use crate::structured::{self, Structured};
 use crate::text::{Out, TextSink, TokenInfo};
 use crate::AppState;
 use axum::body::Bytes;
@@ -11,10 +12,12 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hearth_constraint::tools::{CallParser, Piece as CallPiece};
+use hearth_constraint::Grammar;
 use hearth_engine::batch::{Request, SubmitError};
 use hearth_engine::{Finish, SamplingParams};
 use hearth_text::{ChatMessage, ChatTemplate, Delta, Reasoning, TextStream};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -33,6 +36,10 @@ struct Job {
     top_logprobs: Option<usize>,
     stream: bool,
     include_usage: bool,
+    /// The grammar the output must follow, and the request field it came from.
+    grammar: Option<(Grammar, String)>,
+    /// Read the answer for tool calls.
+    tools: bool,
 }
 
 pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
@@ -48,16 +55,43 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
                 Some("messages"),
             ));
         }
-        let mut messages = Vec::with_capacity(body.messages.len());
-        for (i, m) in body.messages.iter().enumerate() {
-            let role = if m.role == "developer" {
-                "system"
-            } else {
-                m.role.as_str()
-            };
-            messages.push(ChatMessage::new(role, m.text(i)?));
-        }
-        let text = render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?;
+        let structured = structured::parse(&common, Some(&body))?;
+        let texts = (0..body.messages.len())
+            .map(|i| body.messages[i].text(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let has_tool_history = body
+            .messages
+            .iter()
+            .any(|m| m.tool_calls.is_some() || m.role == "tool");
+        let offered = body.tools.as_ref().filter(|t| !t.is_empty());
+        let text = if template.knows_tools() && (offered.is_some() || has_tool_history) {
+            // The template renders the tools and the calls itself.
+            let mut kwargs = body.chat_template_kwargs.clone().unwrap_or_default();
+            if let Some(t) = offered {
+                kwargs.insert("tools".into(), Value::Array(t.clone()));
+            }
+            let messages = structured::tool_messages(&body.messages, texts);
+            render_prompt(template, &messages, Some(&kwargs))?
+        } else if structured.tools.is_some() || has_tool_history {
+            let messages =
+                structured::plain_messages(&body.messages, structured.tools.as_ref(), texts);
+            render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?
+        } else {
+            let messages: Vec<ChatMessage> = body
+                .messages
+                .iter()
+                .zip(texts)
+                .map(|(m, t)| {
+                    let role = if m.role == "developer" {
+                        "system"
+                    } else {
+                        m.role.as_str()
+                    };
+                    ChatMessage::new(role, t)
+                })
+                .collect();
+            render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?
+        };
         // The template writes BOS itself when the model wants one, as `hearth run` relies on.
         let prompt = encode(&state, &text, false)?;
         let top = match (body.logprobs, body.top_logprobs) {
@@ -83,6 +117,8 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         )?;
         let mut job = job(&state, Kind::Chat, common, prompt, max, top)?;
         job.reasoning = Reasoning::for_chat(&state.tok, &text);
+        job.tools = structured.tools.is_some();
+        job.grammar = structured.grammar;
         Ok(job)
     }
     .await;
@@ -93,6 +129,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     state.metrics.completion_requests.fetch_add(1, Relaxed);
     let result = async {
         let (common, body): (Common, CompletionBody) = api::parse(&body)?;
+        let Structured { grammar, .. } = structured::parse(&common, None)?;
         let prompt = match body.prompt()? {
             Prompt::Text(t) => encode(&state, &t, true)?,
             Prompt::Tokens(ids) => ids,
@@ -106,23 +143,25 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
             }
         }
         let max = api::max_tokens(common.max_tokens, None, MaxDefault::Sixteen)?;
-        job(
+        let mut job = job(
             &state,
             Kind::Completion,
             common,
             prompt,
             max,
             body.logprobs.map(|k| k as usize),
-        )
+        )?;
+        job.grammar = grammar;
+        Ok(job)
     }
     .await;
     run(state, result).await
 }
 
 /// The chat template over `messages`, with the assistant's turn opened and the request's extra template variables.
-fn render_prompt(
+fn render_prompt<M: serde::Serialize + ?Sized>(
     template: &ChatTemplate,
-    messages: &[ChatMessage],
+    messages: &M,
     kwargs: Option<&serde_json::Map<String, Value>>,
 ) -> Result<String, ApiError> {
     template
@@ -194,7 +233,14 @@ fn job(
         top_logprobs,
         stream: common.stream.unwrap_or(false),
         include_usage: common.stream_options.is_some_and(|o| o.include_usage),
+        grammar: None,
+        tools: false,
     })
+}
+
+/// A fresh id for a tool call.
+fn call_id() -> String {
+    format!("call_{:016x}", fresh_seed())
 }
 
 /// A seed nobody asked for: different for every request.
@@ -223,8 +269,12 @@ async fn run(state: Arc<AppState>, job: Result<Job, ApiError>) -> Response {
     }
 }
 
-async fn start(state: &Arc<AppState>, job: Job) -> Result<Response, ApiError> {
+async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError> {
     let t0 = Instant::now();
+    let constraint = match job.grammar.take() {
+        Some((g, param)) => Some(structured::compile(state, g, &param).await?),
+        None => None,
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     let req = Request {
         prompt: job.prompt.clone(),
@@ -232,7 +282,7 @@ async fn start(state: &Arc<AppState>, job: Job) -> Result<Response, ApiError> {
         sampling: job.sampling.clone(),
         stop_ids: state.tok.eog_ids().to_vec(),
         top_logprobs: job.top_logprobs,
-        guide: None,
+        constraint,
     };
     let text = TextStream::new(state.tok.clone(), job.stops.clone(), job.reasoning);
     state
@@ -357,7 +407,37 @@ async fn collect(
         Some(_) => render::logprobs(job.head.kind, &tokens, &mut 0),
         None => Value::Null,
     };
-    let body = job.head.response(all.text, &all.reasoning, logprobs, &end);
+    if !job.tools {
+        let body = job.head.response(all.text, &all.reasoning, logprobs, &end);
+        return Ok(Json(body).into_response());
+    }
+    let mut parser = CallParser::new();
+    let mut pieces = parser.push(&all.text);
+    pieces.extend(parser.finish());
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for p in pieces {
+        match p {
+            CallPiece::Text(t) => text.push_str(&t),
+            CallPiece::Call { index, call } => {
+                calls.push(render::tool_call(index, &call_id(), &call, false))
+            }
+        }
+    }
+    let mut end = end;
+    if !calls.is_empty() && end.finish == "stop" {
+        end.finish = "tool_calls";
+    }
+    let mut body = job
+        .head
+        .response(text.clone(), &all.reasoning, logprobs, &end);
+    if !calls.is_empty() {
+        let message = &mut body["choices"][0]["message"];
+        message["tool_calls"] = Value::Array(calls);
+        if text.trim().is_empty() {
+            message["content"] = Value::Null;
+        }
+    }
     Ok(Json(body).into_response())
 }
 
@@ -382,16 +462,58 @@ async fn stream_task(
         return;
     }
     let mut offset = 0;
+    let mut calls = job.tools.then(CallParser::new);
+    // Text and calls of the answer as they become definite (all text when not reading calls).
+    let send_pieces = |pieces: Vec<CallPiece>, reasoning: &str, lp: Value| -> bool {
+        let mut lp = Some(lp);
+        if pieces.is_empty() {
+            let piece = Piece {
+                content: Some(""),
+                reasoning,
+            };
+            return send(head.chunk(
+                piece,
+                false,
+                lp.take().unwrap_or_default(),
+                None,
+                usage_null,
+            ));
+        }
+        let mut ok = true;
+        for (k, p) in pieces.into_iter().enumerate() {
+            let reasoning = if k == 0 { reasoning } else { "" };
+            let lp = lp.take().unwrap_or_default();
+            ok &= match p {
+                CallPiece::Text(t) => {
+                    let piece = Piece {
+                        content: Some(&t),
+                        reasoning,
+                    };
+                    send(head.chunk(piece, false, lp, None, usage_null))
+                }
+                CallPiece::Call { index, call } => {
+                    let mut c = head.chunk(Piece::default(), false, lp, None, usage_null);
+                    c["choices"][0]["delta"] =
+                        json!({"tool_calls": [render::tool_call(index, &call_id(), &call, true)]});
+                    send(c)
+                }
+            };
+        }
+        ok
+    };
     let follow = follow(&state, &mut rx, t0, |d, tokens| {
         let lp = match job.top_logprobs {
             Some(_) => render::logprobs(head.kind, &tokens, &mut offset),
             None => Value::Null,
         };
-        let piece = Piece {
-            content: Some(&d.text),
-            reasoning: &d.reasoning,
+        let pieces = match calls.as_mut() {
+            Some(p) => p.push(&d.text),
+            None => vec![CallPiece::Text(d.text.clone())],
         };
-        send(head.chunk(piece, false, lp, None, usage_null))
+        if calls.is_some() && pieces.is_empty() && d.reasoning.is_empty() && lp.is_null() {
+            return true;
+        }
+        send_pieces(pieces, &d.reasoning, lp)
     });
     // The client hanging up shows as `out` closing: stop waiting for the engine then, even mid-prefill.
     let result = tokio::select! {
@@ -399,7 +521,21 @@ async fn stream_task(
         _ = out.closed() => return,
     };
     match result {
-        Ok(end) => {
+        Ok(mut end) => {
+            if let Some(p) = calls.as_mut() {
+                let called = p.calls() > 0;
+                for piece in p.finish() {
+                    if let CallPiece::Text(t) = piece {
+                        if !send(head.chunk(Piece::text(&t), false, Value::Null, None, usage_null))
+                        {
+                            return;
+                        }
+                    }
+                }
+                if called && end.finish == "stop" {
+                    end.finish = "tool_calls";
+                }
+            }
             let piece = Piece {
                 content: (head.kind == Kind::Completion).then_some(""),
                 reasoning: "",

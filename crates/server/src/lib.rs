@@ -29,6 +29,7 @@ pub mod guard;
 pub mod listen;
 pub mod metrics;
 mod render;
+mod structured;
 pub mod text;
 
 use axum::extract::{Request, State};
@@ -38,11 +39,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use error::ApiError;
+use hearth_constraint::Guide;
 use hearth_engine::batch::{BatchConfig, Engine};
 use hearth_engine::Model;
 use hearth_text::{ChatTemplate, Tokenizer};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use listen::Limits;
@@ -95,6 +97,9 @@ pub struct AppState {
     /// The model the engine runs (kept to watch its file).
     pub model: Arc<Model>,
     pub tok: Arc<Tokenizer>,
+    /// Compiles grammars for this vocabulary (structured output); built in the background at start.
+    guide: Arc<OnceLock<Result<Arc<Guide>, String>>>,
+    n_vocab: usize,
     /// None when the file's template does not compile: chat requests then fail with the reason.
     pub template: Result<ChatTemplate, String>,
     pub config: ServerConfig,
@@ -114,18 +119,41 @@ impl AppState {
                 n_ctx_train,
             });
         }
+        let n_vocab = model.config.n_vocab;
         let engine = Engine::start(model.clone(), config.batch.clone());
-        Ok(Arc::new(AppState {
+        let state = Arc::new(AppState {
             engine,
             model,
             tok,
+            guide: Arc::new(OnceLock::new()),
+            n_vocab,
             template,
             config,
             metrics: metrics::Metrics::default(),
             created: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-        }))
+        });
+        // The vocabulary trie takes a few hundred milliseconds (seconds for a 262k vocabulary): build it now, so
+        // that the first constrained request does not wait for it.
+        let st = state.clone();
+        let _ = std::thread::Builder::new()
+            .name("hearth-guide".into())
+            .spawn(move || {
+                let _ = st.guide();
+            });
+        Ok(state)
+    }
+
+    /// The grammar compiler for this model's vocabulary (waits while it is being built).
+    pub fn guide(&self) -> Result<Arc<Guide>, String> {
+        self.guide
+            .get_or_init(|| {
+                Guide::new(self.tok.clone(), self.n_vocab)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
     }
 }
 

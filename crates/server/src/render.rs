@@ -63,6 +63,24 @@ pub fn chat_delta(piece: Piece<'_>, role: bool) -> serde_json::Map<String, Value
     delta
 }
 
+/// One tool call as `message.tool_calls[i]` (`streamed`: as a `delta.tool_calls[i]`, with its `index`).
+pub fn tool_call(
+    index: usize,
+    id: &str,
+    call: &hearth_constraint::tools::Call,
+    streamed: bool,
+) -> Value {
+    let mut v = json!({
+        "id": id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    });
+    if streamed {
+        v["index"] = json!(index);
+    }
+    v
+}
+
 /// How a request ended: its finish reason and what `usage` reports.
 pub struct End {
     pub finish: &'static str,

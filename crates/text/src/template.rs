@@ -83,6 +83,8 @@ pub struct ChatTemplate {
     eos_token: String,
     /// Strip a leading BOS text from the output: the tokenizer adds BOS itself.
     strip_bos: bool,
+    /// Whether the template reads `tools` and renders `tool_calls` (Qwen2.5/Qwen3, Llama 3).
+    knows_tools: bool,
 }
 
 impl ChatTemplate {
@@ -157,6 +159,7 @@ impl ChatTemplate {
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
             strip_bos: false,
+            knows_tools: source.contains("tools") && source.contains("tool_calls"),
         })
     }
 
@@ -167,6 +170,12 @@ impl ChatTemplate {
 
     pub fn source(&self) -> TemplateSource {
         self.source
+    }
+
+    /// Whether the template itself renders a `tools` list and assistant `tool_calls` (otherwise a caller has to
+    /// describe tools and calls in plain messages).
+    pub fn knows_tools(&self) -> bool {
+        self.knows_tools
     }
 
     /// Renders `messages`; `add_generation_prompt` appends the header of the assistant's turn.

@@ -288,6 +288,12 @@ impl Tokenizer {
         self.add_bos
     }
 
+    /// Whether `encode` puts a space (`▁`) in front of a text fragment at the start of its input or after a
+    /// special token (SentencePiece's `add_space_prefix`): then encoding a fragment is not how it tokenizes mid-text.
+    pub fn adds_space_prefix(&self) -> bool {
+        self.kind == ModelKind::SentencePiece && self.add_space_prefix
+    }
+
     /// Whether `encode(.., add_special = true, ..)` appends EOS (`tokenizer.ggml.add_eos_token`).
     pub fn adds_eos(&self) -> bool {
         self.add_eos

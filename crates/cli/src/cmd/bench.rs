@@ -4,6 +4,10 @@
 //! `-p N` prompt tokens (`ppN`) or `-n N` single-token steps (`tgN`), timed. Tokens are random ids, as in
 //! llama-bench, so no tokenizer is involved. One untimed warm-up run precedes the `-r` timed repetitions.
 //! `docs/bench.md` shows the llama-bench command line for a side-by-side.
+//!
+//! `--json-schema SCHEMA.json` measures structured output instead: the same chat prompt (asking for JSON of that
+//! schema) generated greedily through the batch engine, free and under the schema, in the same run; it prints both
+//! generation rates, their ratio, the mean grammar-mask time per token and how many tokens the grammar forced.
 
 use crate::common::{resolve_model, ModelArgs};
 use anyhow::{bail, Context, Result};
@@ -54,6 +58,9 @@ pub struct Args {
     /// Print a JSON array (llama-bench's field names) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Measure generation under this JSON Schema (a file) against free generation, through the batch engine.
+    #[arg(long = "json-schema", value_name = "SCHEMA.json")]
+    json_schema: Option<std::path::PathBuf>,
 }
 
 /// One line of the result: a test at one thread count and depth.
@@ -110,6 +117,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let path = resolve_model(&a.model)?;
     let model = Model::load(&path).with_context(|| format!("cannot load {}", path.display()))?;
+    if let Some(schema) = &a.json_schema {
+        return constrained(&a, schema, model);
+    }
     let threads = if a.threads.is_empty() {
         vec![ModelArgs::default_threads()]
     } else {
@@ -262,4 +272,126 @@ fn print_json(
         .collect();
     println!("{}", serde_json::to_string_pretty(&rows)?);
     Ok(())
+}
+
+/// `--json-schema`: generation under a schema against free generation (see the module doc).
+fn constrained(a: &Args, schema_path: &std::path::Path, model: Model) -> Result<ExitCode> {
+    use hearth_constraint::{Grammar, Guide};
+    use hearth_engine::batch::{BatchConfig, Constraint, Engine, Event, Request};
+    use std::sync::{mpsc, Arc};
+
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(schema_path)
+            .with_context(|| format!("cannot read {}", schema_path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", schema_path.display()))?;
+    let n_gen = a.n_gen.iter().copied().find(|&n| n > 0).unwrap_or(128);
+    let tok = Arc::new(hearth_text::Tokenizer::from_gguf(&model.gguf)?);
+    let template = hearth_text::ChatTemplate::from_gguf_with(&model.gguf, &tok)?;
+    let ask = format!(
+        "Answer with a JSON document that follows this JSON Schema, with realistic values and long lists:\n{schema}"
+    );
+    let prompt = tok.encode(
+        &template.render(&[hearth_text::ChatMessage::new("user", ask)], true)?,
+        false,
+        true,
+    )?;
+    let t = Instant::now();
+    let guide = Guide::new(tok.clone(), model.config.n_vocab)?;
+    eprintln!(
+        "vocabulary trie and parser factory: {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let t = Instant::now();
+    let grammar = guide.compile(&Grammar::JsonSchema(schema))?;
+    eprintln!(
+        "schema compiled (and first mask): {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let n_threads = a
+        .threads
+        .first()
+        .copied()
+        .unwrap_or_else(ModelArgs::default_threads);
+    let engine = Engine::start(
+        Arc::new(model),
+        BatchConfig {
+            n_threads,
+            n_ctx: prompt.len() + n_gen + 1,
+            prefix_cache_bytes: 0,
+            kv_type: a.kv_type,
+            ..BatchConfig::default()
+        },
+    );
+    // One request: (tokens generated, seconds from the first token to the end).
+    let generate = |constraint: Option<Box<dyn Constraint>>| -> Result<(usize, f64)> {
+        let (tx, rx) = mpsc::channel();
+        let stop_ids = if constraint.is_some() {
+            tok.eog_ids().to_vec()
+        } else {
+            Vec::new()
+        };
+        engine.submit(
+            Request {
+                prompt: prompt.clone(),
+                max_tokens: n_gen,
+                stop_ids,
+                constraint,
+                ..Default::default()
+            },
+            Box::new(tx),
+        )?;
+        let mut first = None;
+        let mut n = 0;
+        for ev in rx {
+            match ev {
+                Event::Token(_) => {
+                    n += 1;
+                    first.get_or_insert_with(Instant::now);
+                }
+                Event::Done { .. } => break,
+                Event::Failed(m) => bail!("generation failed: {m}"),
+            }
+        }
+        let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+        Ok((n, secs))
+    };
+    let mut free = Vec::new();
+    let mut guided = Vec::new();
+    let mut produced = 0;
+    let before = engine.stats();
+    for rep in 0..=a.repetitions {
+        let (n, s) = generate(None)?;
+        let (m, t) = generate(Some(Box::new(grammar.clone())))?;
+        if rep > 0 {
+            free.push((n.saturating_sub(1)) as f64 / s.max(1e-9));
+            guided.push((m.saturating_sub(1)) as f64 / t.max(1e-9));
+            produced = m;
+        }
+    }
+    let after = engine.stats();
+    let masks = after.masks - before.masks;
+    let mask_us = (after.mask_nanos - before.mask_nanos) as f64 / masks.max(1) as f64 / 1e3;
+    let forced = after.forced_tokens - before.forced_tokens;
+    let (fa, fs) = mean_std(&free);
+    let (ga, gs) = mean_std(&guided);
+    let name = path_name(&a.model);
+    println!("| model | threads | test | t/s |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!("| {name} | {n_threads} | tg{n_gen} (engine, free) | {fa:.2} ± {fs:.2} |");
+    println!(
+        "| {name} | {n_threads} | tg{n_gen} json-schema ({produced} tokens) | {ga:.2} ± {gs:.2} |"
+    );
+    println!(
+        "constrained / free: {:.3}; mask {mask_us:.1} us per token ({masks} masks, beside the forward pass); \
+         {forced} tokens forced",
+        ga / fa
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn path_name(model: &str) -> String {
+    std::path::Path::new(model)
+        .file_name()
+        .map_or_else(|| model.to_string(), |n| n.to_string_lossy().into_owned())
 }

@@ -57,6 +57,47 @@ pub struct Args {
     /// Reasoning models (DeepSeek-R1, Qwen3): don't show the `<think>` part of answers (shown on stderr otherwise).
     #[arg(long)]
     hide_reasoning: bool,
+    /// Answers must be JSON: `json` for any JSON object, or a JSON Schema file (docs/structured.md).
+    #[arg(long, value_name = "json|SCHEMA.json")]
+    format: Option<String>,
+    /// Answers must follow this llguidance Lark grammar file.
+    #[arg(long, value_name = "FILE.lark")]
+    grammar: Option<std::path::PathBuf>,
+    /// Answers must match this regular expression.
+    #[arg(long, value_name = "RE")]
+    regex: Option<String>,
+}
+
+impl Args {
+    /// The grammar `--format`, `--grammar` or `--regex` asks for (at most one of them).
+    fn constraint_grammar(&self) -> Result<Option<hearth_constraint::Grammar>> {
+        use hearth_constraint::Grammar;
+        let mut out = Vec::new();
+        if let Some(f) = &self.format {
+            out.push(if f == "json" {
+                Grammar::JsonObject
+            } else {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| anyhow::anyhow!("--format: cannot read {f}: {e}"))?;
+                Grammar::JsonSchema(
+                    serde_json::from_str(&text)
+                        .map_err(|e| anyhow::anyhow!("--format: {f} is not JSON: {e}"))?,
+                )
+            });
+        }
+        if let Some(g) = &self.grammar {
+            let text = std::fs::read_to_string(g)
+                .map_err(|e| anyhow::anyhow!("--grammar: cannot read {}: {e}", g.display()))?;
+            out.push(Grammar::Lark(text));
+        }
+        if let Some(r) = &self.regex {
+            out.push(Grammar::Regex(r.clone()));
+        }
+        if out.len() > 1 {
+            bail!("--format, --grammar and --regex each constrain the answer: give one");
+        }
+        Ok(out.pop())
+    }
 }
 
 impl Args {
@@ -88,6 +129,8 @@ struct Runner {
     max_tokens: Option<usize>,
     n_ctx: usize,
     hide_reasoning: bool,
+    /// The grammar every answer follows (compiled once; each request gets a fresh copy).
+    constraint: Option<hearth_constraint::GrammarConstraint>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -114,6 +157,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // Refuse a KV type that does not fit the model here (the engine would fall back to f16 silently).
     model.new_cache_typed(1, a.model.kv_type)?;
     let n_threads = a.model.n_threads();
+    let tokenizer = Arc::new(tokenizer);
+    let constraint = match a.constraint_grammar()? {
+        Some(g) => {
+            let guide = hearth_constraint::Guide::new(tokenizer.clone(), model.config.n_vocab)?;
+            Some(guide.compile(&g)?)
+        }
+        None => None,
+    };
     eprintln!(
         "loaded {} ({}, {} layers) in {:.2}s; context {n_ctx}, {n_threads} threads",
         path.display(),
@@ -138,7 +189,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let runner = Runner {
         engine: Engine::start(Arc::new(model), config),
-        tok: Arc::new(tokenizer),
+        tok: tokenizer,
+        constraint,
         sampling: a.sampling(),
         max_tokens: a.max_tokens,
         n_ctx,
@@ -233,7 +285,10 @@ impl Runner {
             sampling: self.sampling.clone(),
             stop_ids: self.tok.eog_ids().to_vec(),
             top_logprobs,
-            guide: None,
+            constraint: self
+                .constraint
+                .as_ref()
+                .map(|c| Box::new(c.clone()) as Box<dyn hearth_engine::batch::Constraint>),
         }
     }
 

@@ -1,6 +1,11 @@
 //! The engine thread's loop: take new requests, drop cancelled ones, admit from the queue, run one forward pass
 //! over every live sequence (decodes plus a budget of prompt chunks), sample, and send the events.
+//!
+//! A constrained sequence's mask for the coming token is computed on a helper thread while the forward pass runs
+//! (it depends only on tokens already consumed); the tokens its grammar then forces are fed with the sampled one
+//! in the next forward pass.
 
+use super::constraint::{Constraint, Mask};
 use super::prefix::PrefixCache;
 use super::{BatchConfig, Event, Finish, Flow, Msg, Request, Shared, Sink, Step, Usage};
 use crate::sampler::log_probs;
@@ -16,24 +21,29 @@ struct Waiting {
     sink: Box<dyn Sink>,
 }
 
-/// A sequence in flight. Per-sequence behaviour (sampling, a guide, the sink's text stream) hangs off `req` and
+/// A sequence in flight. Per-sequence behaviour (sampling, a grammar, the sink's text stream) hangs off `req` and
 /// `sink`; `sample_and_send` is the one place a step's token is chosen, reported and judged.
 struct Seq {
     req: Box<Request>,
     sink: Box<dyn Sink>,
     sampler: Sampler,
     cache: KvCache,
+    /// The grammar limiting what this sequence may generate.
+    constraint: Option<Box<dyn Constraint>>,
     /// The tokens the cache holds: prompt tokens read so far, then the generated tokens fed back.
     tokens: Vec<u32>,
-    /// The last sampled token, to feed next step (None while the prompt is being read).
-    next: Option<u32>,
+    /// The request's prompt length (`req.prompt` also holds the tokens a grammar forces at the start, read with it).
+    n_prompt: usize,
+    /// What to feed next step: the last sampled token and the tokens its grammar forces after it (empty while the
+    /// prompt is being read).
+    next: Vec<u32>,
     generated: usize,
     cached_tokens: usize,
 }
 
 impl Seq {
     fn prefilling(&self) -> bool {
-        self.next.is_none()
+        self.next.is_empty()
     }
 }
 
@@ -157,16 +167,29 @@ impl Scheduler {
                     .cached_tokens
                     .fetch_add(cached_tokens as u64, Relaxed);
             }
-            self.running.push(Seq {
+            let mut req = req;
+            let mut seq = Seq {
                 sampler: Sampler::new(req.sampling.clone()),
+                constraint: req.constraint.take(),
                 tokens: req.prompt[..cached_tokens].to_vec(),
+                n_prompt: req.prompt.len(),
                 req,
                 sink,
                 cache,
-                next: None,
+                next: Vec::new(),
                 generated: 0,
                 cached_tokens,
-            });
+            };
+            match force_start(&mut seq, &self.shared) {
+                Outcome::Running => self.running.push(seq),
+                Outcome::Gone => {
+                    self.shared.cancelled.fetch_add(1, Relaxed);
+                }
+                Outcome::Done => {}
+                Outcome::Failed(msg) => {
+                    seq.sink.send(Event::Failed(msg));
+                }
+            }
         }
     }
 
@@ -179,7 +202,7 @@ impl Scheduler {
             if !s.prefilling() {
                 parts.push(Part {
                     seq: i,
-                    n_tokens: 1,
+                    n_tokens: s.next.len(),
                     wants_logits: true,
                 });
             } else if budget > 0 {
@@ -202,8 +225,10 @@ impl Scheduler {
             return;
         }
         let n_tokens: usize = parts.iter().map(|p| p.n_tokens).sum();
-        let result = {
+        let (result, mut masks) = {
             let mut batch = Vec::with_capacity(parts.len());
+            // The constrained sequences that sample this step, whose masks the helper thread computes.
+            let mut constrained = Vec::new();
             let mut pi = parts.iter().peekable();
             for (i, s) in self.running.iter_mut().enumerate() {
                 let Some(p) = pi.next_if(|p| p.seq == i) else {
@@ -214,11 +239,16 @@ impl Scheduler {
                     tokens,
                     req,
                     next,
+                    constraint,
                     ..
                 } = s;
-                let toks: &[u32] = match next {
-                    Some(id) => std::slice::from_ref(id),
-                    None => &req.prompt[tokens.len()..tokens.len() + p.n_tokens],
+                if let (true, Some(c)) = (p.wants_logits, constraint) {
+                    constrained.push((i, c));
+                }
+                let toks: &[u32] = if next.is_empty() {
+                    &req.prompt[tokens.len()..tokens.len() + p.n_tokens]
+                } else {
+                    next
                 };
                 batch.push(SeqBatch {
                     cache,
@@ -230,8 +260,24 @@ impl Scheduler {
                     },
                 });
             }
-            self.model.forward(&self.pool, &mut batch)
+            let (model, pool) = (&self.model, &self.pool);
+            if constrained.is_empty() {
+                (model.forward(pool, &mut batch), Vec::new())
+            } else {
+                std::thread::scope(|scope| {
+                    let masker = scope.spawn(|| compute_masks(constrained));
+                    let result = model.forward(pool, &mut batch);
+                    let masks = masker.join().unwrap_or_else(|_| Vec::new());
+                    (result, masks)
+                })
+            }
         };
+        for (_, _, took) in &masks {
+            self.shared.masks.fetch_add(1, Relaxed);
+            self.shared
+                .mask_nanos
+                .fetch_add(took.as_nanos() as u64, Relaxed);
+        }
         self.shared.steps.fetch_add(1, Relaxed);
         self.shared
             .tokens_processed
@@ -252,23 +298,27 @@ impl Scheduler {
 
         let n_vocab = self.model.config.n_vocab;
         let mut row = 0;
-        let mut finished = Vec::new(); // (index, Some(finish) or None when the receiver has gone)
+        let mut finished = Vec::new(); // (index, how it ended)
         for p in &parts {
             let s = &mut self.running[p.seq];
-            match s.next.take() {
-                Some(id) => s.tokens.push(id),
-                None => {
-                    let at = s.tokens.len();
-                    s.tokens
-                        .extend_from_slice(&s.req.prompt[at..at + p.n_tokens]);
-                }
+            if s.next.is_empty() {
+                let at = s.tokens.len();
+                s.tokens
+                    .extend_from_slice(&s.req.prompt[at..at + p.n_tokens]);
+            } else {
+                s.tokens.append(&mut s.next);
             }
             if !p.wants_logits {
                 continue;
             }
             let l = &mut logits[row * n_vocab..(row + 1) * n_vocab];
             row += 1;
-            match sample_and_send(s, l) {
+            let mask = match masks.iter().position(|m| m.0 == p.seq) {
+                Some(k) => Some(masks.swap_remove(k).1),
+                None if s.constraint.is_some() => Some(Err("the grammar's mask was lost".into())),
+                None => None,
+            };
+            match sample_and_send(s, l, mask, &self.shared) {
                 Outcome::Running => {}
                 end => finished.push((p.seq, end)),
             }
@@ -298,6 +348,19 @@ impl Scheduler {
     }
 }
 
+/// Each constrained sequence's mask for its coming token, with the time it took: (index in `running`, mask).
+fn compute_masks(
+    seqs: Vec<(usize, &mut Box<dyn Constraint>)>,
+) -> Vec<(usize, Result<Mask, String>, std::time::Duration)> {
+    seqs.into_iter()
+        .map(|(i, c)| {
+            let t = std::time::Instant::now();
+            let m = c.mask();
+            (i, m, t.elapsed())
+        })
+        .collect()
+}
+
 /// What became of a sequence after its step.
 enum Outcome {
     Running,
@@ -305,20 +368,28 @@ enum Outcome {
     Done,
     /// The receiver has gone.
     Gone,
-    /// The guide refused; the message goes out as `Failed`.
+    /// The grammar failed; the message goes out as `Failed`.
     Failed(String),
 }
 
-/// Samples the next token of `s` from its logits (n_vocab), sends it, and decides whether the sequence ends (an
-/// end-of-generation id, the sink's [`Flow::Stop`], the guide's completion, `max_tokens` or a full context); then
-/// sends `Done` with the usage.
-fn sample_and_send(s: &mut Seq, logits: &mut [f32]) -> Outcome {
-    let raw = s.req.top_logprobs.map(|_| logits.to_vec());
-    if let Some(g) = &mut s.req.guide {
-        if let Err(m) = g.mask(logits) {
-            return Outcome::Failed(m);
+/// Samples the next token of `s` from its logits (n_vocab), under its grammar's `mask` when it has one, sends it
+/// and the tokens the grammar forces after it, and decides whether the sequence ends (an end-of-generation id, the
+/// sink's [`Flow::Stop`], the grammar's completion, `max_tokens` or a full context); then sends `Done` with the
+/// usage.
+fn sample_and_send(
+    s: &mut Seq,
+    logits: &mut [f32],
+    mask: Option<Result<Mask, String>>,
+    shared: &Shared,
+) -> Outcome {
+    if let Some(mask) = mask {
+        match mask.map(|m| m.apply(logits, &s.req.stop_ids)) {
+            Err(msg) => return Outcome::Failed(format!("the grammar failed: {msg}")),
+            Ok(false) => return Outcome::Failed("the grammar allows no token here".into()),
+            Ok(true) => {}
         }
     }
+    let raw = s.req.top_logprobs.map(|_| logits.to_vec());
     // Penalties look at everything the sequence holds: prompt and generated tokens.
     let id = s.sampler.sample(logits, &s.tokens);
     let (logprob, top) = match (raw, s.req.top_logprobs) {
@@ -328,30 +399,112 @@ fn sample_and_send(s: &mut Seq, logits: &mut [f32]) -> Outcome {
         }
         _ => (None, Vec::new()),
     };
-    let guide_done = match s.req.guide.as_mut().map(|g| g.accept(id)) {
-        None => false,
-        Some(Ok(done)) => done,
-        Some(Err(m)) => return Outcome::Failed(m),
-    };
     s.generated += 1;
-    let flow = s.sink.send(Event::Token(Step { id, logprob, top }));
+    let mut forced = Vec::new();
+    if let Some(c) = s
+        .constraint
+        .as_mut()
+        .filter(|_| !s.req.stop_ids.contains(&id))
+    {
+        if let Err(msg) = c.consume(id) {
+            return Outcome::Failed(format!("the grammar failed: {msg}"));
+        }
+        if !c.is_finished() {
+            forced = c.forced();
+        }
+    }
+    // Forced tokens go out as tokens of probability 1, as far as max_tokens and the context leave room.
+    let room =
+        (s.req.max_tokens - s.generated).min(s.cache.n_ctx().saturating_sub(s.cache.len() + 1));
+    forced.truncate(room);
+    if let Some(end) = forced.iter().position(|t| s.req.stop_ids.contains(t)) {
+        forced.truncate(end + 1);
+    }
+    let mut flow = s.sink.send(Event::Token(Step { id, logprob, top }));
+    let mut sent = 0;
+    for &f in &forced {
+        if flow != Flow::Continue {
+            break;
+        }
+        s.generated += 1;
+        sent += 1;
+        flow = s.sink.send(Event::Token(sure_step(f, s.req.top_logprobs)));
+    }
+    forced.truncate(sent);
+    shared.forced_tokens.fetch_add(sent as u64, Relaxed);
+    let last = forced.last().copied().unwrap_or(id);
     let finish = match flow {
         Flow::Gone => return Outcome::Gone,
         Flow::Stop => Finish::Stop,
-        Flow::Continue if guide_done || s.req.stop_ids.contains(&id) => Finish::Stop,
-        Flow::Continue if s.generated >= s.req.max_tokens || s.cache.len() >= s.cache.n_ctx() => {
+        Flow::Continue
+            if s.req.stop_ids.contains(&last)
+                || s.constraint.as_ref().is_some_and(|c| c.is_finished()) =>
+        {
+            Finish::Stop
+        }
+        Flow::Continue
+            if s.generated >= s.req.max_tokens
+                || s.cache.len() + forced.len() >= s.cache.n_ctx() =>
+        {
             Finish::Length
         }
         Flow::Continue => {
-            s.next = Some(id);
+            s.next.push(id);
+            s.next.append(&mut forced);
             return Outcome::Running;
         }
     };
+    finish_seq(s, finish)
+}
+
+fn finish_seq(s: &mut Seq, finish: Finish) -> Outcome {
     let usage = Usage {
-        prompt_tokens: s.req.prompt.len(),
+        prompt_tokens: s.n_prompt,
         completion_tokens: s.generated,
         cached_tokens: s.cached_tokens,
     };
     s.sink.send(Event::Done { finish, usage });
     Outcome::Done
+}
+
+/// Sends the tokens a grammar forces before anything is sampled (the `{"name": ` a schema starts with) as the first
+/// generated tokens (probability 1), and appends them to the prompt so that they are read in its forward passes.
+fn force_start(s: &mut Seq, shared: &Shared) -> Outcome {
+    let Some(c) = s.constraint.as_mut() else {
+        return Outcome::Running;
+    };
+    let mut forced = c.forced();
+    forced.truncate(s.req.max_tokens);
+    if let Some(end) = forced.iter().position(|t| s.req.stop_ids.contains(t)) {
+        forced.truncate(end + 1);
+    }
+    let finished = c.is_finished();
+    let mut flow = Flow::Continue;
+    for &f in &forced {
+        if flow != Flow::Continue {
+            break;
+        }
+        s.generated += 1;
+        flow = s.sink.send(Event::Token(sure_step(f, s.req.top_logprobs)));
+    }
+    forced.truncate(s.generated);
+    shared.forced_tokens.fetch_add(forced.len() as u64, Relaxed);
+    let stopped = forced.last().is_some_and(|t| s.req.stop_ids.contains(t));
+    s.req.prompt.extend_from_slice(&forced);
+    match flow {
+        Flow::Gone => Outcome::Gone,
+        Flow::Stop => finish_seq(s, Finish::Stop),
+        Flow::Continue if stopped || finished => finish_seq(s, Finish::Stop),
+        Flow::Continue if s.generated >= s.req.max_tokens => finish_seq(s, Finish::Length),
+        Flow::Continue => Outcome::Running,
+    }
+}
+
+/// A token the grammar forced: probability 1.
+fn sure_step(id: u32, top_logprobs: Option<usize>) -> Step {
+    Step {
+        id,
+        logprob: top_logprobs.map(|_| 0.0),
+        top: top_logprobs.map_or_else(Vec::new, |_| vec![(id, 0.0)]),
+    }
 }
