@@ -20,7 +20,7 @@
 //! ```
 
 use crate::lanes;
-use crate::{DType, Isa, MatmulError};
+use crate::{DType, Isa, MatmulError, QuantError};
 
 /// Keys and values of up to a tile of positions, widened to f32.
 pub struct Tile<'a> {
@@ -164,10 +164,10 @@ pub fn widen_rows(
     let row_bytes = dtype
         .row_bytes(width as u64)
         .filter(|_| width.is_multiple_of(dtype.block_size()))
-        .ok_or(MatmulError::Unsupported {
+        .ok_or(MatmulError::Quant(QuantError::Unsupported {
             dtype,
             op: "widen a row whose width is not a whole number of blocks",
-        })? as usize;
+        }))? as usize;
     assert!(n == 0 || src.len() >= (n - 1) * src_stride + row_bytes);
     assert!(dst.len() >= n * width);
     #[cfg(target_arch = "x86_64")]

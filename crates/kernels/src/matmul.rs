@@ -19,21 +19,6 @@ pub struct WeightMatrix<'a> {
 /// Why a kernel call was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MatmulError {
-    #[error("{op} is not implemented for {dtype} tensors")]
-    Unsupported { dtype: DType, op: &'static str },
-    #[error("{n} elements is not a whole number of {dtype} blocks of {block}")]
-    NotWholeBlocks {
-        dtype: DType,
-        n: usize,
-        block: usize,
-    },
-    #[error("{n} elements of {dtype} take {expected} bytes, got {got}")]
-    ByteLength {
-        dtype: DType,
-        n: usize,
-        expected: usize,
-        got: usize,
-    },
     #[error("{dtype} weight matrix of {rows} x {cols} needs {expected} bytes, got {got}")]
     WeightBytes {
         dtype: DType,
@@ -228,10 +213,10 @@ pub fn tile_with_isa(
     out: &mut [f32],
 ) -> Result<(), MatmulError> {
     require(isa)?;
-    let unsupported = MatmulError::Unsupported {
+    let unsupported = MatmulError::Quant(QuantError::Unsupported {
         dtype: weight,
         op: "dot",
-    };
+    });
     let act = activation_dtype(weight).ok_or(unsupported.clone())?;
     if nr == 0
         || nt == 0
@@ -239,31 +224,31 @@ pub fn tile_with_isa(
         || !a.len().is_multiple_of(nt)
         || out.len() != nr * nt
     {
-        return Err(MatmulError::ByteLength {
+        return Err(MatmulError::Quant(QuantError::ByteLength {
             dtype: weight,
             n: nr,
             expected: nr * nt,
             got: out.len(),
-        });
+        }));
     }
     let row_bytes = w.len() / nr;
     let n = row_bytes / weight.type_size() * weight.block_size();
     if weight.row_bytes(n as u64) != Some(row_bytes as u64) {
-        return Err(MatmulError::ByteLength {
+        return Err(MatmulError::Quant(QuantError::ByteLength {
             dtype: weight,
             n,
             expected: n,
             got: row_bytes,
-        });
+        }));
     }
     let act_bytes = a.len() / nt;
     if act.row_bytes(n as u64) != Some(act_bytes as u64) {
-        return Err(MatmulError::ByteLength {
+        return Err(MatmulError::Quant(QuantError::ByteLength {
             dtype: act,
             n,
             expected: n,
             got: act_bytes,
-        });
+        }));
     }
     let k = kernel(weight, isa, n).ok_or(unsupported)?;
     let args = TileArgs {
@@ -316,11 +301,11 @@ pub(crate) fn check_weights(w: &WeightMatrix) -> Result<usize, MatmulError> {
     let (rows, cols, dtype) = (w.rows, w.cols, w.dtype);
     let block = dtype.block_size();
     if !cols.is_multiple_of(block) {
-        return Err(MatmulError::NotWholeBlocks {
+        return Err(MatmulError::Quant(QuantError::NotWholeBlocks {
             dtype,
             n: cols,
             block,
-        });
+        }));
     }
     let row_bytes = cols / block * dtype.type_size();
     let expected = rows.saturating_mul(row_bytes);
@@ -396,10 +381,10 @@ pub fn matmul_with_isa(
 ) -> Result<(), MatmulError> {
     require(isa)?;
     let (rows, cols, dtype) = (w.rows, w.cols, w.dtype);
-    let k = kernel(dtype, isa, cols).ok_or(MatmulError::Unsupported {
+    let k = kernel(dtype, isa, cols).ok_or(MatmulError::Quant(QuantError::Unsupported {
         dtype,
         op: "matmul",
-    })?;
+    }))?;
     let row_bytes = check_weights(w)?;
     check_io(rows, cols, x, n_tokens, y)?;
     if n_tokens == 0 || rows == 0 {

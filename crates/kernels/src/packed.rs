@@ -25,7 +25,7 @@
 
 use crate::formats::{f16_at, f32_at, q8_k};
 use crate::matmul::{kernel, SharedOut};
-use crate::{DType, Isa, MatmulError, ThreadPool, WeightMatrix};
+use crate::{DType, Isa, MatmulError, QuantError, ThreadPool, WeightMatrix};
 use std::cell::RefCell;
 
 /// Rows per panel (the 16 lanes of a zmm).
@@ -278,11 +278,11 @@ impl PackedMatrix {
         };
         let row_bytes = crate::matmul::check_weights(w)?;
         if !w.cols.is_multiple_of(format.group) {
-            return Err(MatmulError::NotWholeBlocks {
+            return Err(MatmulError::Quant(QuantError::NotWholeBlocks {
                 dtype: w.dtype,
                 n: w.cols,
                 block: format.group,
-            });
+            }));
         }
         let ng = w.cols / format.group;
         let panel_bytes = ng * format.group_bytes();
@@ -602,10 +602,10 @@ pub fn matmul_packed_with_isa(
         return Ok(());
     }
     // The activation quantizer is the per-token path's (byte-identical on every ISA).
-    let k = kernel(m.dtype, isa, m.cols).ok_or(MatmulError::Unsupported {
+    let k = kernel(m.dtype, isa, m.cols).ok_or(MatmulError::Quant(QuantError::Unsupported {
         dtype: m.dtype,
         op: "matmul",
-    })?;
+    }))?;
     let (cols, ng, f) = (m.cols, m.n_groups(), m.format);
     let act_row_bytes = cols / k.act.block_size() * k.act.type_size();
     ACTS.with(|cell| {

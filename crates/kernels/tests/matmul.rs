@@ -5,7 +5,9 @@ mod common;
 use common::{activations, weights, Rng};
 use hearth_kernels::formats::weight_formats;
 use hearth_kernels::matmul::{activation_dtype, matmul_with_isa};
-use hearth_kernels::{dequantize_row, matmul, DType, Isa, MatmulError, ThreadPool, WeightMatrix};
+use hearth_kernels::{
+    dequantize_row, matmul, DType, Isa, MatmulError, QuantError, ThreadPool, WeightMatrix,
+};
 
 /// The activation block size and how coarsely each block is rounded (relative to its largest |x|).
 fn activation_rounding(dtype: DType) -> (usize, f64) {
@@ -206,7 +208,7 @@ fn matmul_refuses_bad_shapes_with_numbers() {
     let odd = WeightMatrix { cols: 48, ..w };
     assert!(matches!(
         matmul(&pool, &odd, &[0f32; 48], 1, &mut y),
-        Err(MatmulError::NotWholeBlocks { .. })
+        Err(MatmulError::Quant(QuantError::NotWholeBlocks { .. }))
     ));
     let iq = WeightMatrix {
         dtype: DType::IQ2_XXS,
