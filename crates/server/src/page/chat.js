@@ -11,7 +11,7 @@
     temperatureValue: $("temperature-value"), keyButton: $("key-button"), model: $("model"), status: $("status"),
     log: $("log"), empty: $("empty"), composer: $("composer"), prompt: $("prompt"), send: $("send"), stop: $("stop"),
     keyDialog: $("key-dialog"), keyForm: $("key-form"), keyInput: $("key-input"), keyError: $("key-error"),
-    keyForget: $("key-forget"),
+    keyForget: $("key-forget"), newChatTop: $("new-chat-top"),
   };
   const KEY_REQUIRED = document.querySelector('meta[name="hearth-api-key"]').content === "required";
 
@@ -266,7 +266,9 @@
     const reasoning = m.reasoning || "";
     thoughts.hidden = !reasoning;
     thoughts.querySelector(".thoughts").textContent = reasoning;
-    if (live && live.answer === m && !m.content && reasoning && !live.shownThoughts) {
+    const thinking = live && live.answer === m && !m.content;
+    thoughts.querySelector("summary").textContent = thinking && !m.stats ? "Thinking…" : "Reasoning";
+    if (thinking && reasoning && !live.shownThoughts) {
       thoughts.open = true; // open while the model is thinking; the user decides after that
       live.shownThoughts = true;
     }
@@ -282,9 +284,9 @@
     if (!s) return;
     const parts = [];
     if (m.model) parts.push(m.model);
-    if (s.tokens) parts.push(`${s.tokens} tokens`);
-    if (s.tps) parts.push(`${s.tps.toFixed(1)} tok/s`);
-    if (s.ttft !== undefined && s.ttft !== null) parts.push(`first token ${s.ttft.toFixed(2)} s`);
+    if (s.tokens) parts.push(`${s.tokens}\u00a0tokens`);
+    if (s.tps) parts.push(`${s.tps.toFixed(1)}\u00a0tok/s`);
+    if (s.ttft !== undefined && s.ttft !== null) parts.push(`first\u00a0token\u00a0${s.ttft.toFixed(2)}\u00a0s`);
     meta.textContent = parts.join(" · ");
     if (m.stopped || s.finish === "length") {
       const flag = document.createElement("span");
@@ -478,20 +480,21 @@
       else answer.error = e.message || String(e);
     }
     // Tokens per second after the first one, as the server's metric counts them; the piece count stands in for
-    // the token count when the answer was stopped before the usage arrived.
+    // the token count when the answer was stopped before the usage arrived. Under 0.1 s the chunks arrive in a
+    // few network reads, and their spacing says nothing about the speed: no rate then.
     const tokens = usage && Number.isFinite(usage.completion_tokens) ? usage.completion_tokens : pieces;
+    const span = first === null ? 0 : (last - first) / 1000;
     answer.stats = {
       tokens,
       ttft: first === null ? null : (first - t0) / 1000,
-      tps: first !== null && last > first && tokens > 1 ? (tokens - 1) / ((last - first) / 1000) : null,
+      tps: span >= 0.1 && tokens > 1 ? (tokens - 1) / span : null,
       finish,
     };
-    const node = live.node;
-    live = null;
-    if (node) {
-      node.classList.remove("streaming");
-      fillAnswer(node, answer);
+    if (live.node) {
+      live.node.classList.remove("streaming");
+      fillAnswer(live.node, answer);
     }
+    live = null;
     saveChats();
     updateButtons();
   }
@@ -532,6 +535,7 @@
   el.prompt.addEventListener("input", growPrompt);
   el.stop.addEventListener("click", () => live && live.ctrl.abort());
   el.newChat.addEventListener("click", newChat);
+  el.newChatTop.addEventListener("click", newChat);
   el.openSide.addEventListener("click", openSidebar);
   el.closeSide.addEventListener("click", closeSidebar);
   el.scrim.addEventListener("click", closeSidebar);

@@ -93,10 +93,11 @@ class Page:
                 "r.dispatchEvent(new Event('input'))", str(t))
 
     def ask(self, text):
+        n = len(self.answers())
         box = self.d.find_element(By.ID, "prompt")
         box.send_keys(text)
         self.d.find_element(By.ID, "send").click()
-        self.wait(lambda: self.d.find_element(By.ID, "stop").is_displayed(), "the stop button while streaming", 10)
+        self.wait(lambda: len(self.answers()) == n + 1, "the answer to start", 10)
 
     def answers(self):
         return self.d.find_elements(By.CSS_SELECTOR, ".msg.assistant")
@@ -156,7 +157,7 @@ class ChatPage(unittest.TestCase):
         p.wait(lambda: MODEL in p.models(), "the model list")
         self.assertEqual(p.models()[0], MODEL)
         p.set_temperature(0)
-        prompt = "What is the capital of France? Answer in one sentence."
+        prompt = "Write a Python function that adds two numbers, with a short explanation."
         p.ask(prompt)
         # Streamed: text shows up while the answer is still running.
         p.wait(lambda: p.js("const b = document.querySelector('.msg.streaming .body');"
@@ -165,12 +166,17 @@ class ChatPage(unittest.TestCase):
         chat = p.chats()[0]
         answer = chat["messages"][1]
         self.assertEqual(chat["messages"][0], {"role": "user", "content": prompt})
-        self.assertEqual(answer["content"], greedy([{"role": "user", "content": prompt}]))
-        shown = p.answers()[-1]
-        self.assertEqual(shown.find_element(By.CSS_SELECTOR, ".body").text.strip(), answer["content"].strip())
-        meta = shown.find_element(By.CSS_SELECTOR, ".meta").text
-        self.assertRegex(meta, r"\d+ tokens · [\d.]+ tok/s · first token [\d.]+ s")
+        want = greedy([{"role": "user", "content": prompt}])
+        self.assertEqual(answer["content"], want)
         self.assertEqual(answer["stats"]["finish"], "stop")
+        # Rendered as Markdown: SmolLM2's answer has fenced Python blocks and inline code.
+        shown = p.answers()[-1]
+        blocks = [b.text for b in shown.find_elements(By.CSS_SELECTOR, ".body pre code")]
+        self.assertEqual(len(blocks), want.count("```") // 2)
+        self.assertIn("def add_two_numbers(num1, num2):", blocks[0])
+        self.assertNotIn("```", shown.find_element(By.CSS_SELECTOR, ".body").text)
+        meta = shown.find_element(By.CSS_SELECTOR, ".meta").text
+        self.assertRegex(meta, rf"{re.escape(MODEL)} · \d+\s+tokens · [\d.]+\s+tok/s · first\s+token\s+[\d.]+\s+s")
 
     def test_2_stop_cancels_on_the_server(self):
         p = self.page
@@ -260,20 +266,33 @@ class ChatPage(unittest.TestCase):
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", path)
 
 
-class ApiKey(unittest.TestCase):
-    """A server started with --api-key: the page loads without the key, asks for it, and then works."""
+class KeyAndReasoning(unittest.TestCase):
+    """A second server, started with --api-key, serving a reasoning model: the tiny random-weight Qwen3 of
+    tests/fixtures converted with a template whose generation prompt opens `<think>` (as tests/reasoning.rs does), so
+    its greedy output is all reasoning. The page loads without the key, asks for it, then streams the reasoning into
+    its collapsible block."""
 
     KEY = "page-test-key"
+    TEMPLATE = ("{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+                "{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}")
 
     @classmethod
     def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        src = os.path.join(os.path.dirname(__file__), "../../../../tests/fixtures/tiny/qwen3")
+        ckpt = os.path.join(cls.tmp.name, "qwen3")
+        shutil.copytree(src, ckpt)
+        with open(os.path.join(ckpt, "chat_template.jinja"), "w") as f:
+            f.write(cls.TEMPLATE)
+        gguf = os.path.join(cls.tmp.name, "tiny-think.gguf")
+        subprocess.run([BIN, "convert", ckpt, gguf, "--outtype", "f32"], check=True, capture_output=True)
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
         cls.log = tempfile.TemporaryFile()
         cls.server = subprocess.Popen(
-            [BIN, "serve", MODEL, "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "512",
+            [BIN, "serve", gguf, "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "96",
              "--api-key", cls.KEY], stdout=cls.log, stderr=subprocess.STDOUT)
         cls.base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
@@ -296,8 +315,9 @@ class ApiKey(unittest.TestCase):
         cls.server.terminate()
         cls.server.wait(30)
         cls.log.close()
+        cls.tmp.cleanup()
 
-    def test_asks_for_the_key_then_streams(self):
+    def test_asks_for_the_key_then_streams_the_reasoning(self):
         p = self.page
         with self.assertRaises(urllib.error.HTTPError) as e:
             get(self.base + "/v1/models")
@@ -313,23 +333,45 @@ class ApiKey(unittest.TestCase):
         p.d.find_element(By.ID, "key-input").send_keys("wrong")
         p.d.find_element(By.ID, "key-save").click()
         p.wait(lambda: p.d.find_element(By.ID, "key-error").is_displayed(), "the refused-key message")
-        self.assertEqual(len(p.console_errors()), 1)
+        self.assertEqual([e["message"] for e in p.console_errors()],
+                         [f"{self.base}/v1/models - Failed to load resource: the server responded with a status of "
+                          "401 (Unauthorized)"])
         box = p.d.find_element(By.ID, "key-input")
         box.clear()
         box.send_keys(self.KEY)
         p.d.find_element(By.ID, "key-save").click()
-        p.wait(lambda: MODEL in p.models(), "the model list with the key")
+        p.wait(lambda: p.models() == ["tiny-think"], "the model list with the key")
         self.assertFalse(p.d.find_element(By.ID, "key-dialog").is_displayed())
+        self.assertEqual(json.loads(p.js("return localStorage.getItem('hearth.apiKey')")), self.KEY)
+
         p.set_temperature(0)
-        p.ask("Say hello.")
+        prompt = "Why is the sky blue?"
+        p.ask(prompt)
         p.wait_done()
         answer = p.chats()[0]["messages"][1]
         self.assertNotIn("error", answer)
-        self.assertEqual(answer["content"], greedy([{"role": "user", "content": "Say hello."}], self.base + "/v1",
-                                                   self.KEY))
+        body = json.dumps({"model": "tiny-think", "messages": [{"role": "user", "content": prompt}],
+                           "temperature": 0}).encode()
+        req = urllib.request.Request(self.base + "/v1/chat/completions", data=body, headers={
+            "Content-Type": "application/json", "Authorization": "Bearer " + self.KEY})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            want = json.loads(r.read())["choices"][0]
+        self.assertGreater(len(want["message"]["reasoning_content"]), 40)
+        self.assertEqual(answer["reasoning"], want["message"]["reasoning_content"])
+        self.assertEqual(answer["content"], want["message"]["content"] or "")
+        self.assertEqual(answer["stats"]["finish"], want["finish_reason"])
+        # The block opened while the model was thinking (the page opens it then); it collapses on a click.
+        block = p.answers()[-1].find_element(By.CSS_SELECTOR, "details.reasoning")
+        self.assertTrue(p.js("return arguments[0].open", block))
+        self.assertEqual(block.find_element(By.CSS_SELECTOR, ".thoughts").text, answer["reasoning"].strip())
+        p.screenshot("desktop-reasoning", 1440, 900, False)
+        p.d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        block.find_element(By.TAG_NAME, "summary").click()
+        self.assertFalse(p.js("return arguments[0].open", block), "the reasoning block should collapse")
+
         # The key is kept: a reload does not ask again.
         p.open()
-        p.wait(lambda: MODEL in p.models(), "the model list after the reload")
+        p.wait(lambda: p.models() == ["tiny-think"], "the model list after the reload")
         self.assertFalse(p.d.find_element(By.ID, "key-dialog").is_displayed())
         self.assertEqual(p.console_errors(), [])
 
