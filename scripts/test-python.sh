@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The official `openai` Python client against `hearth serve`: installs the client into a venv under target/,
 # builds hearth, starts `hearth serve smollm2-135m` on a free loopback port, runs crates/server/tests/python, and
-# always stops the server. The chat page's test drives Debian's chromium with chromium-driver and Selenium (installed
-# here when missing). Fails loudly (never skips) when anything is missing.
+# always stops the server. Fails loudly (never skips) when anything is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,16 +17,6 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check openai jsonschema selenium
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
-  if ! command -v apt-get >/dev/null || ! { $SUDO apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver; }; then
-    echo "test-python: chromium and chromedriver are missing and could not be installed:" \
-      "apt-get install chromium chromium-driver" >&2
-    exit 1
-  fi
-fi
 
 cargo build -p hearth
 BIN="$PWD/target/debug/hearth"

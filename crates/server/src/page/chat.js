@@ -36,6 +36,7 @@
   };
 
   const isStr = (v) => typeof v === "string";
+  const num = (v) => (Number.isFinite(v) ? v : null);
   const validMessage = (m) => m && (m.role === "user" || m.role === "assistant") && isStr(m.content);
   const validChat = (c) => c && isStr(c.id) && isStr(c.title) && Array.isArray(c.messages) &&
     c.messages.every(validMessage);
@@ -46,7 +47,7 @@
   const settings = {
     model: isStr(savedSettings.model) ? savedSettings.model : "",
     system: isStr(savedSettings.system) ? savedSettings.system : "",
-    temperature: Number.isFinite(savedSettings.temperature) ? savedSettings.temperature : 0.7,
+    temperature: Number.isFinite(savedSettings.temperature) ? Math.min(2, Math.max(0, savedSettings.temperature)) : 0.7,
   };
   let apiKey = isStr(store.get("apiKey", "")) ? store.get("apiKey", "") : "";
   let currentId = store.get("current", "");
@@ -263,7 +264,7 @@
   /** (Re)draws an answer: its reasoning (plain text), its Markdown body, and its numbers. */
   function fillAnswer(node, m) {
     const [thoughts, body, meta] = node.children;
-    const reasoning = m.reasoning || "";
+    const reasoning = isStr(m.reasoning) ? m.reasoning : "";
     thoughts.hidden = !reasoning;
     thoughts.querySelector(".thoughts").textContent = reasoning;
     const thinking = live && live.answer === m && !m.content;
@@ -273,7 +274,7 @@
       live.shownThoughts = true;
     }
     body.innerHTML = markdown(m.content);
-    if (m.error) {
+    if (isStr(m.error)) {
       const p = document.createElement("p");
       p.className = "error";
       p.textContent = m.error;
@@ -281,12 +282,12 @@
     }
     meta.replaceChildren();
     const s = m.stats;
-    if (!s) return;
+    if (!s || typeof s !== "object") return;
     const parts = [];
-    if (m.model) parts.push(m.model);
-    if (s.tokens) parts.push(`${s.tokens}\u00a0tokens`);
-    if (s.tps) parts.push(`${s.tps.toFixed(1)}\u00a0tok/s`);
-    if (s.ttft !== undefined && s.ttft !== null) parts.push(`first\u00a0token\u00a0${s.ttft.toFixed(2)}\u00a0s`);
+    if (isStr(m.model)) parts.push(m.model);
+    if (num(s.tokens)) parts.push(`${s.tokens}\u00a0tokens`);
+    if (num(s.tps)) parts.push(`${s.tps.toFixed(1)}\u00a0tok/s`);
+    if (num(s.ttft) !== null) parts.push(`first\u00a0token\u00a0${s.ttft.toFixed(2)}\u00a0s`);
     meta.textContent = parts.join(" · ");
     if (m.stopped || s.finish === "length") {
       const flag = document.createElement("span");

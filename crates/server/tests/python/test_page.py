@@ -1,6 +1,7 @@
 """The chat page at `/`, driven in headless Chromium with Selenium against a real `hearth serve`.
 
-Run by scripts/test-python.sh (which installs chromium, chromium-driver and selenium, and starts the server):
+Run by scripts/test-python.sh (which installs selenium and starts the server; chromium and chromium-driver come from
+scripts/install-browser.sh, which scripts/test.sh runs):
 the page loads and lists the server's models, streams an answer equal to the API's greedy answer, the stop button
 ends the sequence on the server (its cancelled counter), a reload keeps the conversation, the renderer escapes
 hostile Markdown, the `--api-key` flow asks for the key, and screenshots at a phone and a desktop width are written
@@ -36,7 +37,7 @@ WAIT = 90
 def start_browser():
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
-        raise AssertionError("chromium and chromedriver are needed (scripts/test-python.sh installs them)")
+        raise AssertionError("chromium and chromedriver are missing: run scripts/install-browser.sh")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
@@ -260,10 +261,32 @@ class ChatPage(unittest.TestCase):
         self.assertTrue(p.d.find_element(By.ID, "sidebar").is_displayed())
         self.assertFalse(p.d.find_element(By.ID, "open-side").is_displayed())
         self.assertLessEqual(p.js("return document.documentElement.scrollWidth"), 1440)
+        p.d.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                            {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        dark = p.screenshot("phone-dark", 390, 844, True)
+        self.assertEqual(p.js("return getComputedStyle(document.body).backgroundColor"), "rgb(23, 19, 15)")
+        p.d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
         p.d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-        for path in (phone, desktop):
+        for path in (phone, desktop, dark):
             with open(path, "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", path)
+
+    def test_6_unreadable_storage_is_ignored(self):
+        p = self.page
+        good = {"id": "a", "title": "kept", "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "**a**", "stats": "fast", "reasoning": 5, "model": {}}]}
+        for chats in ("{not json", json.dumps({"id": 1}), json.dumps([{"id": 2}, good, None, 7])):
+            p.js("localStorage.setItem('hearth.chats', arguments[0]);"
+                 "localStorage.setItem('hearth.settings', '{\"temperature\": \"hot\", \"model\": 5}');"
+                 "localStorage.setItem('hearth.current', '[]')", chats)
+            p.open()
+            p.wait(lambda: MODEL in p.models(), "the model list")
+            titles = [b.text for b in p.d.find_elements(By.CSS_SELECTOR, "#chats .open-chat")]
+            self.assertEqual(titles, ["kept"] if "kept" in chats else [], chats)
+            self.assertEqual(p.js("return document.getElementById('temperature').value"), "0.7")
+        self.assertEqual(p.answers()[0].find_element(By.CSS_SELECTOR, ".body").get_attribute("innerHTML"),
+                         "<p><strong>a</strong></p>")
 
 
 class KeyAndReasoning(unittest.TestCase):
