@@ -242,6 +242,8 @@ pub struct Plan {
 struct Inner {
     catalog: Catalog,
     plan: Plan,
+    /// Models loaded since start (each load of each model counts once).
+    loads: std::sync::atomic::AtomicU64,
     table: Mutex<Table>,
     /// Signalled when a lease is dropped or the server closes: the reaper looks at the clocks again.
     wake: Condvar,
@@ -295,6 +297,7 @@ impl Models {
         let inner = Arc::new(Inner {
             catalog,
             plan,
+            loads: Default::default(),
             table: Mutex::new(table),
             wake: Condvar::new(),
         });
@@ -431,6 +434,11 @@ impl Models {
         drop(t);
         self.inner.wake.notify_all();
         true
+    }
+
+    /// How many times a model was loaded since the server started.
+    pub fn loads(&self) -> u64 {
+        self.inner.loads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The planner's budget and what loaded (and loading) models take of it, in bytes.

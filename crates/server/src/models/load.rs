@@ -77,6 +77,9 @@ fn load(inner: &Arc<Inner>, id: String, path: &PathBuf) -> Result<(), ApiError> 
         .map_err(|e| failed(&e))?;
     let served =
         Served::start(id.clone(), Arc::new(model), batch, need.total).map_err(|e| failed(&e))?;
+    inner
+        .loads
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut t = inner.lock();
     t.loading.remove(&id);
     t.loaded.insert(
