@@ -235,3 +235,67 @@ fn an_import_killed_midway_leaves_parts_that_are_listed_and_cleaned() {
     assert_eq!(store.partials().unwrap(), (0, 0));
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 1);
 }
+
+/// Rewrites the manifest of `name` with `edit` (what a pull of `source` records).
+fn edit_manifest(root: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let p = root.join("manifests").join(format!("{name}.json"));
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&p, v.to_string()).unwrap();
+}
+
+#[test]
+fn a_model_answers_to_the_source_it_was_pulled_as() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let f = write(dir.path(), "g.gguf", &make_gguf(5, 64));
+    // What `hearth pull hf://acme/gemma-test:Q4_K_M` installs: gemma-test-q4_k_m, from the file it picked.
+    store.import(&f, Some("gemma-test-q4_k_m")).unwrap();
+    edit_manifest(dir.path(), "gemma-test-q4_k_m", |m| {
+        m["source"] = "hf://acme/gemma-test/gemma-test-Q4_K_M.gguf".into();
+        m["pulled_as"] = serde_json::json!(["hf://acme/gemma-test:Q4_K_M"]);
+    });
+    // Renamed at pull time (`--name mine`): only the recorded source finds it.
+    store.import(&f, Some("mine")).unwrap();
+    edit_manifest(dir.path(), "mine", |m| {
+        m["source"] = "hf://acme/other-GGUF/other-Q8_0.gguf".into();
+        m["pulled_as"] = serde_json::json!(["hf://acme/other-GGUF:Q8_0"]);
+    });
+    for (asked, name) in [
+        ("hf://acme/gemma-test:Q4_K_M", "gemma-test-q4_k_m"),
+        ("hf.co/acme/gemma-test:q4_k_m", "gemma-test-q4_k_m"),
+        (
+            "https://huggingface.co/acme/gemma-test:Q4_K_M",
+            "gemma-test-q4_k_m",
+        ),
+        ("gemma-test-q4_k_m", "gemma-test-q4_k_m"),
+        ("hf://acme/other-GGUF:Q8_0", "mine"),
+    ] {
+        assert_eq!(store.find(asked).unwrap().name, name, "{asked}");
+        assert_eq!(store.resolve(asked).unwrap().name, name, "{asked}");
+    }
+    // A manifest from before sources were recorded: found by the name pull gives and the repository it came from.
+    edit_manifest(dir.path(), "gemma-test-q4_k_m", |m| {
+        m.as_object_mut().unwrap().remove("pulled_as");
+    });
+    assert_eq!(
+        store.find("hf://acme/gemma-test:Q4_K_M").unwrap().name,
+        "gemma-test-q4_k_m"
+    );
+    // Not installed: a clear error that says how to install it, for a source as for a name.
+    for asked in [
+        "hf://acme/gemma-test:Q8_0",
+        "hf://acme/nothing",
+        "pypi://nothing",
+    ] {
+        match store.resolve(asked) {
+            Err(StoreError::NotInstalled(m)) => assert!(m.contains("hearth pull"), "{m}"),
+            other => panic!("{asked}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        hearth_store::source_key("hf.co/acme/gemma-test:q4_k_m").as_deref(),
+        Some("hf://acme/gemma-test:Q4_K_M")
+    );
+    assert_eq!(hearth_store::source_key("gemma-test-q4_k_m"), None);
+}
