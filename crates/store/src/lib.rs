@@ -559,20 +559,33 @@ impl Store {
         }
     }
 
-    /// Adds `key` to the sources `m` answers to.
+    /// Adds `key` to the sources `m` answers to, and takes it from any other model: a source names the model
+    /// last pulled as it.
     fn record_pulled_as(&self, mut m: Manifest, key: String) -> Result<Manifest, StoreError> {
-        if m.pulled_as.contains(&key) {
-            return Ok(m);
-        }
         let _lock = self.lock()?;
-        m.pulled_as.push(key);
+        for path in self.entries(&self.root.join("manifests"))? {
+            let Ok(mut other) = Manifest::load(&path) else {
+                continue;
+            };
+            if other.name != m.name && other.pulled_as.contains(&key) {
+                other.pulled_as.retain(|k| k != &key);
+                self.write_manifest(&other)?;
+            }
+        }
+        if !m.pulled_as.contains(&key) {
+            m.pulled_as.push(key);
+            self.write_manifest(&m)?;
+        }
+        Ok(m)
+    }
+
+    fn write_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
         let mpath = self.manifest_path(&m.name);
-        let json = serde_json::to_string_pretty(&m).map_err(|e| StoreError::BadManifest {
+        let json = serde_json::to_string_pretty(m).map_err(|e| StoreError::BadManifest {
             path: mpath.clone(),
             why: e.to_string(),
         })?;
-        write_atomic(&mpath, json.as_bytes())?;
-        Ok(m)
+        write_atomic(&mpath, json.as_bytes())
     }
 
     fn pull_source(&self, source: &str, opts: &PullOptions) -> Result<Manifest, StoreError> {
