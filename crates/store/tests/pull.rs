@@ -541,7 +541,7 @@ fn a_pulled_model_answers_to_its_source_even_under_another_name() {
     let again = store
         .pull(&format!("hf://{REPO}:q4_k_m"), &opts(&hub, None))
         .unwrap();
-    assert_eq!(again.pulled_as, [source.clone()]);
+    assert_eq!(again.pulled_as, vec![source.clone()]);
     assert_eq!(store.find(&source).unwrap().name, "tiny-q4_k_m");
     assert_eq!(
         store.manifest("mine").unwrap().unwrap().pulled_as,
