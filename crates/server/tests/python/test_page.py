@@ -217,6 +217,7 @@ class ChatPage(unittest.TestCase):
         self.assertEqual(len(p.answers()), 2)
 
     def test_4_markdown_is_rendered_and_escaped(self):
+        self.page.open()
         md = self.page.js
         cases = {
             "<img src=x onerror=alert(1)>": "<p>&lt;img src=x onerror=alert(1)&gt;</p>",
