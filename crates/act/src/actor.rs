@@ -11,7 +11,7 @@
 use crate::space::ActionSpace;
 use crate::{hex, ActError, Decision, Reason, Source, Trace, World};
 use hearth_constraint::{ConstraintError, Grammar, GrammarConstraint, Guide};
-use hearth_engine::batch::{BatchConfig, Engine, Event, Finish, Flow, Request, Sink};
+use hearth_engine::batch::{BatchConfig, Engine, Event, Finish, Flow, Request, Sink, SubmitError};
 use hearth_engine::{KvType, Model, SamplingParams};
 use hearth_text::{ChatMessage, ChatTemplate, Tokenizer};
 use serde::{Deserialize, Serialize};
@@ -160,8 +160,9 @@ impl Actor {
             BatchConfig {
                 n_threads: opts.n_threads.max(1),
                 n_ctx,
+                // A cancelled request leaves at the engine's next step; until then new ones queue behind it.
                 max_running: 2,
-                max_queued: 4,
+                max_queued: 64,
                 // Small chunks: a cancelled request's last step (which the next one waits for) stays short.
                 prefill_chunk: 128,
                 prefix_cache_bytes: 64 << 20,
@@ -512,11 +513,16 @@ impl Actor {
             constraint: Some(Box::new(constraint)),
             ..Default::default()
         };
-        self.engine
-            .submit(req, Box::new(sink))
-            .map_err(|e| ActError::Engine(e.to_string()))?;
+        match self.engine.submit(req, Box::new(sink)) {
+            Ok(()) => {}
+            Err(SubmitError::Stopped) => return Err(self.gone()),
+            // Transient (a queue full of cancelled requests) or the request itself: this step falls back.
+            Err(e) => return Ok((Vec::new(), End::Failed(e.to_string()), 0)),
+        }
         let mut ids = Vec::new();
         let mut last: Option<Instant> = None;
+        // Token bursts (one per engine step) seen so far.
+        let mut bursts = 0u32;
         let cut = |reason: Reason, ids: Vec<u32>| {
             cancel.store(true, Ordering::Release);
             Ok((ids, End::Cut(reason), 0))
@@ -559,8 +565,15 @@ impl Actor {
                     if let Some(prev) = last {
                         let gap = now - prev;
                         if gap > SAME_STEP {
-                            self.observe_step(gap);
+                            // The gap after the first burst holds the prompt's forward passes (the tokens a
+                            // grammar forces at the start are sent on admission, before them): not a decode step.
+                            if bursts >= 2 {
+                                self.observe_step(gap);
+                            }
+                            bursts += 1;
                         }
+                    } else {
+                        bursts = 1;
                     }
                     last = Some(now);
                     ids.push(s.id);
