@@ -15,7 +15,7 @@ with a stand-in SentencePiece vocabulary of the model's size, so both hearth and
 Formats: q4_0, q8_0, q4_k, q6_k (every matrix in that format, the output matrix too) and q4_k_m (llama.cpp's
 Q4_K_M rules: Q6_K for the output matrix and for attn_v / ffn_down in the first and last eighth of the layers and
 every third layer between, Q4_K elsewhere). K-quant matrices whose rows are not a multiple of 256 fall back as
-llama-quantize does (Q4_K -> Q5_0... here Q4_0, Q6_K -> Q8_0). Norms, the router and 1-D tensors are F32.
+llama-quantize does (Q4_K -> Q5_0, Q6_K -> Q8_0). Norms, the router and 1-D tensors are F32.
 The file is written to a temporary name and renamed when complete.
 """
 
@@ -95,7 +95,7 @@ def matrix_type(fmt, name, layer, n_layer, cols):
     else:
         t = {"q4_0": Q.Q4_0, "q8_0": Q.Q8_0, "q4_k": Q.Q4_K, "q6_k": Q.Q6_K}[fmt]
     if t in (Q.Q4_K, Q.Q6_K) and cols % QK_K != 0:
-        t = Q.Q4_0 if t == Q.Q4_K else Q.Q8_0  # llama-quantize's fallback for rows the K-quants cannot cover
+        t = Q.Q5_0 if t == Q.Q4_K else Q.Q8_0  # llama-quantize's fallback for rows the K-quants cannot cover
     return t
 
 
