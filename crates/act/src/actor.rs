@@ -341,6 +341,13 @@ impl Actor {
             }
             World::None => return finish(d, Some(Reason::World), Some("no world state".into())),
         };
+        // The prompt first: its digest is logged for every world state that is usable, however the step ends.
+        let prompt = match self.prompt(&state) {
+            Ok(p) => p,
+            Err(e) => return finish(d, Some(Reason::World), Some(e.to_string())),
+        };
+        d.trace.prompt_tokens = prompt.len();
+        d.trace.prompt_sha256 = ids_sha256(&prompt);
         // This step's grammar, from the world as it is now.
         let t = Instant::now();
         let grammar = match self.space.step_grammar(&state) {
@@ -362,12 +369,6 @@ impl Actor {
             }
             Err(e) => return finish(d, Some(Reason::Error), Some(e.to_string())),
         };
-        let prompt = match self.prompt(&state) {
-            Ok(p) => p,
-            Err(e) => return finish(d, Some(Reason::World), Some(e.to_string())),
-        };
-        d.trace.prompt_tokens = prompt.len();
-        d.trace.prompt_sha256 = ids_sha256(&prompt);
         let (ids, end, cached) = self.generate(prompt, constraint, seed, budget)?;
         d.tokens = ids.len();
         d.trace.cached_tokens = cached;
@@ -655,13 +656,13 @@ fn check_space(guide: &Guide, tok: &Tokenizer, space: &ActionSpace) -> Result<()
         .map_err(|e| bad(e.to_string()))?;
     use hearth_engine::batch::Constraint;
     for id in ids {
-        let mask = c.mask().map_err(|e| bad(e))?;
+        let mask = c.mask().map_err(&bad)?;
         if !mask.is_allowed(id) {
             return Err(bad("it does not follow its skill's parameters".into()));
         }
-        c.consume(id).map_err(|e| bad(e))?;
+        c.consume(id).map_err(&bad)?;
     }
-    let mask = c.mask().map_err(|e| bad(e))?;
+    let mask = c.mask().map_err(&bad)?;
     if !(mask.accepting || c.is_finished()) {
         return Err(bad("it is incomplete for its skill's parameters".into()));
     }
