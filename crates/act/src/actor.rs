@@ -125,7 +125,7 @@ pub struct Actor {
     prefix_len: usize,
     next_step: u64,
     /// Smoothed duration of one decode step, once one was seen.
-    step_time: Option<Duration>,
+    step_time: std::cell::Cell<Option<Duration>>,
 }
 
 impl Actor {
@@ -180,7 +180,7 @@ impl Actor {
             system,
             prefix_len: 0,
             next_step: 0,
-            step_time: None,
+            step_time: std::cell::Cell::new(None),
         };
         actor.warm_up()?;
         Ok(actor)
@@ -341,6 +341,13 @@ impl Actor {
             }
             World::None => return finish(d, Some(Reason::World), Some("no world state".into())),
         };
+        // The prompt first: its digest is logged for every world state that is usable, however the step ends.
+        let prompt = match self.prompt(&state) {
+            Ok(p) => p,
+            Err(e) => return finish(d, Some(Reason::World), Some(e.to_string())),
+        };
+        d.trace.prompt_tokens = prompt.len();
+        d.trace.prompt_sha256 = ids_sha256(&prompt);
         // This step's grammar, from the world as it is now.
         let t = Instant::now();
         let grammar = match self.space.step_grammar(&state) {
@@ -362,12 +369,6 @@ impl Actor {
             }
             Err(e) => return finish(d, Some(Reason::Error), Some(e.to_string())),
         };
-        let prompt = match self.prompt(&state) {
-            Ok(p) => p,
-            Err(e) => return finish(d, Some(Reason::World), Some(e.to_string())),
-        };
-        d.trace.prompt_tokens = prompt.len();
-        d.trace.prompt_sha256 = ids_sha256(&prompt);
         let (ids, end, cached) = self.generate(prompt, constraint, seed, budget)?;
         d.tokens = ids.len();
         d.trace.cached_tokens = cached;
@@ -513,6 +514,7 @@ impl Actor {
             constraint: Some(Box::new(constraint)),
             ..Default::default()
         };
+        let cached_before = self.engine.stats().cached_tokens;
         match self.engine.submit(req, Box::new(sink)) {
             Ok(()) => {}
             Err(SubmitError::Stopped) => return Err(self.gone()),
@@ -525,7 +527,14 @@ impl Actor {
         let mut bursts = 0u32;
         let cut = |reason: Reason, ids: Vec<u32>| {
             cancel.store(true, Ordering::Release);
-            Ok((ids, End::Cut(reason), 0))
+            // No `Done` (and no usage) comes for a cancelled request; the engine's counter says what its admission
+            // took from the prefix cache (0 when it was never admitted). This actor is the engine's only user.
+            let cached = self
+                .engine
+                .stats()
+                .cached_tokens
+                .saturating_sub(cached_before);
+            Ok((ids, End::Cut(reason), cached as usize))
         };
         loop {
             let ev = match budget {
@@ -540,7 +549,8 @@ impl Actor {
                         let left = deadline - now;
                         // Another step cannot fit: wait only for the rest of a burst (an action's last token
                         // comes with `Done` right behind it), then stop.
-                        let early = last.is_some() && self.step_time.is_some_and(|s| s > left);
+                        let early =
+                            last.is_some() && self.step_time.get().is_some_and(|s| s > left);
                         let wait = if early { BURST_GRACE.min(left) } else { left };
                         match rx.recv_timeout(wait) {
                             Ok(ev) => ev,
@@ -593,11 +603,11 @@ impl Actor {
         }
     }
 
-    fn observe_step(&mut self, d: Duration) {
-        self.step_time = Some(match self.step_time {
+    fn observe_step(&self, d: Duration) {
+        self.step_time.set(Some(match self.step_time.get() {
             None => d,
             Some(s) => (s * 3 + d) / 4,
-        });
+        }));
     }
 
     fn gone(&self) -> ActError {
@@ -655,13 +665,13 @@ fn check_space(guide: &Guide, tok: &Tokenizer, space: &ActionSpace) -> Result<()
         .map_err(|e| bad(e.to_string()))?;
     use hearth_engine::batch::Constraint;
     for id in ids {
-        let mask = c.mask().map_err(|e| bad(e))?;
+        let mask = c.mask().map_err(&bad)?;
         if !mask.is_allowed(id) {
             return Err(bad("it does not follow its skill's parameters".into()));
         }
-        c.consume(id).map_err(|e| bad(e))?;
+        c.consume(id).map_err(&bad)?;
     }
-    let mask = c.mask().map_err(|e| bad(e))?;
+    let mask = c.mask().map_err(&bad)?;
     if !(mask.accepting || c.is_finished()) {
         return Err(bad("it is incomplete for its skill's parameters".into()));
     }

@@ -98,10 +98,20 @@ fn a_100ms_deadline_still_gets_a_valid_action_on_time() {
     let mut a = actor("smollm2-135m", table_space());
     let states = worlds::table_top(5, 16);
     let deadline = Duration::from_millis(100);
-    for w in &states {
+    for (i, w) in states.iter().enumerate() {
         let t = Instant::now();
         let d = a.decide(w, t + deadline).unwrap();
         let took = t.elapsed();
+        if i == 0 {
+            // The instruction and skills were read when the actor started: even the first decision, cut at the
+            // deadline or not, starts from the prefix cache.
+            let prefix = a.prefix_tokens();
+            assert!(
+                d.trace.cached_tokens + 2 >= prefix,
+                "{} of {prefix} cached",
+                d.trace.cached_tokens
+            );
+        }
         match d.source {
             Source::Model => table_action_ok(&d.action, w).unwrap(),
             Source::Fallback => {
