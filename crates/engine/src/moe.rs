@@ -37,7 +37,10 @@ pub(crate) fn forward(
 
     out.fill(0.0);
     let bytes = model.gguf.bytes();
-    let act = c.spec.activation.gated();
+    // Experts are gated SiLU/GELU-tanh in every MoE architecture; the exact GELU has no gated kernel.
+    let act = c.spec.activation.gated().ok_or_else(|| {
+        EngineError::BadConfig("routed experts need a SiLU or tanh-GELU gate".into())
+    })?;
     let (mut xe, mut gate, mut up, mut y) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (ex, group) in groups.iter().enumerate().filter(|(_, g)| !g.is_empty()) {
         let k = group.len();
