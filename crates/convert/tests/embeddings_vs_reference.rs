@@ -208,3 +208,15 @@ fn similarities_rank_the_retrieval_set_as_the_reference_does() {
         assert_eq!(&got, want, "query {:?}", r.queries[qi]);
     }
 }
+
+/// hearth's WordPiece (from the converted file's metadata alone) against Hugging Face's `tokenizers` on the
+/// checkpoint's tokenizer.json: accents, case, CJK, punctuation, digits, whitespace runs, an empty text.
+#[test]
+fn wordpiece_gives_the_reference_ids() {
+    let r = reference();
+    let g = hearth_gguf::Gguf::open(converted("f16")).unwrap();
+    let tok = hearth_text::Tokenizer::from_gguf(&g).unwrap();
+    for (text, want) in r.texts.iter().zip(&r.ids) {
+        assert_eq!(&tok.encode(text, true, false).unwrap(), want, "{text:?}");
+    }
+}

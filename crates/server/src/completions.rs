@@ -283,6 +283,7 @@ async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError
         stop_ids: state.tok.eog_ids().to_vec(),
         top_logprobs: job.top_logprobs,
         constraint,
+        embed: false,
     };
     let text = TextStream::new(state.tok.clone(), job.stops.clone(), job.reasoning);
     state
@@ -306,6 +307,13 @@ async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError
                     prompt_tokens + max_tokens
                 ),
                 Some(job.head.kind.prompt_param()),
+            ),
+            SubmitError::EmbeddingOnly => ApiError::invalid(
+                format!(
+                    "The model {} makes embeddings only; use /v1/embeddings",
+                    state.config.model_id
+                ),
+                Some("model"),
             ),
             e @ (SubmitError::EmptyPrompt | SubmitError::BadToken { .. }) => ApiError::invalid(
                 format!("Invalid prompt: {e}"),

@@ -289,6 +289,7 @@ impl Runner {
                 .constraint
                 .as_ref()
                 .map(|c| Box::new(c.clone()) as Box<dyn hearth_engine::batch::Constraint>),
+            embed: false,
         }
     }
 
@@ -404,7 +405,7 @@ impl Sink for Terminal {
                 }
                 Flow::Continue
             }
-            Event::Done { finish, usage } => {
+            Event::Done { finish, usage, .. } => {
                 let rest = self.text.finish();
                 let _ = self.show(rest);
                 let report = Report::Done {
