@@ -2,7 +2,7 @@
 //!
 //! - [`app`] builds the axum [`Router`] (tests drive it without a socket): `POST /v1/chat/completions`,
 //!   `POST /v1/completions`, `POST /v1/embeddings` and Ollama's `POST /api/embed` ([`embeddings`]), `GET /v1/models`,
-//!   `GET /health`, `GET /metrics`.
+//!   `GET /health`, `GET /metrics`, and the chat page at `/` ([`page`]).
 //! - [`AppState`] holds the [`Engine`](hearth_engine::batch::Engine) (its own OS thread), the tokenizer and the
 //!   chat template. Handlers turn requests into token ids, submit them, and map the engine's events to JSON or SSE
 //!   chunks. The text (detokenizing, a reasoning model's `<think>` split as `reasoning_content`, stop strings) is
@@ -30,6 +30,7 @@ pub mod error;
 pub mod guard;
 pub mod listen;
 pub mod metrics;
+pub mod page;
 mod render;
 mod structured;
 pub mod text;
@@ -169,7 +170,7 @@ impl AppState {
     }
 }
 
-/// The HTTP API. Authentication (when an API key is set) covers `/v1/*`; `/health` and `/metrics` are open.
+/// The HTTP API. Authentication (when an API key is set) covers `/v1/*`; `/health`, `/metrics` and the page are open.
 pub fn app(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(completions::chat))
@@ -184,6 +185,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(v1)
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(page::routes())
         .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .with_state(state)
