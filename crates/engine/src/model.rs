@@ -251,7 +251,7 @@ impl Model {
         let e = c.n_embd;
         let is_pooled = |i: usize| pooled.get(i).copied().unwrap_or(false);
         for (i, b) in batch.iter().enumerate() {
-            if b.cache.len() > 0 && !b.tokens.is_empty() {
+            if !b.cache.is_empty() && !b.tokens.is_empty() {
                 if !c.causal {
                     return Err(EngineError::NotWhole("this model attends both ways"));
                 }

@@ -22,7 +22,9 @@ fn config() -> BatchConfig {
 }
 
 fn prompt(i: u32, len: u32) -> Vec<u32> {
-    (0..len).map(|j| 100 + (i * 977 + j * 31) % 20_000).collect()
+    (0..len)
+        .map(|j| 100 + (i * 977 + j * 31) % 20_000)
+        .collect()
 }
 
 fn embed(engine: &Engine, p: &[u32]) -> mpsc::Receiver<Event> {
@@ -37,22 +39,19 @@ fn embed(engine: &Engine, p: &[u32]) -> mpsc::Receiver<Event> {
 }
 
 fn vector(rx: mpsc::Receiver<Event>) -> Vec<f32> {
-    for ev in rx {
-        match ev {
-            Event::Done {
-                embedding: Some(v),
-                usage,
-                ..
-            } => {
-                assert_eq!(usage.completion_tokens, 0);
-                return v;
-            }
-            Event::Done { .. } => panic!("Done without an embedding"),
-            Event::Token(_) => panic!("an embedding request generated a token"),
-            Event::Failed(m) => panic!("{m}"),
+    match rx.recv().expect("no Done") {
+        Event::Done {
+            embedding: Some(v),
+            usage,
+            ..
+        } => {
+            assert_eq!(usage.completion_tokens, 0);
+            v
         }
+        Event::Done { .. } => panic!("Done without an embedding"),
+        Event::Token(_) => panic!("an embedding request generated a token"),
+        Event::Failed(m) => panic!("{m}"),
     }
-    panic!("no Done");
 }
 
 fn tokens(rx: mpsc::Receiver<Event>) -> Vec<u32> {
@@ -90,7 +89,11 @@ fn embeddings_are_batch_invariant_and_leave_generations_alone() {
     engine.submit(gen, Box::new(tx)).unwrap();
     let gen_alone = tokens(rx);
     assert_eq!(alone_long.len(), n_embd);
-    let norm: f64 = alone_long.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let norm: f64 = alone_long
+        .iter()
+        .map(|x| (*x as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
     assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
     assert_ne!(alone_long, alone_short);
 

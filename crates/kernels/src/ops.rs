@@ -56,6 +56,7 @@ pub fn layer_norm_inplace(x: &mut [f32], w: &[f32], b: Option<&[f32]>, eps: f32)
 
 /// The error function, W. J. Cody's rational approximations (|error| < 1e-15 relative in f64), so that [`gelu`]
 /// is exact to f32 rounding.
+#[allow(clippy::excessive_precision)] // the coefficients as published
 pub fn erf(x: f64) -> f64 {
     let ax = x.abs();
     let r = if ax < 0.5 {
@@ -395,6 +396,7 @@ mod tests {
 
     /// Values from Python's `math.erf` (the C library's), an independent implementation.
     #[test]
+    #[allow(clippy::excessive_precision)]
     fn erf_matches_libm() {
         let want = [
             (0.1, 0.1124629160182849),
