@@ -63,14 +63,8 @@ impl Model {
         Ok(KvCache::new(layout, self.config.n_layer, n_ctx))
     }
 
-    /// The cache rows of this model: latent attention keeps one row per position whose first `head_dim_v`
-    /// elements are the values (no separate V).
     fn kv_layout(&self, kv_type: KvType) -> KvLayout {
-        let mut layout = KvLayout::for_model(&self.config, kv_type);
-        if self.config.mla.is_some() {
-            layout.v_dim = 0;
-        }
-        layout
+        KvLayout::for_model(&self.config, kv_type)
     }
 
     /// `y (n, w.rows) = x (n, w.cols) · wᵀ`.

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::render::{self, End, Head, Kind, Piece};
 use crate::structured::{self, Structured};
 use crate::text::{Out, TextSink, TokenInfo};
-use crate::AppState;
+use crate::{AppState, Lease, Served};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -46,7 +46,8 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     state.metrics.chat_requests.fetch_add(1, Relaxed);
     let result = async {
         let (common, body): (Common, ChatBody) = api::parse(&body)?;
-        let template = state.template.as_ref().map_err(|e| {
+        let served = state.served(common.model.as_deref(), None).await?;
+        let template = served.template.as_ref().map_err(|e| {
             ApiError::internal(format!("The model's chat template cannot be used: {e}"))
         })?;
         if body.messages.is_empty() {
@@ -93,7 +94,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?
         };
         // The template writes BOS itself when the model wants one, as `hearth run` relies on.
-        let prompt = encode(&state, &text, false)?;
+        let prompt = encode(&served, &text, false)?;
         let top = match (body.logprobs, body.top_logprobs) {
             (_, Some(k)) if k > 20 => {
                 return Err(ApiError::invalid(
@@ -115,11 +116,11 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             body.max_completion_tokens,
             MaxDefault::RestOfContext,
         )?;
-        let mut job = job(&state, Kind::Chat, common, prompt, max, top)?;
-        job.reasoning = Reasoning::for_chat(&state.tok, &text);
+        let mut job = job(&served, Kind::Chat, common, prompt, max, top)?;
+        job.reasoning = Reasoning::for_chat(&served.tok, &text);
         job.tools = structured.tools.is_some();
         job.grammar = structured.grammar;
-        Ok(job)
+        Ok((served, job))
     }
     .await;
     run(state, result).await
@@ -130,8 +131,9 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     let result = async {
         let (common, body): (Common, CompletionBody) = api::parse(&body)?;
         let Structured { grammar, .. } = structured::parse(&common, None)?;
+        let served = state.served(common.model.as_deref(), None).await?;
         let prompt = match body.prompt()? {
-            Prompt::Text(t) => encode(&state, &t, true)?,
+            Prompt::Text(t) => encode(&served, &t, true)?,
             Prompt::Tokens(ids) => ids,
         };
         if let Some(k) = body.logprobs {
@@ -144,7 +146,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
         }
         let max = api::max_tokens(common.max_tokens, None, MaxDefault::Sixteen)?;
         let mut job = job(
-            &state,
+            &served,
             Kind::Completion,
             common,
             prompt,
@@ -152,7 +154,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
             body.logprobs.map(|k| k as usize),
         )?;
         job.grammar = grammar;
-        Ok(job)
+        Ok((served, job))
     }
     .await;
     run(state, result).await
@@ -170,8 +172,8 @@ fn render_prompt<M: serde::Serialize + ?Sized>(
 }
 
 /// Prompt text to ids, as `hearth run` does: special tokens parsed, BOS (when the model wants one) if `add_bos`.
-fn encode(state: &AppState, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiError> {
-    state.tok.encode(text, add_bos, true).map_err(|e| {
+fn encode(served: &Lease, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiError> {
+    served.tok.encode(text, add_bos, true).map_err(|e| {
         ApiError::invalid(
             format!("The prompt cannot be tokenized: {e}"),
             Some("prompt"),
@@ -180,7 +182,7 @@ fn encode(state: &AppState, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiEr
 }
 
 fn job(
-    state: &AppState,
+    served: &Lease,
     kind: Kind,
     common: Common,
     prompt: Vec<u32>,
@@ -188,12 +190,7 @@ fn job(
     top_logprobs: Option<usize>,
 ) -> Result<Job, ApiError> {
     common.validate()?;
-    if let Some(m) = &common.model {
-        if m != &state.config.model_id {
-            return Err(ApiError::model_not_found(m, &state.config.model_id));
-        }
-    }
-    let max_tokens = max_tokens.resolve(prompt.len(), state.config.batch.n_ctx);
+    let max_tokens = max_tokens.resolve(prompt.len(), served.n_ctx());
     let seed = match common.seed {
         Some(s) => s as u64,
         None => fresh_seed(),
@@ -223,7 +220,7 @@ fn job(
             created: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            model: state.config.model_id.clone(),
+            model: served.id.clone(),
         },
         prompt,
         max_tokens,
@@ -255,9 +252,9 @@ fn fresh_seed() -> u64 {
     .rotate_left(17)
 }
 
-async fn run(state: Arc<AppState>, job: Result<Job, ApiError>) -> Response {
+async fn run(state: Arc<AppState>, job: Result<(Lease, Job), ApiError>) -> Response {
     let result = match job {
-        Ok(job) => start(&state, job).await,
+        Ok((served, job)) => start(&state, served, job).await,
         Err(e) => Err(e),
     };
     match result {
@@ -269,10 +266,10 @@ async fn run(state: Arc<AppState>, job: Result<Job, ApiError>) -> Response {
     }
 }
 
-async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError> {
+async fn start(state: &Arc<AppState>, served: Lease, mut job: Job) -> Result<Response, ApiError> {
     let t0 = Instant::now();
     let constraint = match job.grammar.take() {
-        Some((g, param)) => Some(structured::compile(state, g, &param).await?),
+        Some((g, param)) => Some(structured::compile(&served, g, &param).await?),
         None => None,
     };
     let (tx, rx) = mpsc::unbounded_channel();
@@ -280,15 +277,15 @@ async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError
         prompt: job.prompt.clone(),
         max_tokens: job.max_tokens,
         sampling: job.sampling.clone(),
-        stop_ids: state.tok.eog_ids().to_vec(),
+        stop_ids: served.tok.eog_ids().to_vec(),
         top_logprobs: job.top_logprobs,
         constraint,
         embed: false,
     };
-    let text = TextStream::new(state.tok.clone(), job.stops.clone(), job.reasoning);
-    state
+    let text = TextStream::new(served.tok.clone(), job.stops.clone(), job.reasoning);
+    served
         .engine
-        .submit(req, Box::new(TextSink::new(state.tok.clone(), text, tx)))
+        .submit(req, Box::new(TextSink::new(served.tok.clone(), text, tx)))
         .map_err(|e| match e {
             SubmitError::QueueFull { max_queued } => {
                 state.metrics.rejected_queue_full.fetch_add(1, Relaxed);
@@ -322,13 +319,13 @@ async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError
         })?;
     if job.stream {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
-        tokio::spawn(stream_task(state.clone(), job, rx, out_tx, t0));
+        tokio::spawn(stream_task(state.clone(), served, job, rx, out_tx, t0));
         let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx);
         Ok(Sse::new(stream)
             .keep_alive(KeepAlive::default())
             .into_response())
     } else {
-        collect(state, job, rx, t0).await
+        collect(state, &served, job, rx, t0).await
     }
 }
 
@@ -336,6 +333,7 @@ async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError
 /// to `on_delta`; returns how it ended, as the engine reports it.
 async fn follow(
     state: &AppState,
+    served: &Served,
     rx: &mut mpsc::UnboundedReceiver<Out>,
     t0: Instant,
     mut on_delta: impl FnMut(Delta, Vec<TokenInfo>) -> bool,
@@ -344,7 +342,7 @@ async fn follow(
     let mut first: Option<Instant> = None;
     let end = loop {
         let Some(ev) = rx.recv().await else {
-            return Err(state.failure().map_or_else(
+            return Err(served.failure().map_or_else(
                 || ApiError::internal("The engine dropped the request"),
                 ApiError::unavailable,
             ));
@@ -399,13 +397,14 @@ async fn follow(
 
 async fn collect(
     state: &AppState,
+    served: &Served,
     job: Job,
     mut rx: mpsc::UnboundedReceiver<Out>,
     t0: Instant,
 ) -> Result<Response, ApiError> {
     let mut all = Delta::default();
     let mut tokens = Vec::new();
-    let end = follow(state, &mut rx, t0, |d, t| {
+    let end = follow(state, served, &mut rx, t0, |d, t| {
         all.extend(d);
         tokens.extend(t);
         true
@@ -454,6 +453,7 @@ type SseTx = mpsc::UnboundedSender<Result<SseEvent, Infallible>>;
 /// Streams one request as SSE chunks; stops (and so cancels the engine sequence) when the client goes away.
 async fn stream_task(
     state: Arc<AppState>,
+    served: Lease,
     job: Job,
     mut rx: mpsc::UnboundedReceiver<Out>,
     out: SseTx,
@@ -509,7 +509,7 @@ async fn stream_task(
         }
         ok
     };
-    let follow = follow(&state, &mut rx, t0, |d, tokens| {
+    let follow = follow(&state, &served, &mut rx, t0, |d, tokens| {
         let lp = match job.top_logprobs {
             Some(_) => render::logprobs(head.kind, &tokens, &mut offset),
             None => Value::Null,

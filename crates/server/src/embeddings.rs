@@ -6,6 +6,7 @@
 //! `truncate`, on by default).
 
 use crate::error::ApiError;
+use crate::models::{KeepAlive, Lease};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -22,25 +23,35 @@ use tokio::sync::mpsc;
 /// Most inputs one request may embed (OpenAI's limit).
 const MAX_INPUTS: usize = 2048;
 
-/// The model an embedding request reaches. Every model access of this module goes through [`target`].
-struct Target<'a> {
-    id: &'a str,
-    engine: &'a Engine,
-    tok: &'a Tokenizer,
+/// The model an embedding request reaches, held (loaded) while the request runs. Every model access of this
+/// module goes through [`target`].
+struct Target {
+    lease: Lease,
 }
 
-/// The model named `name` (None: the served one), or why there is none.
-fn target<'a>(state: &'a AppState, name: Option<&str>) -> Result<Target<'a>, ApiError> {
-    let id = state.config.model_id.as_str();
-    if let Some(n) = name {
-        if n != id && n.strip_suffix(":latest") != Some(id) {
-            return Err(ApiError::model_not_found(n, id));
-        }
+impl Target {
+    fn id(&self) -> &str {
+        &self.lease.id
     }
+    fn engine(&self) -> &Engine {
+        &self.lease.engine
+    }
+    fn tok(&self) -> &Tokenizer {
+        &self.lease.tok
+    }
+}
+
+/// The model named `name` (None: the server's default), loaded if need be, with Ollama's `keep_alive`.
+async fn target(
+    state: &AppState,
+    name: Option<&str>,
+    keep_alive: Option<&Value>,
+) -> Result<Target, ApiError> {
+    let keep_alive = keep_alive
+        .map(|v| KeepAlive::from_json(v).map_err(|e| ApiError::invalid(e, Some("keep_alive"))))
+        .transpose()?;
     Ok(Target {
-        id,
-        engine: &state.engine,
-        tok: &state.tok,
+        lease: state.models.get(name, keep_alive).await?,
     })
 }
 
@@ -68,9 +79,8 @@ struct OllamaBody {
     input: OllamaInput,
     truncate: Option<bool>,
     dimensions: Option<usize>,
-    /// Accepted; a server of one preloaded model keeps it loaded.
-    #[serde(rename = "keep_alive")]
-    _keep_alive: Option<Value>,
+    /// How long the model stays loaded after this request (Ollama's duration string or seconds).
+    keep_alive: Option<Value>,
     #[serde(rename = "options")]
     _options: Option<Value>,
 }
@@ -104,7 +114,7 @@ pub async fn openai(State(state): State<Arc<AppState>>, body: Bytes) -> Response
 
 async fn openai_inner(state: &AppState, body: &Bytes) -> Result<Value, ApiError> {
     let b: OpenAiBody = parse(body)?;
-    let t = target(state, b.model.as_deref())?;
+    let t = target(state, b.model.as_deref(), None).await?;
     let base64 = match b.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -137,7 +147,7 @@ async fn openai_inner(state: &AppState, body: &Bytes) -> Result<Value, ApiError>
     Ok(json!({
         "object": "list",
         "data": data,
-        "model": t.id,
+        "model": t.id(),
         "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
     }))
 }
@@ -154,7 +164,7 @@ pub async fn ollama(State(state): State<Arc<AppState>>, body: Bytes) -> Response
 
 async fn ollama_inner(state: &AppState, body: &Bytes, t0: Instant) -> Result<Value, ApiError> {
     let b: OllamaBody = parse(body)?;
-    let t = target(state, Some(&b.model))?;
+    let t = target(state, Some(&b.model), b.keep_alive.as_ref()).await?;
     let texts = match b.input {
         OllamaInput::One(s) => vec![s],
         OllamaInput::Many(v) => v,
@@ -176,8 +186,8 @@ async fn ollama_inner(state: &AppState, body: &Bytes, t0: Instant) -> Result<Val
 }
 
 /// A text's ids with the model's special tokens (`[CLS] … [SEP]`, or BOS where the model wants one).
-fn encode(t: &Target<'_>, text: &str) -> Result<Vec<u32>, ApiError> {
-    t.tok
+fn encode(t: &Target, text: &str) -> Result<Vec<u32>, ApiError> {
+    t.tok()
         .encode(text, true, false)
         .map_err(|e| ApiError::invalid(format!("Cannot tokenize the input: {e}"), Some("input")))
 }
@@ -185,7 +195,7 @@ fn encode(t: &Target<'_>, text: &str) -> Result<Vec<u32>, ApiError> {
 /// Embeds every prompt (cut to the model's limit when `truncate`), submitted together; returns the vectors in
 /// order and the tokens read.
 async fn embed_all(
-    t: &Target<'_>,
+    t: &Target,
     mut prompts: Vec<Vec<u32>>,
     truncate: bool,
     dimensions: Option<usize>,
@@ -200,10 +210,10 @@ async fn embed_all(
             Some(param),
         ));
     }
-    let limit = t.engine.max_embed_tokens();
+    let limit = t.engine().max_embed_tokens();
     for p in prompts.iter_mut().filter(|p| truncate && p.len() > limit) {
         // Keep the closing token the tokenizer added ([SEP]), as sentence-transformers' truncation does.
-        let last = p.last().copied().filter(|_| t.tok.adds_eos());
+        let last = p.last().copied().filter(|_| t.tok().adds_eos());
         p.truncate(limit);
         if let (Some(l), Some(slot)) = (last, p.last_mut()) {
             *slot = l;
@@ -217,9 +227,9 @@ async fn embed_all(
             embed: true,
             ..Request::default()
         };
-        t.engine
+        t.engine()
             .submit(req, Box::new(ChannelSink(tx)))
-            .map_err(|e| submit_error(e, t.id, param))?;
+            .map_err(|e| submit_error(e, t.id(), param))?;
         rxs.push(rx);
     }
     let mut out = Vec::with_capacity(rxs.len());
