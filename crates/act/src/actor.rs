@@ -588,7 +588,7 @@ impl Actor {
                     last = Some(now);
                     ids.push(s.id);
                 }
-                Event::Done { finish, usage } => {
+                Event::Done { finish, usage, .. } => {
                     let end = match finish {
                         Finish::Stop => End::Complete,
                         Finish::Length if matches!(budget, Budget::Tokens(_)) => {

@@ -61,6 +61,10 @@ pub(crate) fn forward(
             .for_each(|&(t, _)| xs.extend_from_slice(&xb[t * e..][..e]));
     }
     let bytes = model.gguf.bytes();
+    // Experts are gated SiLU/GELU-tanh in every MoE architecture; the exact GELU has no gated kernel.
+    let act = c.spec.activation.gated().ok_or_else(|| {
+        EngineError::BadConfig("routed experts need a SiLU or tanh-GELU gate".into())
+    })?;
     let mut gate = vec![0f32; rows * f]; // (rows, n_ff_exp)
     let mut up = vec![0f32; rows * f]; // (rows, n_ff_exp)
     let mut y = vec![0f32; rows * e]; // (rows, n_embd)
@@ -95,7 +99,7 @@ pub(crate) fn forward(
         }
         matmul_many(pool, &mut jobs)?;
     }
-    gated(&mut gate, &up, c.spec.activation.gated());
+    gated(&mut gate, &up, act);
     {
         // Down of every active expert, one pass over the pool.
         let mut jobs = Vec::with_capacity(active.len());

@@ -280,6 +280,7 @@ async fn start(state: &Arc<AppState>, served: Lease, mut job: Job) -> Result<Res
         stop_ids: served.tok.eog_ids().to_vec(),
         top_logprobs: job.top_logprobs,
         constraint,
+        embed: false,
     };
     let text = TextStream::new(served.tok.clone(), job.stops.clone(), job.reasoning);
     served
@@ -303,6 +304,13 @@ async fn start(state: &Arc<AppState>, served: Lease, mut job: Job) -> Result<Res
                     prompt_tokens + max_tokens
                 ),
                 Some(job.head.kind.prompt_param()),
+            ),
+            SubmitError::EmbeddingOnly => ApiError::invalid(
+                format!(
+                    "The model {} makes embeddings only; use /v1/embeddings",
+                    state.config.model_id
+                ),
+                Some("model"),
             ),
             e @ (SubmitError::EmptyPrompt | SubmitError::BadToken { .. }) => ApiError::invalid(
                 format!("Invalid prompt: {e}"),

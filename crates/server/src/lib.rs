@@ -1,7 +1,8 @@
 //! hearth-server: an OpenAI-compatible HTTP API over hearth's continuously batched engine.
 //!
 //! - [`app`] builds the axum [`Router`] (tests drive it without a socket): `POST /v1/chat/completions`,
-//!   `POST /v1/completions`, `GET /v1/models`, `GET /health`, `GET /metrics`, and the chat page at `/` ([`page`]).
+//!   `POST /v1/completions`, `POST /v1/embeddings` and Ollama's `POST /api/embed` ([`embeddings`]), `GET /v1/models`,
+//!   `GET /health`, `GET /metrics`, and the chat page at `/` ([`page`]).
 //! - [`AppState`] holds the [`Engine`](hearth_engine::batch::Engine) (its own OS thread), the tokenizer and the
 //!   chat template. Handlers turn requests into token ids, submit them, and map the engine's events to JSON or SSE
 //!   chunks. The text (detokenizing, a reasoning model's `<think>` split as `reasoning_content`, stop strings) is
@@ -24,6 +25,7 @@
 
 pub mod api;
 mod completions;
+mod embeddings;
 pub mod error;
 pub mod guard;
 pub mod listen;
@@ -208,6 +210,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(completions::chat))
         .route("/v1/completions", post(completions::completions))
+        .route("/v1/embeddings", post(embeddings::openai))
+        .route("/api/embed", post(embeddings::ollama))
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
         .route_layer(middleware::from_fn_with_state(state.clone(), alive))

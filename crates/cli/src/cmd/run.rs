@@ -291,6 +291,7 @@ impl Runner {
                 .constraint
                 .as_ref()
                 .map(|c| Box::new(c.clone()) as Box<dyn hearth_engine::batch::Constraint>),
+            embed: false,
         }
     }
 
@@ -406,7 +407,7 @@ impl Sink for Terminal {
                 }
                 Flow::Continue
             }
-            Event::Done { finish, usage } => {
+            Event::Done { finish, usage, .. } => {
                 let rest = self.text.finish();
                 let _ = self.show(rest);
                 let report = Report::Done {
