@@ -45,6 +45,9 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Serve a model over an OpenAI-compatible HTTP API (chat and text completions, streaming).
     Serve(cmd::serve::Args),
+    /// Run as a dora-rs dataflow node that decides actions (execs hearth-dora-node; see scripts/build-dora-node.sh).
+    #[command(name = "dora-node", disable_help_flag = true)]
+    DoraNode(cmd::dora_node::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Quantize(a) => ok(cmd::quantize::run(a)),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::DoraNode(a) => cmd::dora_node::run(a),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod convert;
+pub mod dora_node;
 pub mod import;
 pub mod inspect;
 pub mod list;
