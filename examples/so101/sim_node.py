@@ -9,6 +9,8 @@ Environment (from the node's `env` in the dataflow YAML):
   WORLD_HZ    world states per second (default 5).
   MAX_S       the episode's wall-clock limit in seconds (default 600).
   TICK_LOG    optional: a JSON file with every tick's lateness and whether the planner was deciding then.
+  RT_PRIORITY optional, 1-99: run the control loop under SCHED_FIFO at that priority (needs the privilege), as real
+              robots run theirs. Off by default: the test measures the loop at ordinary priority.
 
 The control loop runs tick k at t0 + k * 20 ms: a late tick runs as soon as it can, and its lateness (start minus due
 time) is recorded; no tick is skipped. Between ticks the node waits for dora events with a timeout that ends at the
@@ -133,6 +135,10 @@ def main() -> int:
     table = Tabletop(scene)
     ep = Episode(space)
     node = Node()
+    rt = int(os.environ.get("RT_PRIORITY", "0"))
+    if rt:
+        # After Node(): only this thread, the control loop, runs in real time, not dora's own threads.
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt))
     node.send_output("tasks", pa.array([json.dumps(tasks)]))
     instruction = ""
     late_ms, starts = [], []

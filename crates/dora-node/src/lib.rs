@@ -193,3 +193,39 @@ impl Planner for ActPlanner {
         self.log.as_ref().map(|(_, p)| p.as_path())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dora_node_api::uhlc;
+
+    #[test]
+    fn output_metadata_keeps_the_inputs_parameters_and_adds_the_decisions() {
+        let sent = Duration::from_secs(1_800_000_000) + Duration::from_nanos(123_456_789);
+        let ts = uhlc::Timestamp::new(uhlc::NTP64::from(sent), uhlc::ID::rand());
+        let mut params = MetadataParameters::new();
+        params.insert("frame".into(), Parameter::Integer(70));
+        let input = Metadata::from_parameters(ts, params);
+        let planned = Planned { line: "{}".into(), source: "fallback", step: 4 };
+        let stats = Stats { decisions: 5, dropped_frames: 9 };
+        let out = output_metadata(
+            &input,
+            &planned,
+            Duration::from_micros(1500),
+            stats,
+            Some("ep.jsonl".as_ref()),
+        );
+        assert_eq!(out.get("frame"), Some(&Parameter::Integer(70)));
+        assert_eq!(out.get("source"), Some(&Parameter::String("fallback".into())));
+        assert_eq!(out.get("step"), Some(&Parameter::Integer(4)));
+        assert_eq!(out.get("dropped_frames"), Some(&Parameter::Integer(9)));
+        assert_eq!(out.get("latency_ms"), Some(&Parameter::Float(1.5)));
+        assert_eq!(out.get("episode_log"), Some(&Parameter::String("ep.jsonl".into())));
+        // NTP64 keeps 32 bits of fraction (~0.23 ns): the nanoseconds survive within one.
+        let Some(Parameter::Integer(ns)) = out.get("input_timestamp") else {
+            panic!("no input_timestamp in {out:?}")
+        };
+        assert!((ns - sent.as_nanos() as i64).abs() <= 1, "{ns} vs {}", sent.as_nanos());
+        assert!(output_metadata(&input, &planned, Duration::ZERO, stats, None).get("episode_log").is_none());
+    }
+}
