@@ -180,8 +180,8 @@ class Tabletop:
         others = [self.block_pos(b)[:2] for b in self.blocks if b != block]
         spots = [
             centre + np.asarray([dx, dy])
-            for dx in np.arange(-half[0] + 0.02, half[0] - 0.02 + 1e-9, 0.005)
-            for dy in np.arange(-half[1] + 0.02, half[1] - 0.02 + 1e-9, 0.005)
+            for dx in np.arange(-half[0] + 0.01, half[0] - 0.01 + 1e-9, 0.005)
+            for dy in np.arange(-half[1] + 0.01, half[1] - 0.01 + 1e-9, 0.005)
         ] or [centre]
         spots.sort(key=lambda p: float(np.linalg.norm(p - centre)))
         spot = next((p for p in spots if all(np.linalg.norm(p - o) >= PLACE_CLEARANCE for o in others)), centre)
