@@ -18,7 +18,10 @@ fn dora_node_runs_the_node_binary_with_the_arguments_unchanged() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(7), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "args:smollm2-135m --actions a.json --help\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "args:smollm2-135m --actions a.json --help\n"
+    );
 }
 
 #[test]
@@ -31,7 +34,10 @@ fn dora_node_without_the_node_binary_says_how_to_build_it() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    if std::path::Path::new(env!("CARGO_BIN_EXE_hearth")).with_file_name("hearth-dora-node").exists() {
+    if std::path::Path::new(env!("CARGO_BIN_EXE_hearth"))
+        .with_file_name("hearth-dora-node")
+        .exists()
+    {
         // Built beside hearth (scripts/build-dora-node.sh into this target folder): then it is found, not missing.
         assert!(!err.contains("scripts/build-dora-node.sh"), "{err}");
         return;

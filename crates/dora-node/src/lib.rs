@@ -47,7 +47,12 @@ pub struct Planned {
 
 /// Decides one world state by a deadline. `skipped` is how many world states were dropped since the last decision.
 pub trait Planner {
-    fn decide(&mut self, world: &str, deadline: Instant, skipped: u64) -> Result<Planned, NodeError>;
+    fn decide(
+        &mut self,
+        world: &str,
+        deadline: Instant,
+        skipped: u64,
+    ) -> Result<Planned, NodeError>;
     /// The episode log's path, if decisions are logged.
     fn episode_log(&self) -> Option<&std::path::Path> {
         None
@@ -98,7 +103,11 @@ pub fn serve(
                 let text = <&str>::try_from(&data)
                     .map(str::to_owned)
                     .map_err(|e| format!("the world input is not one UTF-8 string: {e}"));
-                let frame = Frame { text, metadata, taken: Instant::now() };
+                let frame = Frame {
+                    text,
+                    metadata,
+                    taken: Instant::now(),
+                };
                 if latest.replace(frame).is_some() {
                     skipped += 1;
                 }
@@ -121,7 +130,9 @@ pub fn serve(
             }
         }
         // Stopped, or nobody sends world states any more: a pending one would be answered to no one.
-        let Some(frame) = latest.filter(|_| !done) else { continue };
+        let Some(frame) = latest.filter(|_| !done) else {
+            continue;
+        };
         let world = match &frame.text {
             Ok(text) => text.as_str(),
             // Not JSON, so the actor answers with the fallback and says why in the decision.
@@ -131,7 +142,13 @@ pub fn serve(
         stats.dropped_frames += skipped;
         skipped = 0;
         stats.decisions += 1;
-        let params = output_metadata(&frame.metadata, &planned, frame.taken.elapsed(), stats, planner.episode_log());
+        let params = output_metadata(
+            &frame.metadata,
+            &planned,
+            frame.taken.elapsed(),
+            stats,
+            planner.episode_log(),
+        );
         node.send_output(DataId::from(ACTION_OUTPUT.to_owned()), params, planned.line)
             .map_err(|e| NodeError::Dora(e.to_string()))?;
     }
@@ -149,16 +166,28 @@ pub fn output_metadata(
     let mut params = input.parameters.clone();
     let ts = (*input.timestamp().get_time()).to_system_time();
     let ns = ts.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    params.insert("input_timestamp".into(), Parameter::Integer(i64::try_from(ns).unwrap_or(i64::MAX)));
-    params.insert("latency_ms".into(), Parameter::Float(latency.as_secs_f64() * 1e3));
+    params.insert(
+        "input_timestamp".into(),
+        Parameter::Integer(i64::try_from(ns).unwrap_or(i64::MAX)),
+    );
+    params.insert(
+        "latency_ms".into(),
+        Parameter::Float(latency.as_secs_f64() * 1e3),
+    );
     params.insert("source".into(), Parameter::String(planned.source.into()));
-    params.insert("step".into(), Parameter::Integer(i64::try_from(planned.step).unwrap_or(i64::MAX)));
+    params.insert(
+        "step".into(),
+        Parameter::Integer(i64::try_from(planned.step).unwrap_or(i64::MAX)),
+    );
     params.insert(
         "dropped_frames".into(),
         Parameter::Integer(i64::try_from(stats.dropped_frames).unwrap_or(i64::MAX)),
     );
     if let Some(path) = episode_log {
-        params.insert("episode_log".into(), Parameter::String(path.display().to_string()));
+        params.insert(
+            "episode_log".into(),
+            Parameter::String(path.display().to_string()),
+        );
     }
     params
 }
@@ -176,7 +205,12 @@ impl ActPlanner {
 }
 
 impl Planner for ActPlanner {
-    fn decide(&mut self, world: &str, deadline: Instant, skipped: u64) -> Result<Planned, NodeError> {
+    fn decide(
+        &mut self,
+        world: &str,
+        deadline: Instant,
+        skipped: u64,
+    ) -> Result<Planned, NodeError> {
         let mut d = self.actor.decide_line(world, deadline)?;
         d.skipped = Some(skipped);
         if let Some((log, _)) = &mut self.log {
@@ -186,7 +220,11 @@ impl Planner for ActPlanner {
             hearth_act::Source::Model => "model",
             hearth_act::Source::Fallback => "fallback",
         };
-        Ok(Planned { line: serde_json::to_string(&d)?, source, step: d.step })
+        Ok(Planned {
+            line: serde_json::to_string(&d)?,
+            source,
+            step: d.step,
+        })
     }
 
     fn episode_log(&self) -> Option<&std::path::Path> {
@@ -206,8 +244,15 @@ mod tests {
         let mut params = MetadataParameters::new();
         params.insert("frame".into(), Parameter::Integer(70));
         let input = Metadata::from_parameters(ts, params);
-        let planned = Planned { line: "{}".into(), source: "fallback", step: 4 };
-        let stats = Stats { decisions: 5, dropped_frames: 9 };
+        let planned = Planned {
+            line: "{}".into(),
+            source: "fallback",
+            step: 4,
+        };
+        let stats = Stats {
+            decisions: 5,
+            dropped_frames: 9,
+        };
         let out = output_metadata(
             &input,
             &planned,
@@ -216,16 +261,30 @@ mod tests {
             Some("ep.jsonl".as_ref()),
         );
         assert_eq!(out.get("frame"), Some(&Parameter::Integer(70)));
-        assert_eq!(out.get("source"), Some(&Parameter::String("fallback".into())));
+        assert_eq!(
+            out.get("source"),
+            Some(&Parameter::String("fallback".into()))
+        );
         assert_eq!(out.get("step"), Some(&Parameter::Integer(4)));
         assert_eq!(out.get("dropped_frames"), Some(&Parameter::Integer(9)));
         assert_eq!(out.get("latency_ms"), Some(&Parameter::Float(1.5)));
-        assert_eq!(out.get("episode_log"), Some(&Parameter::String("ep.jsonl".into())));
+        assert_eq!(
+            out.get("episode_log"),
+            Some(&Parameter::String("ep.jsonl".into()))
+        );
         // NTP64 keeps 32 bits of fraction (~0.23 ns): the nanoseconds survive within one.
         let Some(Parameter::Integer(ns)) = out.get("input_timestamp") else {
             panic!("no input_timestamp in {out:?}")
         };
-        assert!((ns - sent.as_nanos() as i64).abs() <= 1, "{ns} vs {}", sent.as_nanos());
-        assert!(output_metadata(&input, &planned, Duration::ZERO, stats, None).get("episode_log").is_none());
+        assert!(
+            (ns - sent.as_nanos() as i64).abs() <= 1,
+            "{ns} vs {}",
+            sent.as_nanos()
+        );
+        assert!(
+            output_metadata(&input, &planned, Duration::ZERO, stats, None)
+                .get("episode_log")
+                .is_none()
+        );
     }
 }

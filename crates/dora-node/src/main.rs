@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "hearth dora-node", version, about = "Decide a valid action by a deadline for each world state.")]
+#[command(
+    name = "hearth dora-node",
+    version,
+    about = "Decide a valid action by a deadline for each world state."
+)]
 struct Args {
     /// A model name from the store, or a GGUF file.
     #[arg(env = "HEARTH_MODEL")]
@@ -54,7 +58,11 @@ fn run(args: Args) -> Result<()> {
     let model = resolve_model(&args.model)?;
     let space = ActionSpace::load(&args.actions)?;
     let mut opts = ActOptions {
-        sampling: Sampling { temperature: args.temp, seed: args.seed, ..Sampling::default() },
+        sampling: Sampling {
+            temperature: args.temp,
+            seed: args.seed,
+            ..Sampling::default()
+        },
         ..ActOptions::default()
     };
     if let Some(n) = args.threads {
@@ -73,9 +81,14 @@ fn run(args: Args) -> Result<()> {
     };
     let mut planner = ActPlanner::new(actor, log);
     // After the model is loaded, so that the first world state is not kept waiting by the load.
-    let (mut node, mut events) =
-        dora_node_api::DoraNode::init_from_env().map_err(|e| anyhow::anyhow!("cannot start the dora node: {e}"))?;
-    let stats = serve(&mut node, &mut events, &mut planner, Duration::from_millis(args.deadline_ms))?;
+    let (mut node, mut events) = dora_node_api::DoraNode::init_from_env()
+        .map_err(|e| anyhow::anyhow!("cannot start the dora node: {e}"))?;
+    let stats = serve(
+        &mut node,
+        &mut events,
+        &mut planner,
+        Duration::from_millis(args.deadline_ms),
+    )?;
     eprintln!(
         "hearth dora-node: {} decisions, {} world states dropped while deciding",
         stats.decisions, stats.dropped_frames
@@ -86,10 +99,15 @@ fn run(args: Args) -> Result<()> {
 /// A store name (`smollm2-135m`) or a path, as `hearth run` takes it.
 fn resolve_model(name: &str) -> Result<PathBuf> {
     let store = hearth_store::Store::open_default()?;
-    let resolved = store.resolve(name).with_context(|| format!("model {name:?}"))?;
+    let resolved = store
+        .resolve(name)
+        .with_context(|| format!("model {name:?}"))?;
     match resolved.paths.as_slice() {
         [one] => Ok(one.clone()),
-        parts => bail!("model {name:?} is split into {} files; merge them first", parts.len()),
+        parts => bail!(
+            "model {name:?} is split into {} files; merge them first",
+            parts.len()
+        ),
     }
 }
 
@@ -104,7 +122,10 @@ fn set_nice(nice: i32) -> Result<()> {
     // SAFETY: setpriority only reads its integer arguments; `who` 0 is the calling thread on Linux.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
     if rc != 0 {
-        bail!("cannot set niceness {nice}: {}", std::io::Error::last_os_error());
+        bail!(
+            "cannot set niceness {nice}: {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }

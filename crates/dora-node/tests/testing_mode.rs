@@ -17,7 +17,11 @@ fn smollm2() -> PathBuf {
         PathBuf::from,
     );
     let p = home.join("models/smollm2-135m.gguf");
-    assert!(p.is_file(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/fetch-models.sh",
+        p.display()
+    );
     p
 }
 
@@ -35,18 +39,32 @@ fn world(arm: &str, pickable: &[&str]) -> Value {
 
 /// Independent of hearth-act: the example's two skills, checked by hand against the world state.
 fn valid(action: &Value, world: &Value) -> bool {
-    let strs = |v: &Value| v.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect::<Vec<_>>());
+    let strs = |v: &Value| {
+        v.as_array().map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+    };
     let pickable = strs(&world["pickable"]).unwrap_or_default();
     let areas: Vec<String> = world["areas"].as_array().map_or(vec![], |a| {
-        a.iter().filter_map(|x| x["id"].as_str()).map(str::to_owned).collect()
+        a.iter()
+            .filter_map(|x| x["id"].as_str())
+            .map(str::to_owned)
+            .collect()
     });
     match action["skill"].as_str() {
         Some("wait") => action["args"] == json!({}),
         Some("move_block") => {
             let args = action["args"].as_object();
             args.is_some_and(|a| a.len() == 2)
-                && action["args"]["block"].as_str().is_some_and(|b| pickable.iter().any(|p| p == b))
-                && action["args"]["area"].as_str().is_some_and(|b| areas.iter().any(|p| p == b))
+                && action["args"]["block"]
+                    .as_str()
+                    .is_some_and(|b| pickable.iter().any(|p| p == b))
+                && action["args"]["area"]
+                    .as_str()
+                    .is_some_and(|b| areas.iter().any(|p| p == b))
         }
         _ => false,
     }
@@ -60,14 +78,18 @@ fn every_decision_in_testing_mode_is_valid_for_its_world_state() {
         world("busy", &[]).to_string(),
         "{not json".to_string(),
     ];
-    // 3 s apart with a 2 s deadline: each arrives after the previous decision (a drop would show in the log).
+    // 3 s apart with a 2 s deadline: each normally arrives after the previous decision.
     let events: Vec<Value> = worlds
         .iter()
         .enumerate()
         .map(|(i, w)| json!({"time_offset_secs": 3.0 * i as f64, "type": "Input", "id": "world", "data": w}))
         .collect();
     let inputs = dir.path().join("inputs.json");
-    std::fs::write(&inputs, json!({"id": "hearth", "outputs": ["action"], "events": events}).to_string()).unwrap();
+    std::fs::write(
+        &inputs,
+        json!({"id": "hearth", "outputs": ["action"], "events": events}).to_string(),
+    )
+    .unwrap();
     let outputs = dir.path().join("outputs.jsonl");
     let log = dir.path().join("episode.jsonl");
     let run = Command::new(env!("CARGO_BIN_EXE_hearth-dora-node"))
@@ -97,21 +119,49 @@ fn every_decision_in_testing_mode_is_valid_for_its_world_state() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|v| v["type"] == "step")
         .collect();
-    assert_eq!(sent.len(), 3, "one decision per world state: {sent:?}\n{stderr}");
-    assert_eq!(steps.len(), 3, "{steps:?}");
+    // On a loaded machine a decision can outlast the gap to the next world state, which is then dropped (latest
+    // frame wins): every world state is either decided or counted as skipped, and the last one is always decided.
+    assert_eq!(
+        sent.len(),
+        steps.len(),
+        "one output per logged decision: {sent:?}\n{stderr}"
+    );
+    let skipped: u64 = steps
+        .iter()
+        .map(|s| s["skipped"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(sent.len() as u64 + skipped, 3, "{steps:?}");
     for (i, (out, step)) in sent.iter().zip(&steps).enumerate() {
         assert_eq!(out["id"], "action");
         let line: Value = serde_json::from_str(out["data"][0].as_str().unwrap()).unwrap();
         assert_eq!(line["step"], i, "{line}");
-        assert_eq!(line["action"], step["action"], "the log records the action sent");
-        if i < 2 {
-            let w: Value = serde_json::from_str(&worlds[i]).unwrap();
-            assert!(valid(&line["action"], &w), "step {i}: {line} is not valid for {w}");
+        assert_eq!(
+            line["action"], step["action"],
+            "the log records the action sent"
+        );
+        match step.get("world") {
+            Some(w) => {
+                assert!(
+                    valid(&line["action"], w),
+                    "step {i}: {line} is not valid for {w}"
+                );
+                if w["arm"] == "busy" {
+                    assert_eq!(
+                        line["action"],
+                        json!({"skill": "wait", "args": {}}),
+                        "only wait is offered: {line}"
+                    );
+                }
+            }
+            None => {
+                assert_eq!(step["line"], worlds[2], "{step}");
+                assert_eq!(line["source"], "fallback", "{line}");
+                assert_eq!(line["action"], json!({"skill": "wait", "args": {}}));
+            }
         }
     }
-    let busy: Value = serde_json::from_str(sent[1]["data"][0].as_str().unwrap()).unwrap();
-    assert_eq!(busy["action"], json!({"skill": "wait", "args": {}}), "only wait is offered while busy: {busy}");
-    let bad: Value = serde_json::from_str(sent[2]["data"][0].as_str().unwrap()).unwrap();
-    assert_eq!(bad["source"], "fallback", "{bad}");
-    assert_eq!(bad["action"], json!({"skill": "wait", "args": {}}));
+    assert!(
+        steps.last().is_some_and(|s| s["line"] == worlds[2]),
+        "the last world state is decided: {steps:?}"
+    );
 }

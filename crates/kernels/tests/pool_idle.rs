@@ -31,7 +31,10 @@ fn idle_workers_use_no_cpu() {
     let used = cpu_ticks() - before;
     // Two workers spinning through that second would use up to 200 ticks (fewer on a busy machine, where they get a
     // share of a core); parked, they use none. 5 ticks (50 ms) leaves room for the test harness itself.
-    assert!(used <= 5, "the idle pool used {used} clock ticks of CPU in one second");
+    assert!(
+        used <= 5,
+        "the idle pool used {used} clock ticks of CPU in one second"
+    );
     // And the parked workers still wake for the next job.
     pool.parallel_for(10, |i| {
         sum.fetch_add(i, Ordering::Relaxed);

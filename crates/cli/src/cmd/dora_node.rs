@@ -35,8 +35,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     #[cfg(not(unix))]
     {
-        let status = cmd.status().map_err(|e| anyhow!("cannot run {}: {e}", exe.display()))?;
-        Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
+        let status = cmd
+            .status()
+            .map_err(|e| anyhow!("cannot run {}: {e}", exe.display()))?;
+        Ok(ExitCode::from(
+            status.code().map_or(1, |c| c.clamp(0, 255) as u8),
+        ))
     }
 }
 
