@@ -10,7 +10,7 @@ model=${1:?usage: scripts/act-measure.sh MODEL [N] [DEADLINE_MS...]}
 n=${2:-300}
 shift $(( $# < 2 ? $# : 2 ))
 deadlines=${*:-100 500 1000 2000 4000}
-cargo build --release -q -p hearth -p hearth-act --examples --bins
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q -p hearth -p hearth-act --examples --bins
 worlds=$(mktemp)
 out=$(mktemp)
 trap 'rm -f "$worlds" "$out"' EXIT

@@ -11,7 +11,7 @@
 use crate::space::ActionSpace;
 use crate::{hex, ActError, Decision, Reason, Source, Trace, World};
 use hearth_constraint::{ConstraintError, Grammar, GrammarConstraint, Guide};
-use hearth_engine::batch::{BatchConfig, Engine, Event, Finish, Flow, Request, Sink};
+use hearth_engine::batch::{BatchConfig, Engine, Event, Finish, Flow, Request, Sink, SubmitError};
 use hearth_engine::{KvType, Model, SamplingParams};
 use hearth_text::{ChatMessage, ChatTemplate, Tokenizer};
 use serde::{Deserialize, Serialize};
@@ -160,8 +160,9 @@ impl Actor {
             BatchConfig {
                 n_threads: opts.n_threads.max(1),
                 n_ctx,
+                // A cancelled request leaves at the engine's next step; until then new ones queue behind it.
                 max_running: 2,
-                max_queued: 4,
+                max_queued: 64,
                 // Small chunks: a cancelled request's last step (which the next one waits for) stays short.
                 prefill_chunk: 128,
                 prefix_cache_bytes: 64 << 20,
@@ -340,6 +341,13 @@ impl Actor {
             }
             World::None => return finish(d, Some(Reason::World), Some("no world state".into())),
         };
+        // The prompt first: its digest is logged for every world state that is usable, however the step ends.
+        let prompt = match self.prompt(&state) {
+            Ok(p) => p,
+            Err(e) => return finish(d, Some(Reason::World), Some(e.to_string())),
+        };
+        d.trace.prompt_tokens = prompt.len();
+        d.trace.prompt_sha256 = ids_sha256(&prompt);
         // This step's grammar, from the world as it is now.
         let t = Instant::now();
         let grammar = match self.space.step_grammar(&state) {
@@ -361,12 +369,6 @@ impl Actor {
             }
             Err(e) => return finish(d, Some(Reason::Error), Some(e.to_string())),
         };
-        let prompt = match self.prompt(&state) {
-            Ok(p) => p,
-            Err(e) => return finish(d, Some(Reason::World), Some(e.to_string())),
-        };
-        d.trace.prompt_tokens = prompt.len();
-        d.trace.prompt_sha256 = ids_sha256(&prompt);
         let (ids, end, cached) = self.generate(prompt, constraint, seed, budget)?;
         d.tokens = ids.len();
         d.trace.cached_tokens = cached;
@@ -512,11 +514,16 @@ impl Actor {
             constraint: Some(Box::new(constraint)),
             ..Default::default()
         };
-        self.engine
-            .submit(req, Box::new(sink))
-            .map_err(|e| ActError::Engine(e.to_string()))?;
+        match self.engine.submit(req, Box::new(sink)) {
+            Ok(()) => {}
+            Err(SubmitError::Stopped) => return Err(self.gone()),
+            // Transient (a queue full of cancelled requests) or the request itself: this step falls back.
+            Err(e) => return Ok((Vec::new(), End::Failed(e.to_string()), 0)),
+        }
         let mut ids = Vec::new();
         let mut last: Option<Instant> = None;
+        // Token bursts (one per engine step) seen so far.
+        let mut bursts = 0u32;
         let cut = |reason: Reason, ids: Vec<u32>| {
             cancel.store(true, Ordering::Release);
             Ok((ids, End::Cut(reason), 0))
@@ -559,8 +566,15 @@ impl Actor {
                     if let Some(prev) = last {
                         let gap = now - prev;
                         if gap > SAME_STEP {
-                            self.observe_step(gap);
+                            // The gap after the first burst holds the prompt's forward passes (the tokens a
+                            // grammar forces at the start are sent on admission, before them): not a decode step.
+                            if bursts >= 2 {
+                                self.observe_step(gap);
+                            }
+                            bursts += 1;
                         }
+                    } else {
+                        bursts = 1;
                     }
                     last = Some(now);
                     ids.push(s.id);
@@ -642,13 +656,13 @@ fn check_space(guide: &Guide, tok: &Tokenizer, space: &ActionSpace) -> Result<()
         .map_err(|e| bad(e.to_string()))?;
     use hearth_engine::batch::Constraint;
     for id in ids {
-        let mask = c.mask().map_err(|e| bad(e))?;
+        let mask = c.mask().map_err(&bad)?;
         if !mask.is_allowed(id) {
             return Err(bad("it does not follow its skill's parameters".into()));
         }
-        c.consume(id).map_err(|e| bad(e))?;
+        c.consume(id).map_err(&bad)?;
     }
-    let mask = c.mask().map_err(|e| bad(e))?;
+    let mask = c.mask().map_err(&bad)?;
     if !(mask.accepting || c.is_finished()) {
         return Err(bad("it is incomplete for its skill's parameters".into()));
     }

@@ -67,7 +67,7 @@ impl ActionSpace {
     /// every world state). Whether the schemas compile and the fallback fits its skill is checked against a model's
     /// vocabulary when an [`Actor`](crate::Actor) starts.
     pub fn from_json(source: Value) -> Result<ActionSpace, ActError> {
-        let bad = |m: String| ActError::Space(m);
+        let bad = ActError::Space;
         let obj = source
             .as_object()
             .ok_or_else(|| bad("an action space must be a JSON object".into()))?;

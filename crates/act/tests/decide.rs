@@ -184,7 +184,10 @@ fn bad_action_spaces_are_refused_naming_the_cause() {
     let mut s = table_space();
     s["fallback"] = json!({"skill": "move_to", "args": {"x": 0.1}});
     let e = start(s).to_string();
-    assert!(e.contains("'fallback'") && e.contains("incomplete"), "{e}");
+    assert!(
+        e.contains("'fallback'") && e.contains("not a valid action"),
+        "{e}"
+    );
     let mut s = table_space();
     s["fallback"] = json!({"skill": "pick", "args": {"object": "x"}});
     assert!(start(s).to_string().contains("takes values from the world"));

@@ -133,9 +133,7 @@ struct Line {
 fn read_line(r: &mut impl BufRead) -> std::io::Result<Option<Line>> {
     loop {
         let mut buf = Vec::new();
-        let n = (&mut *r)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)?;
+        let n = std::io::Read::take(&mut *r, MAX_LINE as u64 + 1).read_until(b'\n', &mut buf)?;
         if n == 0 {
             return Ok(None);
         }
