@@ -49,6 +49,9 @@ enum Command {
     Replay(cmd::replay::Args),
     /// Serve a model over an OpenAI-compatible HTTP API (chat and text completions, streaming).
     Serve(cmd::serve::Args),
+    /// Run as a dora-rs dataflow node that decides actions (execs hearth-dora-node; see scripts/build-dora-node.sh).
+    #[command(name = "dora-node", disable_help_flag = true)]
+    DoraNode(cmd::dora_node::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Act(a) => cmd::act::run(a),
         Command::Replay(a) => cmd::replay::run(a),
+        Command::DoraNode(a) => cmd::dora_node::run(a),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 pub mod act;
 pub mod bench;
 pub mod convert;
+pub mod dora_node;
 pub mod import;
 pub mod inspect;
 pub mod list;
