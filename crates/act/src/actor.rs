@@ -28,6 +28,8 @@ const COMPILE_LIMIT: Duration = Duration::from_secs(10);
 const SAME_STEP: Duration = Duration::from_micros(300);
 /// How long to wait for the rest of a burst (the `Done` right behind an action's last token) before stopping early.
 const BURST_GRACE: Duration = Duration::from_millis(1);
+/// The most a deadline wait ends early to make up for late wake-ups (see `Actor::wake_margin`).
+const MAX_WAKE_MARGIN: Duration = Duration::from_millis(20);
 /// Bytes of a world state's JSON the prompt may hold.
 pub const MAX_WORLD_BYTES: usize = 256 << 10;
 
@@ -126,6 +128,10 @@ pub struct Actor {
     next_step: u64,
     /// Smoothed duration of one decode step, once one was seen.
     step_time: std::cell::Cell<Option<Duration>>,
+    /// How late this thread has recently woken from a timed wait (a slowly decaying maximum, at most
+    /// [`MAX_WAKE_MARGIN`]). The deadline wait ends this much early, so that a thread the OS schedules late still
+    /// writes its decision by the deadline: on a busy machine a timer wake-up can come milliseconds late.
+    wake_margin: std::cell::Cell<Duration>,
 }
 
 impl Actor {
@@ -181,6 +187,7 @@ impl Actor {
             prefix_len: 0,
             next_step: 0,
             step_time: std::cell::Cell::new(None),
+            wake_margin: std::cell::Cell::new(Duration::ZERO),
         };
         actor.warm_up()?;
         Ok(actor)
@@ -543,6 +550,11 @@ impl Actor {
                     Err(mpsc::TryRecvError::Disconnected) => return Err(self.gone()),
                     Err(mpsc::TryRecvError::Empty) => {
                         let now = Instant::now();
+                        // The wait ends early by how late wake-ups have recently been (and by the time it takes
+                        // to cancel and write the decision, which is part of that measure).
+                        let deadline = deadline
+                            .checked_sub(self.wake_margin.get())
+                            .unwrap_or(deadline);
                         if now >= deadline {
                             return cut(Reason::Deadline, ids);
                         }
@@ -552,7 +564,11 @@ impl Actor {
                         let early =
                             last.is_some() && self.step_time.get().is_some_and(|s| s > left);
                         let wait = if early { BURST_GRACE.min(left) } else { left };
-                        match rx.recv_timeout(wait) {
+                        let waited = rx.recv_timeout(wait);
+                        if matches!(waited, Err(mpsc::RecvTimeoutError::Timeout)) {
+                            self.observe_wake(Instant::now().saturating_duration_since(now + wait));
+                        }
+                        match waited {
                             Ok(ev) => ev,
                             Err(mpsc::RecvTimeoutError::Timeout) if early && wait < left => {
                                 return cut(Reason::Estimate, ids)
@@ -608,6 +624,12 @@ impl Actor {
             None => d,
             Some(s) => (s * 3 + d) / 4,
         }));
+    }
+
+    /// Records how late a timed wait woke: the margin jumps to a new maximum and decays by a tenth per wake.
+    fn observe_wake(&self, late: Duration) {
+        let decayed = self.wake_margin.get() * 9 / 10;
+        self.wake_margin.set(late.max(decayed).min(MAX_WAKE_MARGIN));
     }
 
     fn gone(&self) -> ActError {
