@@ -186,7 +186,7 @@ pub fn fields<T: DeserializeOwned>() -> &'static [&'static str] {
 }
 
 /// Deserializes with the path of the first bad field in the error.
-fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+pub(crate) fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
