@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The official `openai`, `ollama` and `anthropic` Python clients against `hearth serve`: installs the clients into a
-# venv under target/, builds hearth, starts a local Hub stand-in (tests/python/hub.py, for pulls) and
-# `hearth serve smollm2-135m` with an API key and a store of its own on free loopback ports, runs
-# crates/server/tests/python, and always stops both. Fails loudly (never skips) when anything is missing.
+# The official `openai` Python client against `hearth serve`: installs the client into a venv under target/,
+# builds hearth, starts `hearth serve smollm2-135m` on a free loopback port, runs crates/server/tests/python, and
+# always stops the server. Fails loudly (never skips) when anything is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,27 +23,14 @@ BIN="$PWD/target/debug/hearth"
 
 PORT=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 LOG=$(mktemp)
-STORE=$(mktemp -d)
-HUB_PORT_FILE="$STORE/hub.port"
-"$VENV/bin/python" crates/server/tests/python/hub.py "$HUB_PORT_FILE" &
-HUB=$!
-KEY="hearth-test-key"
+"$BIN" serve "$MODEL" --host 127.0.0.1 --port "$PORT" --ctx-size 1024 --parallel 4 >"$LOG" 2>&1 &
+SERVER=$!
 cleanup() {
   kill "$SERVER" 2>/dev/null || true
   wait "$SERVER" 2>/dev/null || true
-  kill "$HUB" 2>/dev/null || true
-  wait "$HUB" 2>/dev/null || true
-  rm -rf "$LOG" "$STORE"
+  rm -f "$LOG"
 }
-SERVER=
 trap cleanup EXIT
-for _ in $(seq 100); do [ -s "$HUB_PORT_FILE" ] && break; sleep 0.1; done
-HUB_PORT=$(cat "$HUB_PORT_FILE")
-# The model by path, so that the server's own store ($STORE, where the pull tests write) can start empty.
-HEARTH_HOME="$STORE" HF_ENDPOINT="http://127.0.0.1:$HUB_PORT" \
-  "$BIN" serve "$MODEL_FILE" --host 127.0.0.1 --port "$PORT" --ctx-size 1024 --parallel 4 --api-key "$KEY" \
-  >"$LOG" 2>&1 &
-SERVER=$!
 
 # Wait (at most 120 s) for /health; show the server's log when it does not come up.
 "$VENV/bin/python" - "$PORT" "$SERVER" "$LOG" <<'PY'
@@ -67,6 +53,5 @@ while True:
     time.sleep(0.2)
 PY
 
-HEARTH_URL="http://127.0.0.1:$PORT/v1" HEARTH_BIN="$BIN" HEARTH_MODEL="$MODEL" HEARTH_API_KEY="$KEY" \
-  HEARTH_STORE="$STORE" PYTHONPATH=crates/server/tests/python \
+HEARTH_URL="http://127.0.0.1:$PORT/v1" HEARTH_BIN="$BIN" HEARTH_MODEL="$MODEL" \
   "$VENV/bin/python" -m unittest discover -s crates/server/tests/python -p 'test_*.py' -v

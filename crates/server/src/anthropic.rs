@@ -53,13 +53,32 @@ struct MessagesRequest {
     tool_choice: Option<Value>,
     #[serde(default)]
     thinking: Option<Value>,
-    /// `{"user_id"}`: nothing hearth uses.
+    /// `{"effort", "format": {"type": "json_schema", "schema"}}`: the schema constrains the answer; the effort
+    /// changes nothing.
+    #[serde(default)]
+    output_config: Option<Value>,
+    #[serde(default)]
+    container: Option<Value>,
+    /// About Anthropic's service (the user, the capacity, the region, speed, prompt caching, cache diagnostics):
+    /// nothing hearth uses.
     #[serde(default)]
     #[allow(dead_code)]
     metadata: Option<Value>,
     #[serde(default)]
     #[allow(dead_code)]
     service_tier: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    inference_geo: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    speed: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    cache_control: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    diagnostics: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +90,7 @@ struct AnthropicMessage {
 
 pub async fn messages(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let t0 = Instant::now();
+    let mut max_tokens = None;
     let prepared = async {
         let req: MessagesRequest = parse(&body)?;
         if req.max_tokens.is_none() {
@@ -82,6 +102,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
         let model = served::model(&state, &req.model, None)?;
         let name = req.model.clone();
         let stream = req.stream.unwrap_or(false);
+        max_tokens = req.max_tokens;
         let job = job(&model, req)?;
         Ok((model, job, name, stream))
     }
@@ -90,11 +111,14 @@ pub async fn messages(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let id = format!("msg_{:016x}{:08x}", fresh_seed(), fresh_seed() as u32);
+    if max_tokens == Some(0) {
+        return nothing_generated(&id, &name, job.prompt.len(), stream);
+    }
     let mut rx = match answer::start(&model, &mut job).await {
         Ok(rx) => rx,
         Err(e) => return e.into_response(),
     };
-    let id = format!("msg_{:016x}{:08x}", fresh_seed(), fresh_seed() as u32);
     if !stream {
         return match answer::collect(&model, &job, &mut rx, t0).await {
             Ok((parts, end)) => {
@@ -151,6 +175,35 @@ pub async fn messages(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
         .into_response()
 }
 
+/// The answer to `max_tokens: 0`: no content, `max_tokens` reached at once.
+fn nothing_generated(id: &str, name: &str, prompt_tokens: usize, stream: bool) -> Response {
+    let usage = json!({"input_tokens": prompt_tokens, "cache_read_input_tokens": 0,
+                       "cache_creation_input_tokens": 0, "output_tokens": 0});
+    if !stream {
+        let mut m = message(id, name, json!([]));
+        m["stop_reason"] = json!("max_tokens");
+        m["usage"] = usage;
+        return Json(m).into_response();
+    }
+    let mut start = message(id, name, json!([]));
+    start["usage"] = json!({"input_tokens": prompt_tokens, "output_tokens": 0});
+    let events = [
+        (
+            "message_start",
+            json!({"type": "message_start", "message": start}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": null},
+                   "usage": usage}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    let events =
+        events.map(|(n, v)| Ok::<_, Infallible>(SseEvent::default().event(n).data(v.to_string())));
+    Sse::new(futures_util::stream::iter(events)).into_response()
+}
+
 pub async fn count_tokens(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let result = (|| {
         let req: MessagesRequest = parse(&body)?;
@@ -178,19 +231,34 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 /// The request as the chat job every API shares.
 fn job(model: &AppState, req: MessagesRequest) -> Result<Job, ApiError> {
-    let common = Common {
-        max_tokens: req.max_tokens,
+    if req.container.as_ref().is_some_and(|c| !c.is_null()) {
+        return Err(ApiError::invalid(
+            "container: code execution containers are not supported",
+            Some("container"),
+        ));
+    }
+    let mut common = Common {
+        // 0 warms Anthropic's prompt cache without an answer: no tokens are generated then (see `messages`).
+        max_tokens: req.max_tokens.filter(|&n| n > 0),
         temperature: req.temperature,
         top_p: req.top_p,
         top_k: req.top_k,
         stop: req.stop_sequences.map(Stop::Many),
         ..Common::default()
     };
-    if req.max_tokens == Some(0) {
-        return Err(ApiError::invalid(
-            "max_tokens: must be at least 1",
-            Some("max_tokens"),
-        ));
+    if let Some(oc) = req.output_config.as_ref().filter(|v| !v.is_null()) {
+        match oc.get("format").filter(|f| !f.is_null()) {
+            Some(f) if f["type"] == "json_schema" && f["schema"].is_object() => {
+                common.json_schema = Some(f["schema"].clone());
+            }
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "output_config.format: expected {\"type\": \"json_schema\", \"schema\": {…}}",
+                    Some("output_config"),
+                ))
+            }
+            None => {}
+        }
     }
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if let Some(system) = req.system.filter(|s| !s.is_null()) {
@@ -199,6 +267,11 @@ fn job(model: &AppState, req: MessagesRequest) -> Result<Job, ApiError> {
     for (i, m) in req.messages.iter().enumerate() {
         translate(i, m, &mut messages)?;
     }
+    // A final assistant message is the start of the answer (Anthropic's prefill).
+    let prefill = messages.len() > 1
+        && messages
+            .last()
+            .is_some_and(|m| m.role == "assistant" && m.tool_calls.is_none());
     let (tools, tool_choice, parallel) = tools(req.tools, req.tool_choice)?;
     let mut kwargs = Map::new();
     kwargs.insert(
@@ -214,6 +287,7 @@ fn job(model: &AppState, req: MessagesRequest) -> Result<Job, ApiError> {
         tools,
         tool_choice,
         parallel_tool_calls: parallel,
+        continue_final_message: Some(prefill),
     };
     completions::chat_job(model, common, body)
 }
@@ -391,8 +465,9 @@ fn tools(tools: Option<Vec<Value>>, choice: Option<Value>) -> Result<ToolFields,
     Ok(((!out.is_empty()).then_some(out), choice, parallel))
 }
 
-/// `thinking`: `{"type": "enabled", "budget_tokens"}` turns a reasoning model's thinking on (the budget is not
-/// enforced apart from `max_tokens`); absent or `{"type": "disabled"}`, off, as Anthropic's default is.
+/// `thinking`: `{"type": "enabled", "budget_tokens"}`, `adaptive` or `between_tools` turn a reasoning model's
+/// thinking on (a budget is not enforced apart from `max_tokens`; `display` changes nothing); absent or
+/// `{"type": "disabled"}`, off.
 fn thinking(v: Option<&Value>) -> Result<bool, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(false),
@@ -404,9 +479,10 @@ fn thinking(v: Option<&Value>) -> Result<bool, ApiError> {
                     Some("thinking"),
                 )),
             },
+            Some("adaptive" | "between_tools") => Ok(true),
             Some("disabled") => Ok(false),
             _ => Err(ApiError::invalid(
-                "thinking.type: Input should be 'enabled' or 'disabled'",
+                "thinking.type: Input should be 'enabled', 'adaptive', 'between_tools' or 'disabled'",
                 Some("thinking"),
             )),
         },

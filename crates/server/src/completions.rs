@@ -50,7 +50,11 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
 
 /// A chat request as a job: the one translation of a conversation (messages, tools, constraints, template
 /// variables) into prompt ids, used by every API that chats.
-pub(crate) fn chat_job(state: &AppState, common: Common, body: ChatBody) -> Result<Job, ApiError> {
+pub(crate) fn chat_job(
+    state: &AppState,
+    common: Common,
+    mut body: ChatBody,
+) -> Result<Job, ApiError> {
     let template = state.template.as_ref().map_err(|e| {
         ApiError::internal(format!("The model's chat template cannot be used: {e}"))
     })?;
@@ -60,6 +64,24 @@ pub(crate) fn chat_job(state: &AppState, common: Common, body: ChatBody) -> Resu
             Some("messages"),
         ));
     }
+    // A final assistant message to continue: the prompt is the conversation before it, the assistant's turn
+    // opened, and its text.
+    let prefill = match body.continue_final_message {
+        Some(true) => {
+            let i = body.messages.len() - 1;
+            let last = &body.messages[i];
+            if last.role != "assistant" || last.tool_calls.is_some() || i == 0 {
+                return Err(ApiError::invalid(
+                    "'continue_final_message' needs a conversation that ends with an assistant's text",
+                    Some("continue_final_message"),
+                ));
+            }
+            let text = last.text(i)?;
+            body.messages.pop();
+            Some(text)
+        }
+        _ => None,
+    };
     let structured = structured::parse(&common, Some(&body))?;
     let texts = (0..body.messages.len())
         .map(|i| body.messages[i].text(i))
@@ -96,6 +118,7 @@ pub(crate) fn chat_job(state: &AppState, common: Common, body: ChatBody) -> Resu
             .collect();
         render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?
     };
+    let text = text + prefill.as_deref().unwrap_or("");
     // The template writes BOS itself when the model wants one, as `hearth run` relies on.
     let prompt = encode(state, &text, false)?;
     let top = match (body.logprobs, body.top_logprobs) {

@@ -137,6 +137,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             tools: req.tools,
             tool_choice: None,
             parallel_tool_calls: None,
+            continue_final_message: None,
         };
         let mut job = completions::chat_job(&model, common, body)?;
         extra.apply(&mut job, &model)?;
@@ -198,6 +199,7 @@ pub async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
                 tools: None,
                 tool_choice: None,
                 parallel_tool_calls: None,
+                continue_final_message: None,
             };
             completions::chat_job(&model, common, body)?
         };

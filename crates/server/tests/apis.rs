@@ -486,7 +486,7 @@ async fn anthropic_forced_tool_use_and_a_round_trip() {
                         "input_schema": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
                                          "required": ["city"]}}]);
     let body = json!({"model": MODEL_ID, "max_tokens": 60, "temperature": 0, "tools": tools,
-                      "tool_choice": {"type": "tool", "name": "get_weather"},
+                      "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true},
                       "messages": [{"role": "user", "content": "What is the weather in Paris?"}]});
     let (s, v) = post_json("/v1/messages", body.clone()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -696,4 +696,65 @@ async fn api_key_guards_every_api_and_anthropic_sends_x_api_key() {
         .expect("request");
     let (s, _, _) = send(app(state), req).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn anthropic_prefill_output_config_and_max_tokens_zero() {
+    // Prefill: the answer continues the final assistant message; greedy, that is the reference one token on.
+    let (want, _) = greedy_chat(USER, 12);
+    let head = want.split(' ').next().expect("a first word").to_string();
+    assert!(!head.is_empty() && head.len() < want.len(), "{want:?}");
+    let (s, v) = post_json(
+        "/v1/messages",
+        json!({"model": MODEL_ID, "max_tokens": 12, "temperature": 0,
+               "messages": [{"role": "user", "content": USER}, {"role": "assistant", "content": head}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let rest = v["content"][0]["text"].as_str().expect("text");
+    assert!(
+        format!("{head}{rest}").starts_with(&want),
+        "{want:?} vs {head:?} + {rest:?}"
+    );
+    // The same through OpenAI's endpoint with vLLM's `continue_final_message`.
+    let (s, o) = post_json(
+        "/v1/chat/completions",
+        json!({"max_tokens": 12, "temperature": 0, "continue_final_message": true,
+               "messages": [{"role": "user", "content": USER}, {"role": "assistant", "content": head}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!(o["choices"][0]["message"]["content"], rest);
+    // max_tokens 0: nothing generated, the prompt counted.
+    let (s, v) = post_json(
+        "/v1/messages",
+        json!({"model": MODEL_ID, "max_tokens": 0, "messages": [{"role": "user", "content": USER}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["content"], &v["stop_reason"]),
+        (&json!([]), &json!("max_tokens"))
+    );
+    assert_eq!(v["usage"]["output_tokens"], 0);
+    let (_, n) = post_json(
+        "/v1/messages/count_tokens",
+        json!({"model": MODEL_ID, "messages": [{"role": "user", "content": USER}]}),
+    )
+    .await;
+    assert_eq!(v["usage"]["input_tokens"], n["input_tokens"]);
+    // output_config's schema constrains the answer.
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                        "required": ["city"], "additionalProperties": false});
+    let (s, v) = post_json(
+        "/v1/messages",
+        json!({"model": MODEL_ID, "max_tokens": 40, "temperature": 0,
+               "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": schema}},
+               "messages": [{"role": "user", "content": USER}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let answer: Value =
+        serde_json::from_str(v["content"][0]["text"].as_str().expect("text")).expect("JSON");
+    assert!(answer["city"].is_string(), "{answer}");
 }

@@ -1,7 +1,7 @@
 """The official `ollama` Python client against `hearth serve`: chat and generate, streamed and not, with greedy
 output equal to `hearth run --temp 0` and to the OpenAI endpoint; list, show, ps; pull with progress from a local
 Hub stand-in (hub.py) and delete; `format=` with a JSON schema; a tool round trip; errors as `ollama.ResponseError`.
-Run by scripts/test-python.sh (HEARTH_URL, HEARTH_BIN, HEARTH_MODEL, HEARTH_API_KEY, HEARTH_STORE)."""
+Run by scripts/test-python.sh, against a server of its own (own_server.py: an API key, its own store)."""
 
 import json
 import os
@@ -11,23 +11,31 @@ import unittest
 import ollama
 import openai
 
-from test_openai_client import BIN, MODEL, N, URL, hearth_run
+from own_server import KEY, OwnServer
+from test_openai_client import BIN, MODEL, N, hearth_run
 
-BASE = URL.removesuffix("/v1")
-KEY = os.environ.get("HEARTH_API_KEY", "unused")
-STORE = os.environ["HEARTH_STORE"]
+SERVER = None
+
+
+def setUpModule():
+    global SERVER
+    SERVER = OwnServer()
+
+
+def tearDownModule():
+    SERVER.stop()
 
 
 def store_list():
     """`hearth list` of the server's store."""
-    env = dict(os.environ, HEARTH_HOME=STORE)
+    env = dict(os.environ, HEARTH_HOME=SERVER.store)
     return subprocess.run([BIN, "list"], check=True, capture_output=True, text=True, env=env, timeout=60).stdout
 
 
 class OllamaClient(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.client = ollama.Client(host=BASE, headers={"Authorization": f"Bearer {KEY}"}, timeout=300)
+        cls.client = ollama.Client(host=SERVER.base, headers={"Authorization": f"Bearer {KEY}"}, timeout=300)
 
     def greedy(self):
         return {"temperature": 0, "num_predict": N}
@@ -51,7 +59,7 @@ class OllamaClient(unittest.TestCase):
         self.assertTrue(all(not c.done for c in chunks[:-1]))
         self.assertTrue(chunks[-1].done)
         self.assertEqual(chunks[-1].eval_count, r.eval_count)
-        oa = openai.OpenAI(base_url=URL, api_key=KEY, max_retries=0, timeout=300)
+        oa = openai.OpenAI(base_url=f"{SERVER.base}/v1", api_key=KEY, max_retries=0, timeout=300)
         o = oa.chat.completions.create(model=MODEL, messages=messages, max_tokens=N, temperature=0)
         self.assertEqual(o.choices[0].message.content, r.message.content)
         self.assertEqual(o.usage.prompt_tokens, r.prompt_eval_count)
@@ -149,7 +157,7 @@ class OllamaClient(unittest.TestCase):
         with self.assertRaises(ollama.ResponseError) as e:
             self.client.chat(model=MODEL, messages=[{"role": "user", "content": "Hi"}], options={"mirostat": 2})
         self.assertEqual(e.exception.status_code, 400)
-        unauthorized = ollama.Client(host=BASE, timeout=60)
+        unauthorized = ollama.Client(host=SERVER.base, timeout=60)
         with self.assertRaises(ollama.ResponseError) as e:
             unauthorized.list()
         self.assertEqual(e.exception.status_code, 401)

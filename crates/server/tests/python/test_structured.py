@@ -108,7 +108,7 @@ SCHEMAS = {
 
 
 def client():
-    return openai.OpenAI(base_url=URL, api_key=os.environ.get("HEARTH_API_KEY", "unused"), max_retries=0, timeout=300)
+    return openai.OpenAI(base_url=URL, api_key="unused", max_retries=0, timeout=300)
 
 
 def ask(name):
