@@ -202,6 +202,48 @@ fn store_error(e: StoreError) -> ApiError {
     ApiError::status(status, e.to_string())
 }
 
+/// The whole answer to a pull that is over.
+fn done(r: Result<Result<hearth_store::Manifest, ApiError>, tokio::task::JoinError>) -> Response {
+    match r
+        .map_err(|e| ApiError::internal(format!("pulling: {e}")))
+        .and_then(|r| r)
+    {
+        Ok(_) => Json(json!({"status": "success"})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// One event as Ollama's progress line; None for a transfer update that comes too soon after the last line.
+fn progress_line(e: PullEvent, last: &mut Option<(String, Instant)>) -> Option<Value> {
+    match e {
+        PullEvent::Status(s) => Some(json!({ "status": s })),
+        PullEvent::Transfer {
+            file,
+            sha256,
+            completed,
+            total,
+        } => {
+            let done = total == Some(completed);
+            let due = match last {
+                Some((f, at)) => f != &file || at.elapsed() >= PROGRESS_EVERY,
+                None => true,
+            };
+            if !(done || due) {
+                return None;
+            }
+            *last = Some((file.clone(), Instant::now()));
+            let mut v = json!({"status": format!("pulling {file}"), "completed": completed});
+            if let Some(t) = total {
+                v["total"] = json!(t);
+            }
+            if let Some(s) = sha256 {
+                v["digest"] = json!(format!("sha256:{s}"));
+            }
+            Some(v)
+        }
+    }
+}
+
 /// How often a transfer's progress becomes a line (besides its first and last).
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -234,50 +276,30 @@ pub async fn pull(body: Bytes) -> Response {
         store.pull(&source, &opts).map_err(store_error)
     });
     if req.stream == Some(false) {
-        let r = work
-            .await
-            .map_err(|e| ApiError::internal(format!("pulling: {e}")))
-            .and_then(|r| r);
-        return match r {
-            Ok(_) => Json(json!({"status": "success"})).into_response(),
-            Err(e) => e.into_response(),
-        };
+        return done(work.await);
+    }
+    // A source that cannot be pulled at all (a bad name, an unknown scheme) fails before its first step: answer
+    // that with its status rather than a stream.
+    let mut work = work;
+    let first = tokio::select! {
+        e = events.recv() => e,
+        r = &mut work => return done(r),
+    };
+    if first.is_none() {
+        // The reporter is gone: the pull ended without a step.
+        return done(work.await);
     }
     let (out, rx) = mpsc::unbounded_channel::<Result<Bytes, Infallible>>();
     tokio::spawn(async move {
         let line = |v: Value| out.send(Ok(Bytes::from(format!("{v}\n")))).is_ok();
         let mut last: Option<(String, Instant)> = None;
-        while let Some(e) = events.recv().await {
-            let v = match e {
-                PullEvent::Status(s) => json!({ "status": s }),
-                PullEvent::Transfer {
-                    file,
-                    sha256,
-                    completed,
-                    total,
-                } => {
-                    let done = total == Some(completed);
-                    let due = match &last {
-                        Some((f, at)) => f != &file || at.elapsed() >= PROGRESS_EVERY,
-                        None => true,
-                    };
-                    if !(done || due) {
-                        continue;
-                    }
-                    last = Some((file.clone(), Instant::now()));
-                    let mut v =
-                        json!({"status": format!("pulling {file}"), "completed": completed});
-                    if let Some(t) = total {
-                        v["total"] = json!(t);
-                    }
-                    if let Some(s) = sha256 {
-                        v["digest"] = json!(format!("sha256:{s}"));
-                    }
-                    v
-                }
-            };
+        let mut next = first;
+        while let Some(e) = next {
             // A client that went away does not stop the pull: it finishes into the store, as Ollama's does.
-            let _ = line(v);
+            if let Some(v) = progress_line(e, &mut last) {
+                let _ = line(v);
+            }
+            next = events.recv().await;
         }
         let end = match work.await {
             Ok(Ok(_)) => json!({"status": "success"}),

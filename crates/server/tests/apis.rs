@@ -95,7 +95,7 @@ fn assert_final(v: &Value, reason: &str, eval_count: usize) {
     assert_eq!(v["done_reason"], reason, "{v}");
     assert_eq!(v["eval_count"], eval_count, "{v}");
     assert!(
-        v["prompt_eval_count"].as_u64().is_some_and(|n| n > 5),
+        v["prompt_eval_count"].as_u64().is_some_and(|n| n > 2),
         "{v}"
     );
     for k in [
@@ -176,7 +176,8 @@ async fn ollama_generate_raw_and_templated_equal_the_references() {
         .map(|c| c["response"].as_str().expect("response"))
         .collect();
     assert_eq!(joined, want);
-    assert_final(ls.last().expect("last"), "length", n);
+    let reason = if n == 10 { "length" } else { "stop" };
+    assert_final(ls.last().expect("last"), reason, n);
     // Nothing to generate: Ollama's way of loading a model.
     let (s, v) = post_json("/api/generate", json!({"model": MODEL_ID})).await;
     assert_eq!((s, &v["done_reason"]), (StatusCode::OK, &json!("load")));
