@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/fetch-models.sh smollm2-135m gemma3-270m
 # The independent implementations some tests compare against (the gguf package reads what our writer writes).
 python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0 numpy safetensors
+# Headless Chromium for the chat page's browser test.
+bash scripts/install-browser.sh
 cargo fmt --all -- --check
 cargo clippy --workspace -- -D warnings
 # The NEON kernels must at least type-check and lint clean for aarch64 (no cross linker needed for that).

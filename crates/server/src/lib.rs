@@ -1,7 +1,7 @@
 //! hearth-server: an OpenAI-compatible HTTP API over hearth's continuously batched engine.
 //!
 //! - [`app`] builds the axum [`Router`] (tests drive it without a socket): `POST /v1/chat/completions`,
-//!   `POST /v1/completions`, `GET /v1/models`, `GET /health`, `GET /metrics`.
+//!   `POST /v1/completions`, `GET /v1/models`, `GET /health`, `GET /metrics`, and the chat page at `/` ([`page`]).
 //! - [`AppState`] holds the [`Engine`](hearth_engine::batch::Engine) (its own OS thread), the tokenizer and the
 //!   chat template. Handlers turn requests into token ids, submit them, and map the engine's events to JSON or SSE
 //!   chunks. The text (detokenizing, a reasoning model's `<think>` split as `reasoning_content`, stop strings) is
@@ -37,6 +37,7 @@ pub mod listen;
 pub mod metrics;
 mod ollama;
 mod ollama_models;
+pub mod page;
 mod render;
 mod served;
 mod structured;
@@ -177,8 +178,8 @@ impl AppState {
     }
 }
 
-/// The HTTP API. Authentication (when an API key is set) covers `/v1/*` and `/api/*`; `/health` and `/metrics`
-/// are open.
+/// The HTTP API. Authentication (when an API key is set) covers `/v1/*` and `/api/*`; `/health`, `/metrics` and
+/// the page are open.
 pub fn app(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(completions::chat))
@@ -201,6 +202,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(v1)
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(page::routes())
         .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .layer(middleware::from_fn(dialect::reshape))

@@ -335,4 +335,34 @@ mod tests {
             assert_eq!(rewrite_hyper_error(ours), None);
         }
     }
+
+    /// A client that connects and never reads: the server's writes fill the socket buffers and then stall. The
+    /// write must fail with TimedOut shortly after `write_timeout`, not block for ever (the slot and the
+    /// sequence behind it would never be freed). Mutation: dropping the stall timer in `guard` makes this hang
+    /// until the outer timeout and fail.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::net::TcpSocket::new_v4().expect("socket");
+        client.set_recv_buffer_size(4096).expect("rcvbuf");
+        let _client = client.connect(addr).await.expect("connect");
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut conn = Conn::new(stream, Duration::from_millis(200));
+        let chunk = vec![b'x'; 64 * 1024];
+        let outcome = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut written = 0usize;
+            loop {
+                if let Err(e) = conn.write_all(&chunk).await {
+                    return (e, written);
+                }
+                written += chunk.len();
+            }
+        })
+        .await;
+        let (err, written) = outcome.expect("the stalled write never timed out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(written > 0, "nothing could be written before the stall");
+    }
 }
