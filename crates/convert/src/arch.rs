@@ -26,6 +26,17 @@ pub struct ArchSpec {
     pub moe: Option<MoeReader>,
     /// YaRN's `mscale_all_dim` scales q·k (DeepSeek's attention), written as `rope.scaling.yarn_log_multiplier`.
     pub yarn_mscale_in_attn: bool,
+    /// How the checkpoint's tensors are laid out and named.
+    pub body: Body,
+}
+
+/// The two checkpoint layouts: a decoder (`model.layers.N.self_attn.*`, pre-norm, RoPE, byte-level BPE), or a
+/// BERT encoder (`encoder.layer.N.attention.*`, learned positions and token types, post-LayerNorm with biases,
+/// WordPiece, a sentence-transformers pooling config) whose plan, keys and vocabulary are in `bert.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    Decoder,
+    Bert,
 }
 
 /// Reads an architecture's routed experts from config.json, given the layer count.
@@ -49,6 +60,7 @@ const DENSE: ArchSpec = ArchSpec {
     qkv_bias: true,
     moe: None,
     yarn_mscale_in_attn: false,
+    body: Body::Decoder,
 };
 
 /// The architectures this converter writes.
@@ -74,6 +86,12 @@ pub const ARCHS: &[ArchSpec] = &[
         hf: "Qwen3MoeForCausalLM",
         arch: "qwen3moe",
         moe: Some(qwen3_moe),
+        ..DENSE
+    },
+    ArchSpec {
+        hf: "BertModel",
+        arch: "bert",
+        body: Body::Bert,
         ..DENSE
     },
     ArchSpec {

@@ -80,6 +80,8 @@ pub struct HfConfig {
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<u32>,
     pub moe: Option<Moe>,
+    /// BERT: rows of the token-type embedding (`type_vocab_size`).
+    pub n_token_types: usize,
 }
 
 impl HfConfig {
@@ -121,13 +123,18 @@ impl HfConfig {
             attention,
             n_ff: f.usize("intermediate_size")?,
             n_ctx,
-            rms_eps: f.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+            // BERT names its (layer) norm's epsilon differently.
+            rms_eps: match f.opt_f64("rms_norm_eps")? {
+                Some(e) => e,
+                None => f.opt_f64("layer_norm_eps")?.unwrap_or(1e-6),
+            },
             rope_theta,
             rope_scaling,
             tie_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             bos_token_id: token_id("bos_token_id")?,
             eos_token_id: token_id("eos_token_id")?,
             moe: spec.moe.map(|read| read(f, n_layer)).transpose()?,
+            n_token_types: f.opt_usize("type_vocab_size")?.unwrap_or(0),
         })
     }
 }

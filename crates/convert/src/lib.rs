@@ -2,7 +2,8 @@
 //!
 //! [`convert`] reads config.json, tokenizer.json, tokenizer_config.json, the chat template and the (possibly sharded)
 //! *.safetensors, and writes llama.cpp's metadata keys and tensor names for `llama` (Llama-3 RoPE scaling included),
-//! `qwen2`, `qwen3`, `qwen3moe` and `deepseek2` (DeepSeek-V2/V3, Kimi K2). Weight rewrites llama.cpp does at
+//! `qwen2`, `qwen3`, `qwen3moe`, `deepseek2` (DeepSeek-V2/V3, Kimi K2) and `bert` (sentence-embedding encoders
+//! such as all-MiniLM-L6-v2, `bert.rs`). Weight rewrites llama.cpp does at
 //! conversion time happen here too: q/k rows permuted for adjacent-pair RoPE (llama), experts stacked into 3-D
 //! tensors, MLA's `kv_b_proj` split into `attn_k_b`/`attn_v_b`, Llama-3 frequency factors as `rope_freqs.weight`.
 //!
@@ -15,6 +16,7 @@
 //! ```
 
 mod arch;
+mod bert;
 mod config;
 mod error;
 mod hf;
@@ -23,7 +25,7 @@ mod plan;
 mod source;
 mod tokenizer;
 
-pub use arch::{ArchSpec, AttentionKind, Gating, Moe, ARCHS};
+pub use arch::{ArchSpec, AttentionKind, Body, Gating, Moe, ARCHS};
 pub use config::{yarn_mscale, Attention, HfConfig, Mla, RopeScaling};
 pub use error::ConvertError;
 pub use source::llama3_rope_factors;
@@ -164,13 +166,16 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<Report, 
     let cfg = HfConfig::parse(&cfg_file)?;
     let ck = hf::Checkpoint::open(dir)?;
     let plan = plan::plan(&cfg, &ck)?;
-    let tok = tokenizer::metadata(
-        dir,
-        cfg.n_vocab,
-        cfg.bos_token_id,
-        cfg.eos_token_id,
-        opts.pre.as_deref(),
-    )?;
+    let tok = match cfg.spec.body {
+        Body::Decoder => tokenizer::metadata(
+            dir,
+            cfg.n_vocab,
+            cfg.bos_token_id,
+            cfg.eos_token_id,
+            opts.pre.as_deref(),
+        )?,
+        Body::Bert => bert::vocab_metadata(dir, cfg.n_vocab)?,
+    };
 
     let mut w = GgufWriter::new();
     let name = opts.name.clone().unwrap_or_else(|| {

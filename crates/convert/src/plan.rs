@@ -2,7 +2,7 @@
 //! write, layer by layer, each with its [`Source`] in the checkpoint. What differs between architectures is data in
 //! `arch.rs`.
 
-use crate::arch::Moe;
+use crate::arch::{Body, Moe};
 use crate::config::{Attention, HfConfig, Mla, RopeScaling};
 use crate::hf::Checkpoint;
 use crate::meta::metadata;
@@ -23,13 +23,21 @@ pub struct Plan {
     pub tensors: Vec<Planned>,
 }
 
-struct Builder<'a> {
-    ck: &'a Checkpoint,
-    tensors: Vec<Planned>,
+pub(crate) struct Builder<'a> {
+    pub ck: &'a Checkpoint,
+    pub tensors: Vec<Planned>,
     used: Vec<String>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    pub fn new(ck: &'a Checkpoint) -> Builder<'a> {
+        Builder {
+            ck,
+            tensors: Vec::new(),
+            used: Vec::new(),
+        }
+    }
+
     /// Plans `gguf` from the checkpoint tensor `hf` (checked to be `shape`) through `source`.
     fn add(
         &mut self,
@@ -49,12 +57,12 @@ impl Builder<'_> {
     }
 
     /// Copies `hf` as `gguf`, checking its shape.
-    fn copy(&mut self, hf: &str, gguf: &str, shape: &[usize]) -> Result<(), ConvertError> {
+    pub fn copy(&mut self, hf: &str, gguf: &str, shape: &[usize]) -> Result<(), ConvertError> {
         self.add(hf, gguf, shape, Source::Copy(hf.into()))
     }
 
     /// Copies `hf` when the checkpoint has it.
-    fn opt(&mut self, hf: &str, gguf: &str, shape: &[usize]) -> Result<(), ConvertError> {
+    pub fn opt(&mut self, hf: &str, gguf: &str, shape: &[usize]) -> Result<(), ConvertError> {
         if self.ck.has(hf) {
             self.copy(hf, gguf, shape)?;
         }
@@ -114,11 +122,10 @@ impl Builder<'_> {
 
 /// Builds the metadata (architecture part) and the tensor plan for `c` over checkpoint `ck`.
 pub fn plan(c: &HfConfig, ck: &Checkpoint) -> Result<Plan, ConvertError> {
-    let mut b = Builder {
-        ck,
-        tensors: Vec::new(),
-        used: Vec::new(),
-    };
+    if c.spec.body == Body::Bert {
+        return crate::bert::plan(c, ck);
+    }
+    let mut b = Builder::new(ck);
     let e = c.n_embd;
     b.copy(
         "model.embed_tokens.weight",
@@ -179,27 +186,38 @@ pub fn plan(c: &HfConfig, ck: &Checkpoint) -> Result<Plan, ConvertError> {
     if !c.tie_embeddings || b.ck.has("lm_head.weight") {
         b.copy("lm_head.weight", "output.weight", &[c.n_vocab, e])?;
     }
+    b.finish(c, metadata(c))
+}
 
-    // Anything left over means a checkpoint we would silently misconvert.
-    let used: std::collections::HashSet<&str> = b.used.iter().map(String::as_str).collect();
-    let mut unused: Vec<&str> = ck
-        .tensors
-        .keys()
-        .map(String::as_str)
-        .filter(|n| !used.contains(n) && !ignorable(n, c.n_layer))
-        .collect();
-    if !unused.is_empty() {
-        unused.sort();
-        unused.truncate(8);
-        return Err(ConvertError::UnusedTensors {
-            dir: ck.dir.clone(),
-            names: unused.join(", "),
-        });
+impl Builder<'_> {
+    /// The plan, refused when the checkpoint holds tensors it does not use.
+    pub fn finish(
+        self,
+        c: &HfConfig,
+        meta: Vec<(String, MetaValue)>,
+    ) -> Result<Plan, ConvertError> {
+        // Anything left over means a checkpoint we would silently misconvert.
+        let ck = self.ck;
+        let used: std::collections::HashSet<&str> = self.used.iter().map(String::as_str).collect();
+        let mut unused: Vec<&str> = ck
+            .tensors
+            .keys()
+            .map(String::as_str)
+            .filter(|n| !used.contains(n) && !ignorable(n, c.n_layer))
+            .collect();
+        if !unused.is_empty() {
+            unused.sort();
+            unused.truncate(8);
+            return Err(ConvertError::UnusedTensors {
+                dir: ck.dir.clone(),
+                names: unused.join(", "),
+            });
+        }
+        Ok(Plan {
+            meta,
+            tensors: self.tensors,
+        })
     }
-    Ok(Plan {
-        meta: metadata(c),
-        tensors: b.tensors,
-    })
 }
 
 /// Grouped-query attention's projections, biases and q/k norms of layer `h`/`g`.
@@ -396,9 +414,13 @@ fn moe_tensors(
     Ok(())
 }
 
-/// Tensors llama.cpp's converter also drops: cached RoPE tables and DeepSeek's multi-token-prediction layers.
+/// Tensors llama.cpp's converter also drops: cached RoPE tables, DeepSeek's multi-token-prediction layers, BERT's
+/// position-id buffer and its pooler (sentence embeddings pool the hidden states instead).
 fn ignorable(name: &str, n_layer: usize) -> bool {
-    if name.ends_with("rotary_emb.inv_freq") {
+    if name.ends_with("rotary_emb.inv_freq")
+        || name == "embeddings.position_ids"
+        || name.starts_with("pooler.")
+    {
         return true;
     }
     name.strip_prefix("model.layers.")

@@ -31,6 +31,9 @@ pub struct AttnShape {
     pub scale: f32,
     /// `Some(w)`: a query at position p sees keys at positions > p - w only.
     pub window: Option<usize>,
+    /// A query sees keys up to its own position (decoders); otherwise every key of its sequence (BERT, which
+    /// reads a sequence whole in one call).
+    pub causal: bool,
 }
 
 /// One sequence's part of an attention call. Its new tokens' keys and values are already in `kv`.
@@ -95,7 +98,10 @@ pub fn attention(
     for (si, sq) in seqs.iter().enumerate() {
         for t0 in (0..sq.n).step_by(BLOCK_Q) {
             let t1 = (t0 + BLOCK_Q).min(sq.n);
-            let (k0, k1) = (first_key(s, sq.pos0 + t0), sq.pos0 + t1);
+            let (k0, k1) = (
+                first_key(s, sq.pos0 + t0),
+                last_key(s, sq, sq.pos0 + t1 - 1),
+            );
             let n_spans = if n_blocks >= want_tasks {
                 1
             } else {
@@ -191,6 +197,15 @@ fn first_key(s: &AttnShape, pos: usize) -> usize {
     }
 }
 
+/// One past the last key a query at `pos` sees.
+fn last_key(s: &AttnShape, sq: &SeqAttn<'_>, pos: usize) -> usize {
+    if s.causal {
+        pos + 1
+    } else {
+        sq.pos0 + sq.n
+    }
+}
+
 /// Computes one task's partial softmax into `row`: m (BLOCK_Q · group), l (same), acc (same, head_dim_v).
 #[allow(clippy::too_many_arguments)]
 fn run_task(
@@ -234,7 +249,7 @@ fn run_task(
         for r in 0..n_q {
             let pos = sq.pos0 + task.t0 + r / group;
             let lo = first_key(s, pos).clamp(kp, kp + nk);
-            let hi = (pos + 1).clamp(lo, kp + nk);
+            let hi = last_key(s, sq, pos).clamp(lo, kp + nk);
             any |= hi > lo;
             sc.ranges.push((lo - kp, hi - kp));
         }
@@ -359,6 +374,7 @@ mod tests {
                         head_dim_v: if values_in_keys { 32 } else { 64 },
                         scale: 0.125,
                         window,
+                        causal: true,
                     };
                     let layout = KvLayout {
                         kv_type,

@@ -10,6 +10,10 @@
 //! sink has closed is dropped, and its KV freed, before the next step. Finished sequences leave their KV in a
 //! [`prefix cache`](BatchConfig::prefix_cache_bytes) that later requests sharing a prefix start from.
 //!
+//! An [`embed`](Request::embed) request generates nothing: its prompt is read whole in one forward pass (beside
+//! the other sequences) and its `Done` event carries the pooled, L2-normalised final hidden states
+//! ([`Model::forward_pooled`](crate::Model::forward_pooled)).
+//!
 //! The forward pass is exact per sequence (each token's output depends only on its own sequence), so a greedy
 //! request yields the same tokens alone or batched with others.
 //!
@@ -24,7 +28,7 @@
 //! for ev in rx {
 //!     match ev {
 //!         Event::Token(step) => println!("{}", step.id),
-//!         Event::Done { finish, usage } => println!("{finish:?} {usage:?}"),
+//!         Event::Done { finish, usage, .. } => println!("{finish:?} {usage:?}"),
 //!         Event::Failed(msg) => eprintln!("{msg}"),
 //!     }
 //! }
@@ -110,6 +114,9 @@ pub struct Request {
     pub top_logprobs: Option<usize>,
     /// A grammar the generated tokens must follow; `stop_ids` are then allowed only where it accepts.
     pub constraint: Option<Box<dyn Constraint>>,
+    /// Embed the prompt instead of generating: `Done` carries its embedding (`max_tokens` and sampling are unused;
+    /// the prompt is read whole in one step and never comes from or goes to the prefix cache).
+    pub embed: bool,
 }
 
 impl std::fmt::Debug for Request {
@@ -121,6 +128,7 @@ impl std::fmt::Debug for Request {
             .field("stop_ids", &self.stop_ids)
             .field("top_logprobs", &self.top_logprobs)
             .field("constraint", &self.constraint.is_some())
+            .field("embed", &self.embed)
             .finish()
     }
 }
@@ -138,7 +146,12 @@ pub struct Usage {
 #[derive(Debug, Clone)]
 pub enum Event {
     Token(Step),
-    Done { finish: Finish, usage: Usage },
+    Done {
+        finish: Finish,
+        usage: Usage,
+        /// An [`embed`](Request::embed) request's L2-normalised embedding (n_embd); `None` for generations.
+        embedding: Option<Vec<f32>>,
+    },
     Failed(String),
 }
 
@@ -193,6 +206,8 @@ pub enum SubmitError {
     BadToken { id: u32, n_vocab: usize },
     #[error("the engine has stopped")]
     Stopped,
+    #[error("this model makes embeddings only: it cannot generate text")]
+    EmbeddingOnly,
 }
 
 /// Counters the engine thread keeps up to date (read them with [`Engine::stats`]).
@@ -255,6 +270,10 @@ pub struct Engine {
     shared: Arc<Shared>,
     config: BatchConfig,
     n_vocab: usize,
+    /// The model has an output layer (an encoder such as BERT does not).
+    can_generate: bool,
+    /// Most positions an embedding's prompt may have (the context, or fewer learned positions).
+    max_embed_tokens: usize,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -264,6 +283,12 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         let n_vocab = model.config.n_vocab;
+        let can_generate = model.weights.output.is_some();
+        let max_embed_tokens = model
+            .weights
+            .position_embd
+            .as_ref()
+            .map_or(config.n_ctx, |p| p.rows.min(config.n_ctx));
         let thread = {
             let (shared, config) = (shared.clone(), config.clone());
             std::thread::Builder::new()
@@ -290,8 +315,20 @@ impl Engine {
             shared,
             config,
             n_vocab,
+            can_generate,
+            max_embed_tokens,
             thread: Some(thread),
         }
+    }
+
+    /// Whether the model generates text (else it only embeds).
+    pub fn can_generate(&self) -> bool {
+        self.can_generate
+    }
+
+    /// The longest prompt an embedding request may have.
+    pub fn max_embed_tokens(&self) -> usize {
+        self.max_embed_tokens
     }
 
     pub fn config(&self) -> &BatchConfig {
@@ -303,11 +340,18 @@ impl Engine {
         if req.prompt.is_empty() {
             return Err(SubmitError::EmptyPrompt);
         }
-        if req.prompt.len() + req.max_tokens > self.config.n_ctx {
+        if !req.embed && !self.can_generate {
+            return Err(SubmitError::EmbeddingOnly);
+        }
+        let (max_tokens, n_ctx) = match req.embed {
+            true => (0, self.max_embed_tokens),
+            false => (req.max_tokens, self.config.n_ctx),
+        };
+        if req.prompt.len() + max_tokens > n_ctx {
             return Err(SubmitError::TooLong {
                 prompt_tokens: req.prompt.len(),
-                max_tokens: req.max_tokens,
-                n_ctx: self.config.n_ctx,
+                max_tokens,
+                n_ctx,
             });
         }
         if let Some(&id) = req.prompt.iter().find(|&&id| id as usize >= self.n_vocab) {

@@ -8,20 +8,55 @@ use hearth_gguf::Gguf;
 use hearth_kernels::ops::{Rope, RopeStyle, Yarn};
 use std::sync::Arc;
 
-/// The gated feed-forward's activation.
+/// The feed-forward's activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     Silu,
     GeluTanh,
+    /// The exact GELU, `x Φ(x)` (BERT).
+    Gelu,
 }
 
 impl Activation {
-    pub fn gated(self) -> hearth_kernels::ops::GatedAct {
+    /// The fast gated kernel's form of this activation, where it has one.
+    pub fn gated(self) -> Option<hearth_kernels::ops::GatedAct> {
         match self {
-            Activation::Silu => hearth_kernels::ops::GatedAct::Silu,
-            Activation::GeluTanh => hearth_kernels::ops::GatedAct::GeluTanh,
+            Activation::Silu => Some(hearth_kernels::ops::GatedAct::Silu),
+            Activation::GeluTanh => Some(hearth_kernels::ops::GatedAct::GeluTanh),
+            Activation::Gelu => None,
         }
     }
+
+    /// The activation of one value.
+    pub fn scalar(self) -> fn(f32) -> f32 {
+        match self {
+            Activation::Silu => hearth_kernels::ops::silu,
+            Activation::GeluTanh => hearth_kernels::ops::gelu_tanh,
+            Activation::Gelu => hearth_kernels::ops::gelu,
+        }
+    }
+}
+
+/// Which normalisation the model's norms are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    /// `x / rms(x) * w`.
+    Rms,
+    /// `(x - mean) / std * w + b` (BERT).
+    Layer,
+}
+
+/// How a sequence's final hidden states become one embedding (llama.cpp's `pooling_type`); the vector is then
+/// L2-normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The mean over the sequence's tokens (sentence-transformers' mean pooling; for generative models, llama.cpp's
+    /// choice with `--pooling mean`).
+    Mean,
+    /// The first token's state (`[CLS]`).
+    Cls,
+    /// The last token's state.
+    Last,
 }
 
 /// What an architecture does that its weights do not reveal.
@@ -40,6 +75,12 @@ pub struct ArchSpec {
     /// YaRN's magnitude correction goes into the attention scale, squared and with
     /// `rope.scaling.yarn_log_multiplier`, rather than into sin/cos (DeepSeek-V2/V3, as llama.cpp applies it).
     pub yarn_in_attn_scale: bool,
+    pub norm: NormKind,
+    /// Positions are rotated into q and k (RoPE); off for BERT, whose learned `position_embd` rows say where.
+    pub rope: bool,
+    /// A token attends only to earlier ones (decoders); BERT attends both ways, so a sequence must be read in one
+    /// forward pass. `{arch}.attention.causal` overrides it.
+    pub causal: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +90,15 @@ pub struct SwaSpec {
 }
 
 /// Architectures the engine runs.
-pub const SUPPORTED: &[&str] = &["llama", "gemma3", "qwen2", "qwen3", "qwen3moe", "deepseek2"];
+pub const SUPPORTED: &[&str] = &[
+    "llama",
+    "gemma3",
+    "qwen2",
+    "qwen3",
+    "qwen3moe",
+    "deepseek2",
+    "bert",
+];
 
 impl ArchSpec {
     pub fn for_arch(arch: &str) -> Result<ArchSpec, EngineError> {
@@ -81,6 +130,15 @@ impl ArchSpec {
                 }),
                 ..ArchSpec::base()
             },
+            // An encoder: learned positions, post-LayerNorm with biases, exact GELU, bidirectional attention
+            // (the block's shape switches by which norms and biases the file has, see weights.rs).
+            "bert" => ArchSpec {
+                activation: Activation::Gelu,
+                norm: NormKind::Layer,
+                rope: false,
+                causal: false,
+                ..ArchSpec::base()
+            },
             _ => {
                 return Err(EngineError::UnknownArchitecture {
                     arch: arch.to_string(),
@@ -101,6 +159,9 @@ impl ArchSpec {
             swa: None,
             expert_weights_norm: true,
             yarn_in_attn_scale: false,
+            norm: NormKind::Rms,
+            rope: true,
+            causal: true,
         }
     }
 }
@@ -170,7 +231,12 @@ pub struct ModelConfig {
     pub head_dim_v: usize,
     pub n_ff: usize,
     pub n_ctx_train: usize,
+    /// The norms' epsilon (`layer_norm_rms_epsilon`, or `layer_norm_epsilon` for LayerNorm models).
     pub rms_eps: f32,
+    /// Whether attention is causal (see [`ArchSpec::causal`]).
+    pub causal: bool,
+    /// How an embedding request pools this model's final hidden states (`{arch}.pooling_type`; mean when absent).
+    pub pooling: Pooling,
     /// Scale applied to q·k (1/sqrt(head_dim) unless the file says otherwise).
     pub attn_scale: f32,
     /// `tanh` soft-capping of the final logits, when the file sets it.
@@ -354,12 +420,24 @@ impl ModelConfig {
                 })
             }
         };
-        let rms_eps = finite(
-            "attention.layer_norm_rms_epsilon",
-            g.get_f32(&k("attention.layer_norm_rms_epsilon"))?
-                .unwrap_or(1e-5),
-            false,
-        )?;
+        let eps_key = match spec.norm {
+            NormKind::Rms => "attention.layer_norm_rms_epsilon",
+            NormKind::Layer => "attention.layer_norm_epsilon",
+        };
+        let rms_eps = finite(eps_key, g.get_f32(&k(eps_key))?.unwrap_or(1e-5), false)?;
+        let causal = g.get_bool(&k("attention.causal"))?.unwrap_or(spec.causal);
+        let pooling = match g.get_uint(&k("pooling_type"))? {
+            // 0 (none: one vector per token) has no single vector to give; the mean is what llama.cpp's
+            // `--pooling mean` gives a generative model.
+            None | Some(0) | Some(1) => Pooling::Mean,
+            Some(2) => Pooling::Cls,
+            Some(3) => Pooling::Last,
+            Some(other) => {
+                return Err(EngineError::BadConfig(format!(
+                    "pooling_type {other} (0-3 are mean, mean, CLS and last; rank pooling is not supported)"
+                )))
+            }
+        };
         let rope_base = finite(
             "rope.freq_base",
             g.get_f32(&k("rope.freq_base"))?.unwrap_or(10_000.0),
@@ -487,6 +565,8 @@ impl ModelConfig {
             n_ff,
             n_ctx_train,
             rms_eps,
+            causal,
+            pooling,
             layers,
         })
     }

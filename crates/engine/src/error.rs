@@ -42,6 +42,12 @@ pub enum EngineError {
     },
     #[error("the model computed a non-finite {what} ({value}): its weights hold NaN or infinite values, or its activations overflowed; the file is corrupt or was converted wrongly")]
     NonFinite { what: &'static str, value: f32 },
+    /// A generation asked of a model that has no output matrix (an encoder such as BERT).
+    #[error("this model makes embeddings only: it has no output layer to generate text with")]
+    EmbeddingOnly,
+    /// A bidirectional model (or a pooled embedding) needs the whole sequence in one forward pass.
+    #[error("{0}: a sequence must be read whole, in one forward pass, from an empty cache")]
+    NotWhole(&'static str),
     #[error(transparent)]
     Kernel(#[from] MatmulError),
     #[error(transparent)]

@@ -69,15 +69,24 @@ pub struct KvLayout {
 }
 
 impl KvLayout {
-    /// The layout of `config`'s attention layers with `kv_type` elements (see [`KvLayout::check`]).
+    /// The layout of `config`'s attention layers with `kv_type` elements (see [`KvLayout::check`]). Latent
+    /// attention keeps one row per position whose first `head_dim_v` elements are the values (no separate V).
     pub fn for_model(config: &ModelConfig, kv_type: KvType) -> KvLayout {
         KvLayout {
             kv_type,
             k_dim: config.n_head_kv * config.head_dim,
-            v_dim: config.n_head_kv * config.head_dim_v,
+            v_dim: match config.mla {
+                Some(_) => 0,
+                None => config.n_head_kv * config.head_dim_v,
+            },
             head_dim: config.head_dim,
             head_dim_v: config.head_dim_v,
         }
+    }
+
+    /// Bytes one position takes in one layer: its key row and its value row.
+    pub fn position_bytes(&self) -> usize {
+        self.k_row_bytes() + self.v_row_bytes()
     }
 
     /// Refuses a type whose blocks don't divide the head sizes.

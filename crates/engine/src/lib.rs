@@ -27,6 +27,6 @@ pub use config::ModelConfig;
 pub use error::EngineError;
 pub use hearth_kernels::ThreadPool;
 pub use kv_cache::{KvCache, KvLayout, KvType};
-pub use model::{Model, SeqBatch};
+pub use model::{ForwardOut, Model, SeqBatch};
 pub use sampler::{Sampler, SamplingParams};
 pub use session::{greedy_reference, Session};

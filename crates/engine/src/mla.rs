@@ -94,6 +94,7 @@ pub(crate) fn attention(
         head_dim_v: r,
         scale: c.attn_scale,
         window: None,
+        causal: true,
     };
     let mut att_l = vec![0f32; n * nh * r]; // (n, n_head, kv_lora_rank)
     attend_batch(pool, &shape, il, batch, tok, &qa, &mut att_l)?;

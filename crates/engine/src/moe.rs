@@ -1,13 +1,15 @@
 //! Mixture-of-experts feed-forward: a router picks each token's top-k experts (softmax or sigmoid gating, optional
 //! grouped routing and selection bias, normalised and scaled weights), tokens are grouped by expert so each
-//! expert's matrices run once over its token group, and always-on shared experts are added (DeepSeek).
+//! expert's matrices run once over its token group (its weights read once per batch, and only the active experts'),
+//! and always-on shared experts are added (DeepSeek). All experts' gate and up products share one pass over the
+//! thread pool, and all their down products another ([`matmul_many`]), instead of three passes per expert.
 
 use crate::config::{Gating, MoeConfig};
 use crate::model::Model;
 use crate::weights::MoeWeights;
 use crate::EngineError;
 use hearth_kernels::ops::{axpy, gated, softmax};
-use hearth_kernels::{matmul, ThreadPool};
+use hearth_kernels::{matmul_many, MatmulJob, ThreadPool};
 
 /// `out (n, n_embd)` = the experts' weighted sum for the normalised tokens `xb (n, n_embd)`.
 pub(crate) fn forward(
@@ -24,6 +26,9 @@ pub(crate) fn forward(
         .as_ref()
         .ok_or_else(|| EngineError::BadConfig("expert tensors without expert_count".into()))?;
     let (e, f, x) = (c.n_embd, mc.n_ff_exp, mc.n_expert);
+    if n == 0 {
+        return Ok(());
+    }
 
     // Router logits (n, n_expert), then each expert's (token, weight) group.
     let mut logits = vec![0f32; n * x];
@@ -35,25 +40,88 @@ pub(crate) fn forward(
         }
     }
 
-    out.fill(0.0);
+    // The active experts in ascending order, and where each one's tokens start in the gathered rows.
+    let active: Vec<(usize, &[(usize, f32)])> = groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| !g.is_empty())
+        .map(|(ex, g)| (ex, &g[..]))
+        .collect();
+    let mut at = Vec::with_capacity(active.len() + 1);
+    at.push(0);
+    for (_, g) in &active {
+        at.push(at[at.len() - 1] + g.len());
+    }
+    let rows = at[active.len()]; // n * n_expert_used
+                                 // Each expert's tokens, gathered: (rows, n_embd). An expert that takes every token (always so in decode) reads
+                                 // `xb` itself, so its activations are quantized once for all such experts.
+    let mut xs = Vec::new();
+    for (_, g) in active.iter().filter(|(_, g)| g.len() < n) {
+        g.iter()
+            .for_each(|&(t, _)| xs.extend_from_slice(&xb[t * e..][..e]));
+    }
     let bytes = model.gguf.bytes();
-    let act = c.spec.activation.gated();
-    let (mut xe, mut gate, mut up, mut y) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (ex, group) in groups.iter().enumerate().filter(|(_, g)| !g.is_empty()) {
-        let k = group.len();
-        xe.clear(); // (k, n_embd) this expert's tokens
-        for &(t, _) in group {
-            xe.extend_from_slice(&xb[t * e..][..e]);
+    // Experts are gated SiLU/GELU-tanh in every MoE architecture; the exact GELU has no gated kernel.
+    let act = c.spec.activation.gated().ok_or_else(|| {
+        EngineError::BadConfig("routed experts need a SiLU or tanh-GELU gate".into())
+    })?;
+    let mut gate = vec![0f32; rows * f]; // (rows, n_ff_exp)
+    let mut up = vec![0f32; rows * f]; // (rows, n_ff_exp)
+    let mut y = vec![0f32; rows * e]; // (rows, n_embd)
+    {
+        // Gate and up of every active expert, one pass over the pool.
+        let mut jobs = Vec::with_capacity(2 * active.len());
+        let (mut g_rest, mut u_rest) = (&mut gate[..], &mut up[..]);
+        let mut x_at = 0;
+        for (ex, g) in &active {
+            let k = g.len();
+            let x = if k < n {
+                x_at += k * e;
+                &xs[x_at - k * e..x_at]
+            } else {
+                xb
+            };
+            let (gi, gr) = std::mem::take(&mut g_rest).split_at_mut(k * f);
+            let (ui, ur) = std::mem::take(&mut u_rest).split_at_mut(k * f);
+            (g_rest, u_rest) = (gr, ur);
+            jobs.push(MatmulJob {
+                w: m.gate.view(bytes, *ex),
+                x,
+                n_tokens: k,
+                y: gi,
+            });
+            jobs.push(MatmulJob {
+                w: m.up.view(bytes, *ex),
+                x,
+                n_tokens: k,
+                y: ui,
+            });
         }
-        gate.resize(k * f, 0.0); // (k, n_ff_exp)
-        up.resize(k * f, 0.0); // (k, n_ff_exp)
-        y.resize(k * e, 0.0); // (k, n_embd)
-        matmul(pool, &m.gate.view(bytes, ex), &xe, k, &mut gate)?;
-        matmul(pool, &m.up.view(bytes, ex), &xe, k, &mut up)?;
-        gated(&mut gate, &up, act);
-        matmul(pool, &m.down.view(bytes, ex), &gate, k, &mut y)?;
-        for (j, &(t, w)) in group.iter().enumerate() {
-            axpy(w, &y[j * e..][..e], &mut out[t * e..][..e]);
+        matmul_many(pool, &mut jobs)?;
+    }
+    gated(&mut gate, &up, act);
+    {
+        // Down of every active expert, one pass over the pool.
+        let mut jobs = Vec::with_capacity(active.len());
+        let mut y_rest = &mut y[..];
+        for (i, (ex, g)) in active.iter().enumerate() {
+            let k = g.len();
+            let (yi, yr) = std::mem::take(&mut y_rest).split_at_mut(k * e);
+            y_rest = yr;
+            jobs.push(MatmulJob {
+                w: m.down.view(bytes, *ex),
+                x: &gate[at[i] * f..][..k * f],
+                n_tokens: k,
+                y: yi,
+            });
+        }
+        matmul_many(pool, &mut jobs)?;
+    }
+    // The weighted sum, expert by expert in ascending order.
+    out.fill(0.0);
+    for (i, (_, g)) in active.iter().enumerate() {
+        for (j, &(t, w)) in g.iter().enumerate() {
+            axpy(w, &y[(at[i] + j) * e..][..e], &mut out[t * e..][..e]);
         }
     }
 

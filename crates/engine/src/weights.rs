@@ -3,7 +3,10 @@
 //! Optional tensors switch behaviour on by being present: q/k/v biases (qwen2), q/k norms (qwen3, gemma3),
 //! post-attention and post-FFN norms (gemma3), a separate `output.weight` (else the embedding is tied), a router
 //! `ffn_gate_inp` (routed experts, qwen3moe/deepseek2; `*_shexp` shared experts, `exp_probs_b` selection bias) and
-//! a low-rank query `attn_q_a` (DeepSeek-V3's MLA). Structurally different parts are enum variants:
+//! a low-rank query `attn_q_a` (DeepSeek-V3's MLA), and for BERT encoders: biases on every projection, no
+//! pre-norms but norms after each residual add (`attn_output_norm`, `layer_output_norm`), an FFN without a gate,
+//! learned `position_embd` and `token_types` rows added to the token embedding and a `token_embd_norm` after it,
+//! no `output_norm` or `output` (the model then makes embeddings only). Structurally different parts are enum variants:
 //! [`Attention::{Gqa, Mla}`](Attention), [`Ffn::{Dense, Moe}`](Ffn).
 
 use crate::config::{MlaConfig, MoeConfig};
@@ -109,6 +112,7 @@ pub struct GqaWeights {
     pub bv: Option<Vec<f32>>,     // (n_head_kv * head_dim_v)
     pub q_norm: Option<Vec<f32>>, // (head_dim), shared by all heads
     pub k_norm: Option<Vec<f32>>, // (head_dim)
+    pub bo: Option<Vec<f32>>,     // (n_embd)
 }
 
 /// The query projection of latent attention: direct (DeepSeek-V2-Lite) or through a normalised low-rank bottleneck.
@@ -139,12 +143,21 @@ pub enum Attention {
     Mla(MlaWeights),
 }
 
-/// A gated feed-forward network.
+/// A feed-forward network: gated (`down(act(gate x) * up x)`) or, without `gate`, `down(act(up x + up_b)) + down_b`.
 #[derive(Debug)]
 pub struct DenseFfn {
-    pub gate: Matrix, // (n_ff, n_embd)
-    pub up: Matrix,   // (n_ff, n_embd)
-    pub down: Matrix, // (n_embd, n_ff)
+    pub gate: Option<Matrix>,     // (n_ff, n_embd)
+    pub up: Matrix,               // (n_ff, n_embd)
+    pub down: Matrix,             // (n_embd, n_ff)
+    pub up_b: Option<Vec<f32>>,   // (n_ff)
+    pub down_b: Option<Vec<f32>>, // (n_embd)
+}
+
+/// A norm's scale and, for a LayerNorm with bias (BERT), its shift.
+#[derive(Debug)]
+pub struct Norm {
+    pub w: Vec<f32>,         // (n_embd)
+    pub b: Option<Vec<f32>>, // (n_embd)
 }
 
 /// Routed experts, plus always-on shared experts (DeepSeek).
@@ -168,20 +181,31 @@ pub enum Ffn {
 /// One transformer block's weights. Shapes in (rows, cols) = (out, in).
 #[derive(Debug)]
 pub struct LayerWeights {
-    pub attn_norm: Vec<f32>, // (n_embd)
+    /// Before attention (pre-norm models); BERT has none.
+    pub attn_norm: Option<Norm>,
     pub attn: Attention,
-    pub post_attn_norm: Option<Vec<f32>>, // (n_embd)
-    pub ffn_norm: Vec<f32>,               // (n_embd)
+    pub post_attn_norm: Option<Vec<f32>>, // (n_embd), on the attention's output (Gemma)
+    /// On the residual stream after the attention is added (BERT's post-norm).
+    pub attn_out_norm: Option<Norm>,
+    pub ffn_norm: Option<Norm>,
     pub ffn: Ffn,
     pub post_ffn_norm: Option<Vec<f32>>, // (n_embd)
+    /// On the residual stream after the feed-forward is added (BERT).
+    pub layer_out_norm: Option<Norm>,
 }
 
 #[derive(Debug)]
 pub struct Weights {
-    pub token_embd: Matrix,    // (n_vocab, n_embd)
-    pub output_norm: Vec<f32>, // (n_embd)
-    /// The logits matrix: `output.weight`, or the embedding when the model ties them.
-    pub output: Matrix, // (n_vocab, n_embd)
+    pub token_embd: Matrix, // (n_vocab, n_embd)
+    /// Learned absolute positions (BERT), added to the token embedding.
+    pub position_embd: Option<Matrix>, // (n_ctx_train, n_embd)
+    /// Token-type (segment) rows (BERT); every token is of type 0.
+    pub token_types: Option<Matrix>, // (n_types, n_embd)
+    pub token_embd_norm: Option<Norm>,
+    pub output_norm: Option<Vec<f32>>, // (n_embd)
+    /// The logits matrix: `output.weight`, or the embedding when the model ties them; `None` for an encoder
+    /// (no `output_norm`: it makes embeddings only).
+    pub output: Option<Matrix>, // (n_vocab, n_embd)
     pub layers: Vec<LayerWeights>,
 }
 
@@ -322,6 +346,35 @@ impl Loader<'_> {
         self.opt_vector(name, n)?
             .ok_or_else(|| EngineError::MissingTensor { name: name.into() })
     }
+
+    /// The norm `{base}.weight` with its `{base}.bias` when the file has one.
+    fn opt_norm(&self, base: &str, n: usize) -> Result<Option<Norm>, EngineError> {
+        let Some(w) = self.opt_vector(&format!("{base}.weight"), n)? else {
+            return Ok(None);
+        };
+        Ok(Some(Norm {
+            w,
+            b: self.opt_vector(&format!("{base}.bias"), n)?,
+        }))
+    }
+
+    /// A table read by rows (GGUF dims `[cols, rows]`, any row count), when the file has it.
+    fn opt_rows(&self, name: &str, cols: usize) -> Result<Option<Matrix>, EngineError> {
+        let Some(t) = self.info(name) else {
+            return Ok(None);
+        };
+        let rows = match t.dims.as_slice() {
+            [c, r] if *c == cols as u64 && *r > 0 => *r,
+            _ => {
+                return Err(EngineError::BadTensorShape {
+                    name: name.into(),
+                    expected: vec![cols as u64, t.dims.get(1).copied().unwrap_or(1)],
+                    found: t.dims.clone(),
+                })
+            }
+        };
+        self.matrix_dims(name, &[cols as u64, rows]).map(Some)
+    }
 }
 
 impl Weights {
@@ -333,32 +386,72 @@ impl Weights {
         let e = c.n_embd;
         // Only rows are read from the embedding (no product), so it stays in the file.
         let token_embd = l.matrix_dims("token_embd.weight", &[e as u64, c.n_vocab as u64])?;
-        let output = match l.info("output.weight") {
-            Some(_) => l.matrix("output.weight", c.n_vocab, e)?,
-            None => l.packed(token_embd.clone())?,
+        let output_norm = l.opt_vector("output_norm.weight", e)?;
+        let output = match (l.info("output.weight"), &output_norm) {
+            (Some(_), _) => Some(l.matrix("output.weight", c.n_vocab, e)?),
+            (None, Some(_)) => Some(l.packed(token_embd.clone())?),
+            // No output norm and no output matrix: an encoder (BERT), whose final hidden states are the output.
+            (None, None) => None,
         };
         let layers = (0..c.n_layer)
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
+                let b = |s: &str| format!("blk.{i}.{s}");
+                let (attn_norm, attn_out_norm) = (
+                    l.opt_norm(&b("attn_norm"), e)?,
+                    l.opt_norm(&b("attn_output_norm"), e)?,
+                );
+                let (ffn_norm, layer_out_norm) = (
+                    l.opt_norm(&b("ffn_norm"), e)?,
+                    l.opt_norm(&b("layer_output_norm"), e)?,
+                );
+                // A block normalises before or after each sub-block; a file with neither is not a model we know.
+                if attn_norm.is_none() && attn_out_norm.is_none() {
+                    return Err(EngineError::MissingTensor {
+                        name: n("attn_norm"),
+                    });
+                }
+                if ffn_norm.is_none() && layer_out_norm.is_none() {
+                    return Err(EngineError::MissingTensor {
+                        name: n("ffn_norm"),
+                    });
+                }
                 Ok(LayerWeights {
-                    attn_norm: l.vector(&n("attn_norm"), e)?,
+                    attn_norm,
+                    attn_out_norm,
+                    ffn_norm,
+                    layer_out_norm,
                     attn: match &c.mla {
                         None => Attention::Gqa(l.gqa(c, i)?),
                         Some(m) => Attention::Mla(l.mla(c, m, i)?),
                     },
                     post_attn_norm: l.opt_vector(&n("post_attention_norm"), e)?,
-                    ffn_norm: l.vector(&n("ffn_norm"), e)?,
                     ffn: match (&c.moe, l.info(&n("ffn_gate_inp"))) {
                         (Some(m), Some(_)) => Ffn::Moe(Box::new(l.moe(c, m, i)?)),
-                        _ => Ffn::Dense(l.dense(e, c.n_ff, |s| n(s))?),
+                        _ => Ffn::Dense(l.dense(e, c.n_ff, |s| b(s))?),
                     },
                     post_ffn_norm: l.opt_vector(&n("post_ffw_norm"), e)?,
                 })
             })
             .collect::<Result<_, EngineError>>()?;
+        let position_embd = l.opt_rows("position_embd.weight", e)?;
+        if let Some(p) = &position_embd {
+            // Positions index its rows: the context cannot go past them (`ModelConfig::n_ctx_train` is checked
+            // against this when sequences are made).
+            if p.rows < c.n_ctx_train {
+                return Err(EngineError::BadTensorShape {
+                    name: p.name.clone(),
+                    expected: vec![e as u64, c.n_ctx_train as u64],
+                    found: vec![e as u64, p.rows as u64],
+                });
+            }
+        }
         Ok(Weights {
             token_embd,
-            output_norm: l.vector("output_norm.weight", e)?,
+            position_embd,
+            token_types: l.opt_rows("token_types.weight", e)?,
+            token_embd_norm: l.opt_norm("token_embd_norm", e)?,
+            output_norm,
             output,
             layers,
         })
@@ -385,6 +478,7 @@ impl Loader<'_> {
             bv: self.opt_vector(&b("attn_v"), v_dim)?,
             q_norm: self.opt_vector(&n("attn_q_norm"), c.head_dim)?,
             k_norm: self.opt_vector(&n("attn_k_norm"), c.head_dim)?,
+            bo: self.opt_vector(&b("attn_output"), e)?,
         })
     }
 
@@ -422,16 +516,24 @@ impl Loader<'_> {
         })
     }
 
+    /// The feed-forward whose tensors are `{base("ffn_up")}.weight` etc.
     fn dense(
         &self,
         e: usize,
         n_ff: usize,
-        n: impl Fn(&str) -> String,
+        base: impl Fn(&str) -> String,
     ) -> Result<DenseFfn, EngineError> {
+        let w = |s: &str| format!("{}.weight", base(s));
+        let b = |s: &str| format!("{}.bias", base(s));
         Ok(DenseFfn {
-            gate: self.matrix(&n("ffn_gate"), n_ff, e)?,
-            up: self.matrix(&n("ffn_up"), n_ff, e)?,
-            down: self.matrix(&n("ffn_down"), e, n_ff)?,
+            gate: match self.info(&w("ffn_gate")) {
+                Some(_) => Some(self.matrix(&w("ffn_gate"), n_ff, e)?),
+                None => None,
+            },
+            up: self.matrix(&w("ffn_up"), n_ff, e)?,
+            down: self.matrix(&w("ffn_down"), e, n_ff)?,
+            up_b: self.opt_vector(&b("ffn_up"), n_ff)?,
+            down_b: self.opt_vector(&b("ffn_down"), e)?,
         })
     }
 
@@ -440,7 +542,7 @@ impl Loader<'_> {
         let (e, x, f) = (c.n_embd, m.n_expert, m.n_ff_exp);
         let shared = match m.n_shared {
             0 => None,
-            s => Some(self.dense(e, s * f, |t| n(&format!("{t}_shexp")))?),
+            s => Some(self.dense(e, s * f, |t| format!("blk.{i}.{t}_shexp"))?),
         };
         Ok(MoeWeights {
             router: self.matrix(&n("ffn_gate_inp"), x, e)?,

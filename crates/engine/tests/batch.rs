@@ -44,7 +44,7 @@ fn collect(rx: mpsc::Receiver<Event>) -> (Vec<u32>, Finish, Usage) {
     for ev in rx {
         match ev {
             Event::Token(s) => ids.push(s.id),
-            Event::Done { finish, usage } => return (ids, finish, usage),
+            Event::Done { finish, usage, .. } => return (ids, finish, usage),
             Event::Failed(m) => panic!("request failed: {m}"),
         }
     }

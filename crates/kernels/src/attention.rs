@@ -200,6 +200,14 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     fn dot(a: &[f32], b: &[f32]) -> f32 {
+        hsum256(dot_lanes(a, b))
+    }
+
+    /// The 8 lanes [`dot`] sums: two FMA chains over 16 elements at a time (a last 8 into the first), added.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn dot_lanes(a: &[f32], b: &[f32]) -> __m256 {
+        assert!(b.len() >= a.len());
         let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
         while i + 16 <= a.len() {
@@ -228,7 +236,44 @@ mod x86 {
                 );
             }
         }
-        hsum256(_mm256_add_ps(s0, s1))
+        _mm256_add_ps(s0, s1)
+    }
+
+    /// `[q · k_0, …, q · k_7]` for the 8 keys (rows of `q.len()`) at the start of `k`: each exactly [`dot`], with
+    /// `hsum256`'s pairs of lanes ((0+4) + (2+6)) + ((1+5) + (3+7)) added for the 8 keys side by side instead of
+    /// one horizontal sum per key.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn dots8(q: &[f32], k: &[f32]) -> __m256 {
+        let hd = q.len();
+        let mut v = [_mm256_setzero_ps(); 8];
+        for (j, vj) in v.iter_mut().enumerate() {
+            *vj = dot_lanes(q, &k[j * hd..][..hd]);
+        }
+        // Per key, lanes i + (i + 4): key 2p in the low half, key 2p + 1 in the high half.
+        let mut h = [_mm256_setzero_ps(); 4];
+        for (p, hp) in h.iter_mut().enumerate() {
+            let (a, b) = (v[2 * p], v[2 * p + 1]);
+            *hp = _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(a, b),
+                _mm256_permute2f128_ps::<0x31>(a, b),
+            );
+        }
+        // Then lanes 0 + 2 and 1 + 3 of each: keys (0, 2 | 1, 3) and (4, 6 | 5, 7).
+        let mut t = [_mm256_setzero_ps(); 2];
+        for (i, ti) in t.iter_mut().enumerate() {
+            let (a, b) = (h[2 * i], h[2 * i + 1]);
+            *ti = _mm256_add_ps(
+                _mm256_shuffle_ps::<0b01_00_01_00>(a, b),
+                _mm256_shuffle_ps::<0b11_10_11_10>(a, b),
+            );
+        }
+        // Then the two: keys (0, 2, 4, 6 | 1, 3, 5, 7), put back in order.
+        let r = _mm256_add_ps(
+            _mm256_shuffle_ps::<0b10_00_10_00>(t[0], t[1]),
+            _mm256_shuffle_ps::<0b11_01_11_01>(t[0], t[1]),
+        );
+        _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
     }
 
     /// `scores[j] = scale * q · k_j` for every key j < stride, from keys transposed (head_dim, stride).
@@ -262,24 +307,57 @@ mod x86 {
     }
 
     /// `y = y * c + sum_j p[j] v_j`, for `y` a multiple of 8 long.
+    ///
+    /// Each lane is one chain of FMAs over j. A single 8-lane chain waits on the FMA latency at every step, so up to
+    /// 8 vectors of `y` (64 columns) are carried at once: independent chains, the same operations per lane.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     fn scale_accumulate(y: &mut [f32], c: f32, p: &[f32], v: &[f32], v_stride: usize) {
+        let mut d = 0;
+        while d + 64 <= y.len() {
+            scale_accumulate_n::<8>(y, d, c, p, v, v_stride);
+            d += 64;
+        }
+        while d + 32 <= y.len() {
+            scale_accumulate_n::<4>(y, d, c, p, v, v_stride);
+            d += 32;
+        }
+        while d < y.len() {
+            scale_accumulate_n::<1>(y, d, c, p, v, v_stride);
+            d += 8;
+        }
+    }
+
+    /// [`scale_accumulate`] for the `8 * N` columns of `y` from `d`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn scale_accumulate_n<const N: usize>(
+        y: &mut [f32],
+        d: usize,
+        c: f32,
+        p: &[f32],
+        v: &[f32],
+        v_stride: usize,
+    ) {
+        assert!(d + 8 * N <= y.len());
+        assert!(p.is_empty() || (p.len() - 1) * v_stride + d + 8 * N <= v.len());
         let cv = _mm256_set1_ps(c);
-        for d in (0..y.len()).step_by(8) {
-            // SAFETY: d + 8 <= y.len(); row j of v holds at least y.len() elements from j * v_stride (asserted
-            // by `fold_tile`).
-            unsafe {
-                let yp = y.as_mut_ptr().add(d);
-                let mut acc = _mm256_mul_ps(_mm256_loadu_ps(yp), cv);
-                for (j, &pj) in p.iter().enumerate() {
-                    acc = _mm256_fmadd_ps(
-                        _mm256_set1_ps(pj),
-                        _mm256_loadu_ps(v.as_ptr().add(j * v_stride + d)),
-                        acc,
-                    );
+        // SAFETY: d + 8N <= y.len(), and row j of v holds columns d..d + 8N for every j < p.len() (asserted).
+        unsafe {
+            let yp = y.as_mut_ptr().add(d);
+            let mut acc = [_mm256_setzero_ps(); N];
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_mul_ps(_mm256_loadu_ps(yp.add(8 * i)), cv);
+            }
+            for (j, &pj) in p.iter().enumerate() {
+                let pv = _mm256_set1_ps(pj);
+                let row = v.as_ptr().add(j * v_stride + d);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(row.add(8 * i)), *a);
                 }
-                _mm256_storeu_ps(yp, acc);
+            }
+            for (i, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(yp.add(8 * i), *a);
             }
         }
     }
@@ -307,7 +385,17 @@ mod x86 {
             let qr = &q[r * head_dim..][..head_dim];
             let mut m_new = state.m[r];
             if tile.k_t.is_empty() {
-                for j in lo..hi {
+                let mut j = lo;
+                while j + 8 <= hi {
+                    let s8 = _mm256_mul_ps(
+                        _mm256_set1_ps(scale),
+                        dots8(qr, &tile.k[j * head_dim..][..8 * head_dim]),
+                    );
+                    // SAFETY: j + 8 <= hi <= n_keys <= scores.len() (asserted by `fold_tile`).
+                    unsafe { _mm256_storeu_ps(scores.as_mut_ptr().add(j), s8) };
+                    j += 8;
+                }
+                for j in j..hi {
                     scores[j] = scale * dot(qr, &tile.k[j * head_dim..][..head_dim]);
                 }
             } else {
@@ -458,7 +546,13 @@ mod tests {
 
     #[test]
     fn tiles_fold_to_the_full_softmax_on_every_isa() {
-        let dims @ (hd, hdv, n_keys) = (64, 64, 100);
+        // (64, 64): the SIMD path's 8-key scoring and 64-column accumulation; (24, 40): the remainders of both.
+        for dims in [(64, 64, 100), (24, 40, 100)] {
+            fold_on_every_isa(dims);
+        }
+    }
+
+    fn fold_on_every_isa(dims @ (hd, hdv, n_keys): (usize, usize, usize)) {
         let ranges = [(0, 100), (0, 1), (37, 90), (99, 100), (5, 64)];
         let q = pseudo(ranges.len() * hd, 1);
         let k = pseudo(n_keys * hd, 2);

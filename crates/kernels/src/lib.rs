@@ -40,6 +40,6 @@ mod x86;
 pub use dtype::DType;
 pub use formats::{dequantize_row, quantize_row, QuantError};
 pub use isa::{detected_isa, selected_isa, Isa, IsaError};
-pub use matmul::{matmul, MatmulError, WeightMatrix};
+pub use matmul::{matmul, matmul_many, MatmulError, MatmulJob, WeightMatrix};
 pub use packed::{matmul_packed, PackedMatrix};
 pub use pool::ThreadPool;

@@ -379,72 +379,178 @@ pub fn matmul_with_isa(
     y: &mut [f32],
     isa: Isa,
 ) -> Result<(), MatmulError> {
+    matmul_many_with_isa(
+        pool,
+        &mut [MatmulJob {
+            w: *w,
+            x,
+            n_tokens,
+            y,
+        }],
+        isa,
+    )
+}
+
+/// One product of [`matmul_many`]: `y (n_tokens, w.rows) = x (n_tokens, w.cols) Wᵀ`.
+pub struct MatmulJob<'a> {
+    pub w: WeightMatrix<'a>,
+    pub x: &'a [f32],
+    pub n_tokens: usize,
+    pub y: &'a mut [f32],
+}
+
+/// Independent matmuls (a mixture of experts' experts) in one pass over the pool: their activations quantized
+/// together (jobs sharing the same `x` share its quantization), then every job's rows split into one list of work
+/// items, so the pool is woken once for all of them. Each output is bit for bit what [`matmul`] gives for its job.
+pub fn matmul_many(pool: &ThreadPool, jobs: &mut [MatmulJob<'_>]) -> Result<(), MatmulError> {
+    let isa = selected_isa()?;
+    matmul_many_with_isa(pool, jobs, isa)
+}
+
+/// A job checked and placed: its kernel, row sizes, where its quantized activations start, its first work item.
+struct Placed<'a> {
+    k: Kernel,
+    x: &'a [f32],
+    cols: usize,
+    rows: usize,
+    n_tokens: usize,
+    row_bytes: usize,
+    act_row_bytes: usize,
+    act_at: usize,
+    rows_per_item: usize,
+    first_item: usize,
+    w: SharedOut<u8>,
+    y: SharedOut<f32>,
+}
+
+/// [`matmul_many`] on a given ISA.
+pub fn matmul_many_with_isa(
+    pool: &ThreadPool,
+    jobs: &mut [MatmulJob<'_>],
+    isa: Isa,
+) -> Result<(), MatmulError> {
     require(isa)?;
-    let (rows, cols, dtype) = (w.rows, w.cols, w.dtype);
-    let k = kernel(dtype, isa, cols).ok_or(MatmulError::Quant(QuantError::Unsupported {
-        dtype,
-        op: "matmul",
-    }))?;
-    let row_bytes = check_weights(w)?;
-    check_io(rows, cols, x, n_tokens, y)?;
-    if n_tokens == 0 || rows == 0 {
-        return Ok(());
+    let mut placed: Vec<Placed<'_>> = Vec::with_capacity(jobs.len());
+    // Jobs whose activations are quantized here (a later job with the same `x` and format reuses them).
+    let mut quantized: Vec<usize> = Vec::new();
+    let (mut act_len, mut total_rows) = (0usize, 0usize);
+    for (j, job) in jobs.iter_mut().enumerate() {
+        let (rows, cols, dtype) = (job.w.rows, job.w.cols, job.w.dtype);
+        let k = kernel(dtype, isa, cols).ok_or(MatmulError::Quant(QuantError::Unsupported {
+            dtype,
+            op: "matmul",
+        }))?;
+        let row_bytes = check_weights(&job.w)?;
+        check_io(rows, cols, job.x, job.n_tokens, job.y)?;
+        let act_row_bytes = cols / k.act.block_size() * k.act.type_size();
+        let same = quantized
+            .iter()
+            .map(|&q| &placed[q])
+            .find(|o| std::ptr::eq(o.x, job.x) && o.k.act == k.act && o.cols == cols);
+        let act_at = match same {
+            Some(o) => o.act_at,
+            None => {
+                quantized.push(j);
+                act_len += job.n_tokens * act_row_bytes;
+                act_len - job.n_tokens * act_row_bytes
+            }
+        };
+        if job.n_tokens > 0 {
+            total_rows += rows;
+        }
+        placed.push(Placed {
+            k,
+            x: job.x,
+            cols,
+            rows,
+            n_tokens: job.n_tokens,
+            row_bytes,
+            act_row_bytes,
+            act_at,
+            rows_per_item: 0,
+            first_item: 0,
+            w: SharedOut(job.w.data.as_ptr() as *mut u8),
+            y: SharedOut(job.y.as_mut_ptr()),
+        });
     }
 
-    // Quantized activations: (n_tokens, act_row_bytes).
-    let act_row_bytes = cols / k.act.block_size() * k.act.type_size();
+    // Quantized activations of every quantizing job: (n_tokens, act_row_bytes) each, one after another.
     let mut act = ACT_SCRATCH.with(|c| c.take());
     act.clear();
-    act.resize(n_tokens * act_row_bytes, 0);
+    act.resize(act_len, 0);
     {
         let act_out = SharedOut(act.as_mut_ptr());
-        let quantize_token = |t: usize| {
-            // SAFETY: token t owns bytes t*act_row_bytes.. of `act`, disjoint from other tokens'.
-            let dst = unsafe {
-                std::slice::from_raw_parts_mut(act_out.get().add(t * act_row_bytes), act_row_bytes)
-            };
-            // SAFETY: the quantizer's ISA was checked above; dst is exactly one quantized row of cols elements.
-            unsafe { (k.quantize)(&x[t * cols..(t + 1) * cols], dst) };
+        // Token i of the concatenated quantizing jobs.
+        let n_quantize: usize = quantized.iter().map(|&j| placed[j].n_tokens).sum();
+        let quantize_token = |mut i: usize| {
+            for &j in &quantized {
+                let p = &placed[j];
+                if i >= p.n_tokens {
+                    i -= p.n_tokens;
+                    continue;
+                }
+                // SAFETY: token i of job j owns its act_row_bytes at act_at + i * act_row_bytes, disjoint from every
+                // other token's.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        act_out.get().add(p.act_at + i * p.act_row_bytes),
+                        p.act_row_bytes,
+                    )
+                };
+                // SAFETY: the quantizer's ISA was checked above; dst is exactly one quantized row of cols elements.
+                unsafe { (p.k.quantize)(&p.x[i * p.cols..(i + 1) * p.cols], dst) };
+                return;
+            }
         };
-        if n_tokens > 1 {
-            pool.parallel_for(n_tokens, quantize_token);
+        // Quantizing is cheap next to the products: a pass over the pool pays off for many elements only.
+        let n_elements: usize = quantized
+            .iter()
+            .map(|&j| placed[j].n_tokens * placed[j].cols)
+            .sum();
+        if n_quantize > 1 && n_elements >= 1 << 15 {
+            pool.parallel_for(n_quantize, quantize_token);
         } else {
-            quantize_token(0);
+            (0..n_quantize).for_each(quantize_token);
         }
     }
 
-    let rows_per_item = (rows / (pool.n_threads() * 8)).clamp(4, 64) / 4 * 4;
-    let n_items = rows.div_ceil(rows_per_item);
-    let out = SharedOut(y.as_mut_ptr());
-    let (w_ptr, a_ptr) = (
-        SharedOut(w.data.as_ptr() as *mut u8),
-        SharedOut(act.as_ptr() as *mut u8),
-    );
+    // Work items: runs of rows of one job, about 8 per thread over all jobs' rows.
+    let rows_per_item = (total_rows / (pool.n_threads() * 8)).clamp(4, 64) / 4 * 4;
+    let mut n_items = 0;
+    for p in placed.iter_mut() {
+        p.rows_per_item = rows_per_item;
+        p.first_item = n_items;
+        if p.n_tokens > 0 {
+            n_items += p.rows.div_ceil(rows_per_item);
+        }
+    }
+    let a_ptr = SharedOut(act.as_ptr() as *mut u8);
     // Tokens per pass over an item's rows: the item's weights stay in cache while this many tokens stream by.
     const TOKENS_PER_PASS: usize = 64;
     pool.parallel_for(n_items, |item| {
-        let r0 = item * rows_per_item;
-        let nr = rows_per_item.min(rows - r0);
+        let p = &placed[placed.partition_point(|p| p.first_item <= item) - 1];
+        let r0 = (item - p.first_item) * p.rows_per_item;
+        let nr = p.rows_per_item.min(p.rows - r0);
         let mut t0 = 0;
-        while t0 < n_tokens {
-            let nt = TOKENS_PER_PASS.min(n_tokens - t0);
+        while t0 < p.n_tokens {
+            let nt = TOKENS_PER_PASS.min(p.n_tokens - t0);
             let args = TileArgs {
-                // SAFETY: rows r0..r0+nr and tokens t0..t0+nt are inside the checked buffers.
-                w: unsafe { w_ptr.get().add(r0 * row_bytes) },
-                w_stride: row_bytes,
-                row_bytes,
+                // SAFETY: rows r0..r0+nr and tokens t0..t0+nt are inside the job's checked buffers.
+                w: unsafe { p.w.get().add(r0 * p.row_bytes) },
+                w_stride: p.row_bytes,
+                row_bytes: p.row_bytes,
                 nr,
                 // SAFETY: as above.
-                a: unsafe { a_ptr.get().add(t0 * act_row_bytes) },
-                a_stride: act_row_bytes,
-                act_bytes: act_row_bytes,
+                a: unsafe { a_ptr.get().add(p.act_at + t0 * p.act_row_bytes) },
+                a_stride: p.act_row_bytes,
+                act_bytes: p.act_row_bytes,
                 nt,
-                // SAFETY: as above; this item is the only writer of rows r0..r0+nr.
-                out: unsafe { out.get().add(t0 * rows + r0) },
-                out_t: rows,
+                // SAFETY: as above; this item is the only writer of the job's rows r0..r0+nr.
+                out: unsafe { p.y.get().add(t0 * p.rows + r0) },
+                out_t: p.rows,
             };
             // SAFETY: `kernel` returned a tile function for an ISA checked above; sizes were checked above.
-            unsafe { k.run(args) };
+            unsafe { p.k.run(args) };
             t0 += nt;
         }
     });

@@ -22,6 +22,136 @@ pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
+/// Layer normalisation of one row (BERT): `out[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i]`, the mean and
+/// the (biased) variance over the row, accumulated in f64 so a row of large equal values normalises exactly.
+pub fn layer_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, out: &mut [f32]) {
+    debug_assert_eq!(x.len(), w.len());
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let scale = 1.0 / (var + eps as f64).sqrt();
+    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+        let y = ((v as f64 - mean) * scale) as f32 * w[i];
+        *o = match b {
+            Some(b) => y + b[i],
+            None => y,
+        };
+    }
+}
+
+/// In-place [`layer_norm`] of one row.
+pub fn layer_norm_inplace(x: &mut [f32], w: &[f32], b: Option<&[f32]>, eps: f32) {
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let scale = 1.0 / (var + eps as f64).sqrt();
+    for (i, v) in x.iter_mut().enumerate() {
+        let y = ((*v as f64 - mean) * scale) as f32 * w[i];
+        *v = match b {
+            Some(b) => y + b[i],
+            None => y,
+        };
+    }
+}
+
+/// The error function, W. J. Cody's rational approximations (|error| < 1e-15 relative in f64), so that [`gelu`]
+/// is exact to f32 rounding.
+#[allow(clippy::excessive_precision)] // the coefficients as published
+pub fn erf(x: f64) -> f64 {
+    let ax = x.abs();
+    let r = if ax < 0.5 {
+        // erf(x) = x P(x²)/Q(x²)
+        const P: [f64; 5] = [
+            3.209_377_589_138_469_4e3,
+            3.774_852_376_853_020_2e2,
+            1.138_641_541_510_501_6e2,
+            3.161_123_743_870_565_6,
+            1.857_777_061_846_031_5e-1,
+        ];
+        const Q: [f64; 5] = [
+            2.844_236_833_439_170_6e3,
+            1.282_616_526_077_372_3e3,
+            2.440_246_379_344_441_7e2,
+            2.360_129_095_234_412_1e1,
+            1.0,
+        ];
+        let z = x * x;
+        let p = (((P[4] * z + P[3]) * z + P[2]) * z + P[1]) * z + P[0];
+        let q = (((Q[4] * z + Q[3]) * z + Q[2]) * z + Q[1]) * z + Q[0];
+        return x * p / q;
+    } else if ax < 4.0 {
+        // erfc(x) = e^(-x²) P(x)/Q(x)
+        const P: [f64; 9] = [
+            1.230_339_354_797_997_2e3,
+            2.051_078_377_826_071_5e3,
+            1.712_047_612_634_070_6e3,
+            8.819_522_212_417_690_9e2,
+            2.986_351_381_974_001_3e2,
+            6.611_919_063_714_163e1,
+            8.883_149_794_388_376,
+            5.641_884_969_886_701e-1,
+            2.153_115_354_744_038_5e-8,
+        ];
+        const Q: [f64; 9] = [
+            1.230_339_354_803_749_4e3,
+            3.439_367_674_143_721_6e3,
+            4.362_619_090_143_247e3,
+            3.290_799_235_733_459_7e3,
+            1.621_389_574_566_690_3e3,
+            5.371_811_018_620_098_6e2,
+            1.176_939_508_913_125e2,
+            1.574_492_611_070_983_3e1,
+            1.0,
+        ];
+        let mut p = P[8];
+        let mut q = Q[8];
+        for i in (0..8).rev() {
+            p = p * ax + P[i];
+            q = q * ax + Q[i];
+        }
+        1.0 - (-ax * ax).exp() * p / q
+    } else {
+        // erfc(x) = e^(-x²)/x (1/sqrt(pi) + P(1/x²)/Q(1/x²) / x²)
+        const P: [f64; 6] = [
+            -6.587_491_615_298_378e-4,
+            -1.608_378_514_874_227_5e-2,
+            -1.257_817_261_112_292_6e-1,
+            -3.603_448_999_498_044_4e-1,
+            -3.053_266_349_612_323_4e-1,
+            -1.631_538_713_730_209_7e-2,
+        ];
+        const Q: [f64; 6] = [
+            2.335_204_976_268_691_8e-3,
+            6.051_834_131_244_132e-2,
+            5.279_051_029_514_284e-1,
+            1.872_952_849_923_460_4,
+            2.568_520_192_289_822,
+            1.0,
+        ];
+        let z = 1.0 / (ax * ax);
+        let mut p = P[5];
+        let mut q = Q[5];
+        for i in (0..5).rev() {
+            p = p * z + P[i];
+            q = q * z + Q[i];
+        }
+        let frac_1_sqrt_pi = 0.564_189_583_547_756_3;
+        1.0 - (-ax * ax).exp() / ax * (frac_1_sqrt_pi + z * p / q)
+    };
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
+}
+
+/// GELU, the exact form (BERT's `gelu`): `x Φ(x) = 0.5 x (1 + erf(x / sqrt 2))`.
+#[inline]
+pub fn gelu(x: f32) -> f32 {
+    let x = x as f64;
+    (0.5 * x * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
+}
+
 /// SiLU: `x * sigmoid(x)`.
 #[inline]
 pub fn silu(x: f32) -> f32 {
@@ -262,6 +392,53 @@ mod tests {
         for i in 0..4 {
             assert!((out[i] - x[i] / rms * w[i]).abs() < 1e-6);
         }
+    }
+
+    /// Values from Python's `math.erf` (the C library's), an independent implementation.
+    #[test]
+    #[allow(clippy::excessive_precision)]
+    fn erf_matches_libm() {
+        let want = [
+            (0.1, 0.1124629160182849),
+            (0.3, 0.3286267594591274),
+            (0.49, 0.511668261188523),
+            (0.5, 0.5204998778130465),
+            (0.7, 0.6778011938374184),
+            (1.0, 0.8427007929497149),
+            (1.5, 0.9661051464753108),
+            (2.0, 0.9953222650189527),
+            (3.0, 0.9999779095030014),
+            (3.9, 0.9999999652077514),
+            (4.0, 0.9999999845827421),
+            (4.5, 0.9999999998033839),
+            (6.0, 1.0),
+            (-0.2, -0.22270258921047847),
+            (-1.2, -0.9103139782296353),
+            (-5.0, -0.9999999999984626),
+        ];
+        for (x, e) in want {
+            assert!((erf(x) - e).abs() < 1e-14, "erf({x}) = {} vs {e}", erf(x));
+        }
+        assert_eq!(gelu(0.0), 0.0);
+        assert!((gelu(1.0) - 0.841_344_75).abs() < 1e-7);
+        assert!((gelu(-3.0) + 0.004_049_69).abs() < 1e-8);
+    }
+
+    #[test]
+    fn layer_norm_centres_and_scales() {
+        let x = [1.0, -2.0, 3.0, 0.5];
+        let (w, b) = ([1.0, 2.0, 0.5, 1.0], [0.1, 0.0, -0.1, 0.2]);
+        let mut out = [0.0; 4];
+        layer_norm(&x, &w, Some(&b), 1e-12, &mut out);
+        let mean = 2.5 / 4.0;
+        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 4.0;
+        for i in 0..4 {
+            let want = (x[i] - mean) / var.sqrt() * w[i] + b[i];
+            assert!((out[i] - want).abs() < 1e-6, "{i}: {} vs {want}", out[i]);
+        }
+        let mut y = x;
+        layer_norm_inplace(&mut y, &w, Some(&b), 1e-12);
+        assert_eq!(y, out);
     }
 
     #[test]

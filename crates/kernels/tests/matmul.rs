@@ -6,7 +6,8 @@ use common::{activations, weights, Rng};
 use hearth_kernels::formats::weight_formats;
 use hearth_kernels::matmul::{activation_dtype, matmul_with_isa};
 use hearth_kernels::{
-    dequantize_row, matmul, DType, Isa, MatmulError, QuantError, ThreadPool, WeightMatrix,
+    dequantize_row, matmul, matmul_many, DType, Isa, MatmulError, MatmulJob, QuantError,
+    ThreadPool, WeightMatrix,
 };
 
 /// The activation block size and how coarsely each block is rounded (relative to its largest |x|).
@@ -157,6 +158,67 @@ fn matmul_is_independent_of_thread_count_and_isa() {
                 None => first = Some(y),
                 Some(f) => assert_eq!(f, &y, "{dtype} with {n_threads} threads"),
             }
+        }
+    }
+}
+
+#[test]
+fn matmul_many_gives_each_job_the_bits_of_its_own_matmul() {
+    // A mixture of experts' call: jobs of different formats and shapes, two sharing one input (quantized once), a
+    // third of their format and width with its own input, one with no tokens; each output must equal matmul's for that job alone, on every thread count.
+    let mut rng = Rng(12);
+    let shapes = [
+        (DType::Q4_K, 96, 512, 3),
+        (DType::Q4_K, 40, 512, 3),
+        (DType::Q8_0, 13, 64, 1),
+        (DType::Q6_K, 8, 256, 0),
+        (DType::Q4_0, 200, 128, 70),
+        // The format and width of jobs 0 and 1 but an input of its own.
+        (DType::Q4_K, 24, 512, 2),
+    ];
+    let ws: Vec<Vec<u8>> = shapes
+        .iter()
+        .map(|&(d, r, c, _)| weights(&mut rng, d, r, c))
+        .collect();
+    let mut xs: Vec<Vec<f32>> = shapes
+        .iter()
+        .map(|&(_, _, c, n)| activations(&mut rng, n * c))
+        .collect();
+    xs[1] = xs[0].clone();
+    let matrix = |i: usize| WeightMatrix {
+        dtype: shapes[i].0,
+        data: &ws[i],
+        rows: shapes[i].1,
+        cols: shapes[i].2,
+    };
+    for n_threads in [1, 2, 3] {
+        let pool = ThreadPool::new(n_threads);
+        let want: Vec<Vec<f32>> = (0..shapes.len())
+            .map(|i| {
+                let mut y = vec![0f32; shapes[i].3 * shapes[i].1];
+                matmul(&pool, &matrix(i), &xs[i], shapes[i].3, &mut y).unwrap();
+                y
+            })
+            .collect();
+        let mut ys: Vec<Vec<f32>> = want.iter().map(|y| vec![f32::NAN; y.len()]).collect();
+        let mut jobs: Vec<MatmulJob> = ys
+            .iter_mut()
+            .enumerate()
+            .map(|(i, y)| MatmulJob {
+                w: matrix(i),
+                // Jobs 0 and 1 read the very same slice.
+                x: &xs[if i == 1 { 0 } else { i }],
+                n_tokens: shapes[i].3,
+                y,
+            })
+            .collect();
+        matmul_many(&pool, &mut jobs).unwrap();
+        for (i, (y, w)) in ys.iter().zip(&want).enumerate() {
+            assert_eq!(
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                w.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "job {i} with {n_threads} threads"
+            );
         }
     }
 }

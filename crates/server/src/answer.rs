@@ -40,7 +40,7 @@ pub async fn drive(
     mut on_part: impl FnMut(Part) -> bool,
 ) -> Result<End, ApiError> {
     let mut calls = job.tools.then(CallParser::new);
-    let mut end = completions::follow(state, rx, t0, |d, _| {
+    let mut end = completions::follow(state, &job.served, rx, t0, |d, _| {
         if !d.reasoning.is_empty() && !on_part(Part::Reasoning(d.reasoning)) {
             return false;
         }

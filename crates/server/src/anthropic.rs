@@ -13,7 +13,7 @@ use crate::completions::{self, fresh_seed, Job};
 use crate::dialect;
 use crate::error::ApiError;
 use crate::render::End;
-use crate::{served, AppState};
+use crate::{served, AppState, Lease};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -99,12 +99,12 @@ pub async fn messages(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
                 Some("max_tokens"),
             ));
         }
-        let model = served::model(&state, &req.model, None)?;
+        let model = served::model(&state, &req.model, None).await?;
         let name = req.model.clone();
         let stream = req.stream.unwrap_or(false);
         max_tokens = req.max_tokens;
         let job = job(&model, req)?;
-        Ok((model, job, name, stream))
+        Ok((state.clone(), job, name, stream))
     }
     .await;
     let (model, mut job, name, stream) = match prepared {
@@ -205,7 +205,7 @@ fn nothing_generated(id: &str, name: &str, prompt_tokens: usize, stream: bool) -
 }
 
 pub async fn count_tokens(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let result = (|| {
+    let result = async {
         let req: MessagesRequest = parse(&body)?;
         if req.stream.is_some() {
             return Err(ApiError::invalid(
@@ -213,10 +213,11 @@ pub async fn count_tokens(State(state): State<Arc<AppState>>, body: Bytes) -> Re
                 Some("stream"),
             ));
         }
-        let model = served::model(&state, &req.model, None)?;
+        let model = served::model(&state, &req.model, None).await?;
         let job = job(&model, req)?;
         Ok(Json(json!({"input_tokens": job.prompt.len()})).into_response())
-    })();
+    }
+    .await;
     result.unwrap_or_else(ApiError::into_response)
 }
 
@@ -230,7 +231,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// The request as the chat job every API shares.
-fn job(model: &AppState, req: MessagesRequest) -> Result<Job, ApiError> {
+fn job(model: &Lease, req: MessagesRequest) -> Result<Job, ApiError> {
     if req.container.as_ref().is_some_and(|c| !c.is_null()) {
         return Err(ApiError::invalid(
             "container: code execution containers are not supported",

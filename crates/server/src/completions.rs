@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::render::{self, End, Head, Kind, Piece};
 use crate::structured::{self, Structured};
 use crate::text::{Out, TextSink, TokenInfo};
-use crate::AppState;
+use crate::{AppState, Lease, Served};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 
 /// A validated generation request: what every API's request becomes before it reaches the engine.
 pub(crate) struct Job {
+    /// The model the job runs on, held (loaded) for as long as the job lives.
+    pub served: Lease,
     pub head: Head,
     pub prompt: Vec<u32>,
     pub max_tokens: usize,
@@ -44,18 +46,23 @@ pub(crate) struct Job {
 
 pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     state.metrics.chat_requests.fetch_add(1, Relaxed);
-    let result = api::parse(&body).and_then(|(common, body)| chat_job(&state, common, body));
+    let result = async {
+        let (common, body): (Common, ChatBody) = api::parse(&body)?;
+        let served = state.served(common.model.as_deref(), None).await?;
+        chat_job(&served, common, body)
+    }
+    .await;
     run(state, result).await
 }
 
 /// A chat request as a job: the one translation of a conversation (messages, tools, constraints, template
 /// variables) into prompt ids, used by every API that chats.
 pub(crate) fn chat_job(
-    state: &AppState,
+    served: &Lease,
     common: Common,
     mut body: ChatBody,
 ) -> Result<Job, ApiError> {
-    let template = state.template.as_ref().map_err(|e| {
+    let template = served.template.as_ref().map_err(|e| {
         ApiError::internal(format!("The model's chat template cannot be used: {e}"))
     })?;
     if body.messages.is_empty() {
@@ -120,7 +127,7 @@ pub(crate) fn chat_job(
     };
     let text = text + prefill.as_deref().unwrap_or("");
     // The template writes BOS itself when the model wants one, as `hearth run` relies on.
-    let prompt = encode(state, &text, false)?;
+    let prompt = encode(served, &text, false)?;
     let top = match (body.logprobs, body.top_logprobs) {
         (_, Some(k)) if k > 20 => {
             return Err(ApiError::invalid(
@@ -142,8 +149,8 @@ pub(crate) fn chat_job(
         body.max_completion_tokens,
         MaxDefault::RestOfContext,
     )?;
-    let mut job = job(state, Kind::Chat, common, prompt, max, top)?;
-    job.reasoning = Reasoning::for_chat(&state.tok, &text);
+    let mut job = job(served, Kind::Chat, common, prompt, max, top)?;
+    job.reasoning = Reasoning::for_chat(&served.tok, &text);
     job.tools = structured.tools.is_some();
     job.grammar = structured.grammar;
     Ok(job)
@@ -151,21 +158,27 @@ pub(crate) fn chat_job(
 
 pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     state.metrics.completion_requests.fetch_add(1, Relaxed);
-    let result = api::parse(&body)
-        .and_then(|(common, body)| completion_job(&state, common, body, MaxDefault::Sixteen));
+    let result = async {
+        let (common, body): (Common, CompletionBody) = api::parse(&body)?;
+        // A bad grammar field is refused before the model is looked up (or loaded).
+        structured::parse(&common, None)?;
+        let served = state.served(common.model.as_deref(), None).await?;
+        completion_job(&served, common, body, MaxDefault::Sixteen)
+    }
+    .await;
     run(state, result).await
 }
 
 /// A raw completion request as a job (`default`: the limit when the request sets none).
 pub(crate) fn completion_job(
-    state: &AppState,
+    served: &Lease,
     common: Common,
     body: CompletionBody,
     default: MaxDefault,
 ) -> Result<Job, ApiError> {
     let Structured { grammar, .. } = structured::parse(&common, None)?;
     let prompt = match body.prompt()? {
-        Prompt::Text(t) => encode(state, &t, true)?,
+        Prompt::Text(t) => encode(served, &t, true)?,
         Prompt::Tokens(ids) => ids,
     };
     if let Some(k) = body.logprobs {
@@ -178,7 +191,7 @@ pub(crate) fn completion_job(
     }
     let max = api::max_tokens(common.max_tokens, None, default)?;
     let mut job = job(
-        state,
+        served,
         Kind::Completion,
         common,
         prompt,
@@ -201,8 +214,8 @@ fn render_prompt<M: serde::Serialize + ?Sized>(
 }
 
 /// Prompt text to ids, as `hearth run` does: special tokens parsed, BOS (when the model wants one) if `add_bos`.
-fn encode(state: &AppState, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiError> {
-    state.tok.encode(text, add_bos, true).map_err(|e| {
+fn encode(served: &Lease, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiError> {
+    served.tok.encode(text, add_bos, true).map_err(|e| {
         ApiError::invalid(
             format!("The prompt cannot be tokenized: {e}"),
             Some("prompt"),
@@ -211,7 +224,7 @@ fn encode(state: &AppState, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiEr
 }
 
 fn job(
-    state: &AppState,
+    served: &Lease,
     kind: Kind,
     common: Common,
     prompt: Vec<u32>,
@@ -219,12 +232,7 @@ fn job(
     top_logprobs: Option<usize>,
 ) -> Result<Job, ApiError> {
     common.validate()?;
-    if let Some(m) = &common.model {
-        if m != &state.config.model_id {
-            return Err(ApiError::model_not_found(m, &state.config.model_id));
-        }
-    }
-    let max_tokens = max_tokens.resolve(prompt.len(), state.config.batch.n_ctx);
+    let max_tokens = max_tokens.resolve(prompt.len(), served.n_ctx());
     let seed = match common.seed {
         Some(s) => s as u64,
         None => fresh_seed(),
@@ -248,13 +256,14 @@ fn job(
         "cmpl"
     };
     Ok(Job {
+        served: served.clone(),
         head: Head {
             kind,
             id: format!("{prefix}-{:016x}", fresh_seed()),
             created: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            model: state.config.model_id.clone(),
+            model: served.id.clone(),
         },
         prompt,
         max_tokens,
@@ -322,22 +331,24 @@ pub(crate) async fn submit(
     job: &mut Job,
 ) -> Result<mpsc::UnboundedReceiver<Out>, ApiError> {
     let constraint = match job.grammar.take() {
-        Some((g, param)) => Some(structured::compile(state, g, &param).await?),
+        Some((g, param)) => Some(structured::compile(&job.served, g, &param).await?),
         None => None,
     };
+    let served = &job.served;
     let (tx, rx) = mpsc::unbounded_channel();
     let req = Request {
         prompt: job.prompt.clone(),
         max_tokens: job.max_tokens,
         sampling: job.sampling.clone(),
-        stop_ids: state.tok.eog_ids().to_vec(),
+        stop_ids: served.tok.eog_ids().to_vec(),
         top_logprobs: job.top_logprobs,
         constraint,
+        embed: false,
     };
-    let text = TextStream::new(state.tok.clone(), job.stops.clone(), job.reasoning);
-    state
+    let text = TextStream::new(served.tok.clone(), job.stops.clone(), job.reasoning);
+    served
         .engine
-        .submit(req, Box::new(TextSink::new(state.tok.clone(), text, tx)))
+        .submit(req, Box::new(TextSink::new(served.tok.clone(), text, tx)))
         .map_err(|e| match e {
             SubmitError::QueueFull { max_queued } => {
                 state.metrics.rejected_queue_full.fetch_add(1, Relaxed);
@@ -357,6 +368,13 @@ pub(crate) async fn submit(
                 ),
                 Some(job.head.kind.prompt_param()),
             ),
+            SubmitError::EmbeddingOnly => ApiError::invalid(
+                format!(
+                    "The model {} makes embeddings only; use /v1/embeddings",
+                    served.id
+                ),
+                Some("model"),
+            ),
             e @ (SubmitError::EmptyPrompt | SubmitError::BadToken { .. }) => ApiError::invalid(
                 format!("Invalid prompt: {e}"),
                 Some(job.head.kind.prompt_param()),
@@ -369,6 +387,7 @@ pub(crate) async fn submit(
 /// to `on_delta` (which returns false when its client went away); returns how it ended, as the engine reports it.
 pub(crate) async fn follow(
     state: &AppState,
+    served: &Served,
     rx: &mut mpsc::UnboundedReceiver<Out>,
     t0: Instant,
     mut on_delta: impl FnMut(Delta, Vec<TokenInfo>) -> bool,
@@ -377,7 +396,7 @@ pub(crate) async fn follow(
     let mut first: Option<Instant> = None;
     let end = loop {
         let Some(ev) = rx.recv().await else {
-            return Err(state.failure().map_or_else(
+            return Err(served.failure().map_or_else(
                 || ApiError::internal("The engine dropped the request"),
                 ApiError::unavailable,
             ));
@@ -441,7 +460,7 @@ async fn collect(
 ) -> Result<Response, ApiError> {
     let mut all = Delta::default();
     let mut tokens = Vec::new();
-    let end = follow(state, &mut rx, t0, |d, t| {
+    let end = follow(state, &job.served, &mut rx, t0, |d, t| {
         all.extend(d);
         tokens.extend(t);
         true
@@ -554,7 +573,7 @@ async fn stream_task(
         }
         ok
     };
-    let follow = follow(&state, &mut rx, t0, |d, tokens| {
+    let follow = follow(&state, &job.served, &mut rx, t0, |d, tokens| {
         let lp = match job.top_logprobs {
             Some(_) => render::logprobs(head.kind, &tokens, &mut offset),
             None => Value::Null,

@@ -47,6 +47,49 @@ impl ApiError {
         }
     }
 
+    /// 404: no model in the store answers to `asked`; `why` says how to install one.
+    pub fn no_such_model(asked: &str, why: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("The model '{asked}' is not available: {why}"),
+            kind: "invalid_request_error",
+            param: Some("model".into()),
+            code: Some("model_not_found"),
+        }
+    }
+
+    /// 503: the model does not fit in the memory budget even with every idle model unloaded. `busy` names the
+    /// models in use that hold the rest.
+    pub fn no_memory(
+        id: &str,
+        need: &hearth_store::MemoryEstimate,
+        available: u64,
+        budget: u64,
+        busy: &[String],
+    ) -> ApiError {
+        use hearth_store::format_bytes;
+        let held = if busy.is_empty() {
+            String::new()
+        } else {
+            format!("; in use: {}", busy.join(", "))
+        };
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!(
+                "Not enough memory to load the model '{id}': it needs {} ({}) and {} of the server's memory \
+                 budget of {} can be freed{held}. Retry when those requests end, or serve with a smaller \
+                 --ctx-size or --parallel.",
+                format_bytes(need.total),
+                need.breakdown(),
+                format_bytes(available),
+                format_bytes(budget),
+            ),
+            kind: "server_error",
+            param: Some("model".into()),
+            code: Some("insufficient_memory"),
+        }
+    }
+
     pub fn queue_full(max_queued: usize) -> ApiError {
         ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,

@@ -1,7 +1,8 @@
 //! hearth-server: an OpenAI-compatible HTTP API over hearth's continuously batched engine.
 //!
 //! - [`app`] builds the axum [`Router`] (tests drive it without a socket): `POST /v1/chat/completions`,
-//!   `POST /v1/completions`, `GET /v1/models`, `GET /health`, `GET /metrics`, and the chat page at `/` ([`page`]).
+//!   `POST /v1/completions`, `POST /v1/embeddings` and Ollama's `POST /api/embed` ([`embeddings`]), `GET /v1/models`,
+//!   `GET /health`, `GET /metrics`, and the chat page at `/` ([`page`]).
 //! - [`AppState`] holds the [`Engine`](hearth_engine::batch::Engine) (its own OS thread), the tokenizer and the
 //!   chat template. Handlers turn requests into token ids, submit them, and map the engine's events to JSON or SSE
 //!   chunks. The text (detokenizing, a reasoning model's `<think>` split as `reasoning_content`, stop strings) is
@@ -31,13 +32,16 @@ mod anthropic;
 pub mod api;
 mod completions;
 pub mod dialect;
+mod embeddings;
 pub mod error;
 pub mod guard;
 pub mod listen;
 pub mod metrics;
+pub mod models;
 mod ollama;
 mod ollama_models;
 pub mod page;
+pub mod plan;
 mod render;
 mod served;
 mod structured;
@@ -50,21 +54,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use error::ApiError;
-use hearth_constraint::Guide;
-use hearth_engine::batch::{BatchConfig, Engine};
+use hearth_engine::batch::{BatchConfig, Stats};
 use hearth_engine::Model;
-use hearth_text::{ChatTemplate, Tokenizer};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 pub use listen::Limits;
+pub use models::{KeepAlive, Lease, LoadedModel, Models, Served};
 
 /// What the server is told at start.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The id clients name in `model` (and `/v1/models` lists).
     pub model_id: String,
+    /// Other names the one model answers to (the source it was pulled as, the name on the command line).
+    pub model_aliases: Vec<String>,
     /// When set, `/v1/*` and `/api/*` require `Authorization: Bearer <key>` or `x-api-key: <key>`.
     pub api_key: Option<String>,
     pub batch: BatchConfig,
@@ -73,17 +77,25 @@ pub struct ServerConfig {
     /// Origins that get CORS headers (`*`: any); none by default.
     pub cors_origins: Vec<String>,
     pub limits: Limits,
+    /// How long a model of the store stays loaded after its last request (a request's own `keep_alive` replaces
+    /// it); a server of one model keeps it.
+    pub keep_alive: KeepAlive,
+    /// Bytes the models of the store may take together (see [`plan`]); None: the memory available at start.
+    pub memory_budget: Option<u64>,
 }
 
 impl ServerConfig {
     pub fn new(model_id: impl Into<String>) -> ServerConfig {
         ServerConfig {
             model_id: model_id.into(),
+            model_aliases: Vec::new(),
             api_key: None,
             batch: BatchConfig::default(),
             allowed_hosts: Vec::new(),
             cors_origins: Vec::new(),
             limits: Limits::default(),
+            keep_alive: KeepAlive::DEFAULT,
+            memory_budget: None,
         }
     }
 }
@@ -102,79 +114,104 @@ pub enum ServerError {
     Failed(String),
 }
 
-/// Everything the handlers share.
+/// Everything the handlers share: the server's settings and counters, and the models it answers for. Handlers get
+/// the model a request names with [`AppState::served`].
 pub struct AppState {
-    pub engine: Engine,
-    /// The model the engine runs (kept to watch its file).
-    pub model: Arc<Model>,
-    pub tok: Arc<Tokenizer>,
-    /// Compiles grammars for this vocabulary (structured output); built in the background at start.
-    guide: Arc<OnceLock<Result<Arc<Guide>, String>>>,
-    n_vocab: usize,
-    /// None when the file's template does not compile: chat requests then fail with the reason.
-    pub template: Result<ChatTemplate, String>,
     pub config: ServerConfig,
     pub metrics: metrics::Metrics,
     pub created: u64,
+    pub models: Models,
 }
 
 impl AppState {
-    /// Builds the tokenizer and chat template from the model file and starts the engine thread.
+    /// Serves `model` alone as `config.model_id`: builds its tokenizer and chat template and starts its engine.
     pub fn new(model: Arc<Model>, config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
-        let tok = Arc::new(Tokenizer::from_gguf(&model.gguf)?);
-        let template = ChatTemplate::from_gguf_with(&model.gguf, &tok).map_err(|e| e.to_string());
-        let n_ctx_train = model.config.n_ctx_train;
-        if config.batch.n_ctx > n_ctx_train {
-            return Err(ServerError::ContextTooLarge {
-                n_ctx: config.batch.n_ctx,
-                n_ctx_train,
-            });
-        }
-        let n_vocab = model.config.n_vocab;
-        let engine = Engine::start(model.clone(), config.batch.clone());
-        let state = Arc::new(AppState {
-            engine,
+        let models = Models::one(
+            config.model_id.clone(),
+            config.model_aliases.clone(),
             model,
-            tok,
-            guide: Arc::new(OnceLock::new()),
-            n_vocab,
-            template,
+            config.batch.clone(),
+        )?;
+        Ok(Arc::new(AppState {
             config,
             metrics: metrics::Metrics::default(),
-            created: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        });
-        // The vocabulary trie takes a few hundred milliseconds (seconds for a 262k vocabulary): build it now, so
-        // that the first constrained request does not wait for it.
-        let st = state.clone();
-        let _ = std::thread::Builder::new()
-            .name("hearth-guide".into())
-            .spawn(move || {
-                let _ = st.guide();
-            });
-        Ok(state)
+            created: models::unix_now(),
+            models,
+        }))
     }
 
-    /// The grammar compiler for this model's vocabulary (waits while it is being built).
-    pub fn guide(&self) -> Result<Arc<Guide>, String> {
-        self.guide
-            .get_or_init(|| {
-                Guide::new(self.tok.clone(), self.n_vocab)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string())
-            })
-            .clone()
+    /// Serves every model in `store`: each is loaded when a request first names it, and unloaded after
+    /// `config.keep_alive` idle or when a model that does not fit otherwise needs its memory. `config.model_id` is
+    /// not used.
+    pub fn store(store: hearth_store::Store, config: ServerConfig) -> Arc<AppState> {
+        let budget = config
+            .memory_budget
+            .or_else(hearth_store::memory::available_memory)
+            .unwrap_or(u64::MAX);
+        let plan = models::Plan {
+            budget,
+            keep_alive: config.keep_alive,
+            batch: config.batch.clone(),
+        };
+        Arc::new(AppState {
+            metrics: metrics::Metrics::default(),
+            created: models::unix_now(),
+            models: Models::store(store, plan),
+            config,
+        })
     }
-}
 
-impl AppState {
-    /// Why this server can no longer answer correctly: the engine thread panicked, or the mapped model file was
-    /// truncated or written in place. None while healthy. One `fstat` and one lock.
+    /// The models clients may name: the store's, or the one model served (what `/v1/models` and Ollama's
+    /// `/api/tags` list). Damaged manifests are left out.
+    pub fn listing(&self) -> Vec<hearth_store::ListEntry> {
+        match self.models.source() {
+            Some(store) => store.list().map(|(l, _)| l).unwrap_or_default(),
+            None => self
+                .models
+                .each_loaded()
+                .iter()
+                .map(|s| {
+                    let info =
+                        hearth_store::ModelInfo::from_parts(std::slice::from_ref(&s.model.gguf));
+                    hearth_store::ListEntry {
+                        name: s.id.clone(),
+                        size: s.model.gguf.bytes().len() as u64,
+                        quant: info
+                            .as_ref()
+                            .map_or_else(|_| String::new(), |i| i.quant.clone()),
+                        architecture: s.model.config.arch.clone(),
+                        modified: self.created,
+                        source: String::new(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The model a request names (`None`: the server's default), loaded if need be. The request holds it through
+    /// the returned [`Lease`] (clone it into tasks that outlive the handler); once the last lease is dropped, the
+    /// model's keep-alive starts: `keep_alive` (Ollama's per-request field) replaces the server's from then on.
+    pub async fn served(
+        &self,
+        model: Option<&str>,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<Lease, ApiError> {
+        self.models.get(model, keep_alive).await
+    }
+
+    /// Why this server can no longer answer correctly: an engine thread panicked, or a mapped model file was
+    /// truncated or written in place. None while healthy. One `fstat` and one lock per loaded model.
     pub fn failure(&self) -> Option<String> {
-        self.engine
-            .failure()
-            .or_else(|| self.model.gguf.changed_on_disk())
+        self.models.each_loaded().iter().find_map(|s| s.failure())
+    }
+
+    /// The engines' counters, summed over the loaded models.
+    pub fn stats(&self) -> Stats {
+        self.models
+            .each_loaded()
+            .iter()
+            .map(|s| s.engine.stats())
+            .fold(Stats::default(), metrics::add_stats)
     }
 }
 
@@ -184,6 +221,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(completions::chat))
         .route("/v1/completions", post(completions::completions))
+        .route("/v1/embeddings", post(embeddings::openai))
+        .route("/api/embed", post(embeddings::ollama))
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
         .route("/v1/messages", post(anthropic::messages))
@@ -237,39 +276,63 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn model_json(state: &AppState) -> serde_json::Value {
+fn model_json(e: &hearth_store::ListEntry) -> serde_json::Value {
     serde_json::json!({
-        "id": state.config.model_id,
+        "id": e.name,
         "object": "model",
-        "created": state.created,
+        "created": e.modified,
         "owned_by": "hearth",
     })
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"object": "list", "data": [model_json(&state)]}))
+    let st = state.clone();
+    let list = tokio::task::spawn_blocking(move || st.listing())
+        .await
+        .unwrap_or_default();
+    let data: Vec<_> = list.iter().map(model_json).collect();
+    Json(serde_json::json!({"object": "list", "data": data}))
 }
 
 async fn model(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if id != state.config.model_id {
-        return Err(ApiError::model_not_found(&id, &state.config.model_id));
+    let st = state.clone();
+    let list = tokio::task::spawn_blocking(move || st.listing())
+        .await
+        .unwrap_or_default();
+    match list.iter().find(|e| e.name == id) {
+        Some(e) => Ok(Json(model_json(e))),
+        None if state.models.source().is_none() => {
+            Err(ApiError::model_not_found(&id, &state.config.model_id))
+        }
+        None => Err(ApiError::no_such_model(
+            &id,
+            "no model of that name is installed (GET /v1/models lists them)",
+        )),
     }
-    Ok(Json(model_json(&state)))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
+    // A server of one model names it; a store's server lists the models loaded now.
+    let model = match state.models.source() {
+        None => serde_json::json!(state.config.model_id),
+        Some(_) => serde_json::json!(state
+            .models
+            .loaded()
+            .into_iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>()),
+    };
     if let Some(why) = state.failure() {
-        let body =
-            serde_json::json!({"status": "failed", "model": state.config.model_id, "error": why});
+        let body = serde_json::json!({"status": "failed", "model": model, "error": why});
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
-    let s = state.engine.stats();
+    let s = state.stats();
     Json(serde_json::json!({
         "status": "ok",
-        "model": state.config.model_id,
+        "model": model,
         "queued": s.queued,
         "running": s.running,
     }))
@@ -280,7 +343,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.engine.stats()),
+        state.metrics.render(&state.stats()),
     )
 }
 
@@ -294,9 +357,12 @@ pub fn serve(state: Arc<AppState>, addr: SocketAddr) -> Result<(), ServerError> 
         .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        let what = match state.models.source() {
+            Some(store) => format!("the models of {}", store.root().display()),
+            None => state.config.model_id.clone(),
+        };
         eprintln!(
-            "hearth: serving {} on http://{}",
-            state.config.model_id,
+            "hearth: serving {what} on http://{}",
             listener.local_addr()?
         );
         serve_on(listener, state, shutdown_signal()).await?;

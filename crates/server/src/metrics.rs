@@ -187,3 +187,23 @@ impl Metrics {
         out
     }
 }
+
+/// Two engines' counters and gauges added (for a server with several models loaded). Counters of a model that was
+/// unloaded leave the sum, as a process restart would.
+pub fn add_stats(a: Stats, b: Stats) -> Stats {
+    Stats {
+        queued: a.queued + b.queued,
+        running: a.running + b.running,
+        kv_bytes: a.kv_bytes + b.kv_bytes,
+        prefix_bytes: a.prefix_bytes + b.prefix_bytes,
+        prefix_entries: a.prefix_entries + b.prefix_entries,
+        steps: a.steps + b.steps,
+        tokens_processed: a.tokens_processed + b.tokens_processed,
+        prefix_hits: a.prefix_hits + b.prefix_hits,
+        cached_tokens: a.cached_tokens + b.cached_tokens,
+        cancelled: a.cancelled + b.cancelled,
+        masks: a.masks + b.masks,
+        mask_nanos: a.mask_nanos + b.mask_nanos,
+        forced_tokens: a.forced_tokens + b.forced_tokens,
+    }
+}

@@ -12,7 +12,7 @@ use crate::completions::{self, Job};
 use crate::dialect;
 use crate::error::ApiError;
 use crate::render::End;
-use crate::{served, AppState};
+use crate::{served, AppState, Lease, Served};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
@@ -114,7 +114,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let prepared = async {
         let req: ChatRequest = parse(&body)?;
         let keep_alive = keep_alive(req.keep_alive.as_ref())?;
-        let model = served::model(&state, &req.model, keep_alive)?;
+        let model = served::model(&state, &req.model, keep_alive).await?;
         let (mut common, extra) = options(req.options.as_ref())?;
         format(req.format.as_ref(), &mut common)?;
         let asked = Asked {
@@ -122,7 +122,13 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             stream: req.stream.unwrap_or(true),
         };
         if req.messages.is_empty() {
-            return Ok(Err(loaded(Endpoint::Chat, &asked.model, keep_alive)));
+            return Ok(Err(loaded(
+                &state,
+                model,
+                Endpoint::Chat,
+                &asked.model,
+                keep_alive,
+            )));
         }
         let mut messages = Vec::with_capacity(req.messages.len());
         for (i, m) in req.messages.into_iter().enumerate() {
@@ -141,7 +147,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         };
         let mut job = completions::chat_job(&model, common, body)?;
         extra.apply(&mut job, &model)?;
-        Ok(Ok((model, job, asked)))
+        Ok(Ok((state.clone(), job, asked)))
     }
     .await;
     respond(Endpoint::Chat, prepared, t0).await
@@ -161,7 +167,7 @@ pub async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
         }
         refuse_images(req.images.as_deref(), "images")?;
         let keep_alive = keep_alive(req.keep_alive.as_ref())?;
-        let model = served::model(&state, &req.model, keep_alive)?;
+        let model = served::model(&state, &req.model, keep_alive).await?;
         let (mut common, extra) = options(req.options.as_ref())?;
         format(req.format.as_ref(), &mut common)?;
         let asked = Asked {
@@ -170,7 +176,7 @@ pub async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
         };
         let prompt = req.prompt.unwrap_or_default();
         if prompt.is_empty() {
-            return Ok(Err(loaded(Endpoint::Generate, &asked.model, keep_alive)));
+            return Ok(Err(loaded(&state, model, Endpoint::Generate, &asked.model, keep_alive)));
         }
         let mut job = if req.raw.unwrap_or(false) {
             if req.system.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -204,7 +210,7 @@ pub async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
             completions::chat_job(&model, common, body)?
         };
         extra.apply(&mut job, &model)?;
-        Ok(Ok((model, job, asked)))
+        Ok(Ok((state.clone(), job, asked)))
     }
     .await;
     respond(Endpoint::Generate, prepared, t0).await
@@ -340,7 +346,18 @@ fn finish(v: &mut Value, end: &End, t0: Instant) {
 
 /// The answer to a request with nothing to generate: Ollama's way to load (or, with `keep_alive: 0`, unload) a
 /// model.
-fn loaded(endpoint: Endpoint, model: &str, keep_alive: Option<Duration>) -> Response {
+fn loaded(
+    state: &AppState,
+    lease: Lease,
+    endpoint: Endpoint,
+    model: &str,
+    keep_alive: Option<Duration>,
+) -> Response {
+    if keep_alive == Some(Duration::ZERO) {
+        let id = lease.id.clone();
+        drop(lease);
+        state.models.unload(&id);
+    }
     let mut v = head(model);
     fill(endpoint, &mut v, "", "", &[]);
     v["done"] = json!(true);
@@ -560,8 +577,8 @@ struct Extra {
 impl Extra {
     /// Applies `num_ctx` (a smaller context than the server's: prompt and answer must fit in it) and
     /// `repeat_last_n` (-1: the whole context) to the job.
-    fn apply(&self, job: &mut Job, model: &AppState) -> Result<(), ApiError> {
-        let n_ctx = model.config.batch.n_ctx;
+    fn apply(&self, job: &mut Job, model: &Served) -> Result<(), ApiError> {
+        let n_ctx = model.n_ctx();
         if let Some(n) = self.num_ctx.filter(|&n| n < n_ctx) {
             if job.prompt.len() >= n {
                 return Err(ApiError::invalid(

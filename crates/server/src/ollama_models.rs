@@ -11,8 +11,9 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hearth_engine::Model;
 use hearth_gguf::Value as Meta;
-use hearth_store::{ModelInfo, PullEvent, PullOptions, Reporter, StoreError};
+use hearth_store::{ListEntry, ModelInfo, PullEvent, PullOptions, Reporter, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::convert::Infallible;
@@ -46,13 +47,25 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     crate::api::typed(&value)
 }
 
-/// What Ollama's lists say about one model.
-fn entry(name: &str, state: &AppState) -> Value {
-    let g = &state.model.gguf;
-    let info = ModelInfo::from_parts(std::slice::from_ref(g)).ok();
-    let size = info.as_ref().map_or(0, |i| i.weight_bytes);
-    let arch = state.model.config.arch.clone();
-    let digest = served::store()
+/// What Ollama's lists say about one model: from its loaded weights when `model` is given, else from the store's
+/// listing `listed`.
+fn entry(state: &AppState, name: &str, model: Option<&Model>, listed: Option<&ListEntry>) -> Value {
+    let info = model.and_then(|m| ModelInfo::from_parts(std::slice::from_ref(&m.gguf)).ok());
+    let size = match (&info, listed) {
+        (Some(i), _) => i.weight_bytes,
+        (None, Some(l)) => l.size,
+        (None, None) => 0,
+    };
+    let arch = model.map_or_else(
+        || listed.map_or_else(String::new, |l| l.architecture.clone()),
+        |m| m.config.arch.clone(),
+    );
+    let quant = info.as_ref().map_or_else(
+        || listed.map_or_else(String::new, |l| l.quant.clone()),
+        |i| i.quant.clone(),
+    );
+    let modified = listed.map_or(state.created, |l| l.modified);
+    let digest = served::store(state)
         .ok()
         .and_then(|s| s.manifest(name).ok().flatten())
         .and_then(|m| m.files.first().map(|f| f.sha256.clone()))
@@ -60,7 +73,7 @@ fn entry(name: &str, state: &AppState) -> Value {
     json!({
         "name": name,
         "model": name,
-        "modified_at": rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(state.created)),
+        "modified_at": rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(modified)),
         "size": size,
         "digest": digest,
         "details": {
@@ -69,7 +82,7 @@ fn entry(name: &str, state: &AppState) -> Value {
             "family": arch,
             "families": [arch],
             "parameter_size": info.as_ref().map_or(String::new(), |i| parameter_size(i.parameters)),
-            "quantization_level": info.as_ref().map_or(String::new(), |i| i.quant.clone()),
+            "quantization_level": quant,
         },
     })
 }
@@ -84,22 +97,35 @@ fn parameter_size(n: u64) -> String {
 }
 
 pub async fn tags(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let models: Vec<Value> = served::loaded(&state)
+    let st = state.clone();
+    let listing = tokio::task::spawn_blocking(move || st.listing())
+        .await
+        .unwrap_or_default();
+    let loaded = state.models.each_loaded();
+    let models: Vec<Value> = listing
         .iter()
-        .map(|(name, m)| entry(name, m))
+        .map(|l| {
+            let m = loaded.iter().find(|s| s.id == l.name);
+            entry(&state, &l.name, m.map(|s| &*s.model), Some(l))
+        })
         .collect();
     Json(json!({ "models": models }))
 }
 
 pub async fn ps(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let served = state.models.each_loaded();
     let models: Vec<Value> = served::loaded(&state)
         .iter()
-        .map(|(name, m)| {
-            let mut e = entry(name, m);
-            // Loaded for as long as the server runs.
-            e["expires_at"] = json!("9999-12-31T23:59:59Z");
+        .map(|l| {
+            let s = served.iter().find(|s| s.id == l.id);
+            let mut e = entry(&state, &l.id, s.map(|s| &*s.model), None);
+            e["size"] = json!(l.size);
+            // Never unloaded (a server of one model, or a negative keep-alive): Ollama's far future.
+            e["expires_at"] = json!(l
+                .expires_at
+                .map_or_else(|| "9999-12-31T23:59:59Z".to_string(), rfc3339));
             e["size_vram"] = json!(0);
-            e["context_length"] = json!(m.config.batch.n_ctx);
+            e["context_length"] = json!(s.map_or(0, |s| s.n_ctx()));
             e
         })
         .collect();
@@ -111,9 +137,9 @@ pub async fn version() -> Json<Value> {
 }
 
 pub async fn show(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let result = (|| {
+    let result = async {
         let req: NameRequest = parse(&body)?;
-        let m = served::model(&state, &req.model, None)?;
+        let m = served::model(&state, &req.model, None).await?;
         // `verbose` asks Ollama for the arrays (the vocabulary) too; hearth leaves them out (null) either way.
         let _ = req.verbose;
         let g = &m.model.gguf;
@@ -126,7 +152,7 @@ pub async fn show(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         if m.tok.token_id("<think>").is_some() {
             caps.push("thinking");
         }
-        let e = entry(&req.model, &m);
+        let e = entry(&state, &m.id, Some(&m.model), None);
         let template = g
             .get_str("tokenizer.chat_template")
             .ok()
@@ -142,7 +168,8 @@ pub async fn show(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             "modified_at": e["modified_at"],
         }))
         .into_response())
-    })();
+    }
+    .await;
     result.unwrap_or_else(ApiError::into_response)
 }
 
@@ -174,7 +201,7 @@ pub async fn delete(State(state): State<Arc<AppState>>, body: Bytes) -> Response
                 Some("model"),
             ));
         }
-        let store = served::store()?;
+        let store = served::store(&state)?;
         tokio::task::spawn_blocking(move || store.remove(&name).map_err(store_error))
             .await
             .map_err(|e| ApiError::internal(format!("deleting: {e}")))??;
@@ -247,7 +274,7 @@ fn progress_line(e: PullEvent, last: &mut Option<(String, Instant)>) -> Option<V
 /// How often a transfer's progress becomes a line (besides its first and last).
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-pub async fn pull(body: Bytes) -> Response {
+pub async fn pull(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let req: PullRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -259,7 +286,7 @@ pub async fn pull(body: Bytes) -> Response {
         )
         .into_response();
     }
-    let store = match served::store() {
+    let store = match served::store(&state) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };

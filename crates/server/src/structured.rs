@@ -5,13 +5,12 @@
 
 use crate::api::{ChatBody, Common, Message};
 use crate::error::ApiError;
-use crate::AppState;
+use crate::Lease;
 use hearth_constraint::tools::{self, Tool, ToolChoice};
 use hearth_constraint::{ConstraintError, Grammar};
 use hearth_engine::batch::Constraint;
 use hearth_text::ChatMessage;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a grammar may take to compile before the request is refused.
@@ -179,11 +178,11 @@ fn tool_use(body: &ChatBody) -> Result<Option<ToolUse>, ApiError> {
 
 /// Compiles `grammar` on a blocking thread (never on the engine's), within [`COMPILE_DEADLINE`].
 pub async fn compile(
-    state: &Arc<AppState>,
+    served: &Lease,
     grammar: Grammar,
     param: &str,
 ) -> Result<Box<dyn Constraint>, ApiError> {
-    let st = state.clone();
+    let st = served.clone();
     let r = tokio::task::spawn_blocking(move || -> Result<_, ConstraintError> {
         let guide = st.guide().map_err(ConstraintError::Vocab)?;
         guide.compile_bounded(grammar, COMPILE_DEADLINE)

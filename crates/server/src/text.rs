@@ -84,7 +84,7 @@ impl Sink for TextSink {
                 delta: self.text.push(step.id),
                 info: self.info(&step),
             },
-            Event::Done { finish, usage } => Out::Done {
+            Event::Done { finish, usage, .. } => Out::Done {
                 rest: self.text.finish(),
                 finish,
                 usage,

@@ -125,6 +125,9 @@ async fn an_engine_panic_is_reported_and_the_server_stops_for_its_supervisor() {
     assert_eq!(s, 200, "{body}");
     assert_eq!(state.failure(), None);
     state
+        .served(None, None)
+        .await
+        .expect("the model")
         .engine
         .submit(
             Request {

@@ -121,15 +121,11 @@ async fn hanging_up_mid_stream_cancels_the_sequence() {
         assert!(n > 0, "the stream ended early:\n{got}");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert!(
-        state.engine.stats().running == 1,
-        "{:?}",
-        state.engine.stats()
-    );
+    assert!(state.stats().running == 1, "{:?}", state.stats());
     drop(sock);
     let t0 = Instant::now();
     loop {
-        let s = state.engine.stats();
+        let s = state.stats();
         if s.running == 0 && s.cancelled == 1 {
             // Only the prefix cache may hold KV now (the cancelled sequence's cache is freed, not kept).
             assert_eq!(s.kv_bytes, s.prefix_bytes, "{s:?}");
@@ -145,5 +141,5 @@ async fn hanging_up_mid_stream_cancels_the_sequence() {
 }
 
 fn s_tokens(state: &hearth_server::AppState) -> u64 {
-    state.engine.stats().tokens_processed
+    state.stats().tokens_processed
 }

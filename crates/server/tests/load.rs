@@ -49,7 +49,7 @@ async fn many_streaming_clients_get_their_own_greedy_text() {
     c.batch.n_threads = common_threads();
     let state = state(c);
     let addr = spawn_server(state.clone()).await;
-    let base = state.engine.stats();
+    let base = state.stats();
 
     let t0 = Instant::now();
     let mut tasks = Vec::new();
@@ -105,7 +105,7 @@ async fn many_streaming_clients_get_their_own_greedy_text() {
     // Everything finished or cancelled: nothing runs or waits, and only the prefix cache holds KV.
     let t1 = Instant::now();
     loop {
-        let s = state.engine.stats();
+        let s = state.stats();
         if s.running == 0 && s.queued == 0 && s.kv_bytes == s.prefix_bytes {
             assert!(s.kv_bytes <= state.config.batch.prefix_cache_bytes, "{s:?}");
             assert_eq!(base.running, 0);

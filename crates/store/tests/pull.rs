@@ -548,3 +548,42 @@ fn a_reporter_hears_the_steps_and_the_transfer_up_to_the_whole_file() {
     );
     assert!(transfers.windows(2).all(|w| w[0].2 <= w[1].2));
 }
+
+#[test]
+fn a_pulled_model_answers_to_its_source_even_under_another_name() {
+    let model = make_gguf(9, 4096);
+    let hub = TestHub::start(one_file_repo(&model));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let m = store
+        .pull(&format!("hf://{REPO}:q4_k_m"), &opts(&hub, None))
+        .unwrap();
+    assert_eq!(m.name, "tiny-q4_k_m");
+    assert_eq!(m.pulled_as, [format!("hf://{REPO}:Q4_K_M")]);
+    let renamed = PullOptions {
+        name: Some("mine".into()),
+        ..opts(&hub, None)
+    };
+    let mine = store
+        .pull(&format!("hf.co/{REPO}:Q4_K_M"), &renamed)
+        .unwrap();
+    assert_eq!(mine.pulled_as, [format!("hf://{REPO}:Q4_K_M")]);
+    // A source names the model last pulled as it; each still answers to its own name.
+    let source = format!("hf://{REPO}:Q4_K_M");
+    for (asked, name) in [
+        (source.as_str(), "mine"),
+        ("mine", "mine"),
+        ("tiny-q4_k_m", "tiny-q4_k_m"),
+    ] {
+        assert_eq!(store.resolve(asked).unwrap().name, name, "{asked}");
+    }
+    let again = store
+        .pull(&format!("hf://{REPO}:q4_k_m"), &opts(&hub, None))
+        .unwrap();
+    assert_eq!(again.pulled_as, vec![source.clone()]);
+    assert_eq!(store.find(&source).unwrap().name, "tiny-q4_k_m");
+    assert_eq!(
+        store.manifest("mine").unwrap().unwrap().pulled_as,
+        Vec::<String>::new()
+    );
+}

@@ -6,7 +6,9 @@
 //! 2. every remaining text fragment goes through the HF `tokenizers` pipeline: for byte-level BPE, the regex
 //!    pre-tokenizer of `tokenizer.ggml.pre`, the byte-to-character map and the file's merges; for SentencePiece,
 //!    spaces become `▁` (with a leading `▁` on a fragment at the start or after a special token when
-//!    `add_space_prefix`) and llama.cpp's score-driven merging with byte fallback (`spm.rs`).
+//!    `add_space_prefix`) and llama.cpp's score-driven merging with byte fallback (`spm.rs`); for WordPiece (BERT),
+//!    HF's BertNormalizer (clean-up, CJK spacing, lowercasing and accent stripping as the file says),
+//!    BertPreTokenizer (whitespace and punctuation splits) and greedy longest-match WordPiece.
 //!
 //! Decoding does not use the HF decoders: every token's exact bytes are tabulated once ([`Tokenizer::token_bytes`],
 //! also what constrained decoding needs) and decoding concatenates them.
@@ -71,6 +73,7 @@ impl Tokenizer {
 
         let backend = match v.kind {
             ModelKind::BytePairBpe => Backend::Hf(Box::new(build_byte_level(&v, &by_text)?)),
+            ModelKind::WordPiece => Backend::Hf(Box::new(build_wordpiece(&v)?)),
             ModelKind::SentencePiece => {
                 Backend::Spm(Spm::new(&v.pieces, &v.types, &v.scores, v.unk))
             }
@@ -211,7 +214,8 @@ impl Tokenizer {
     /// `add_space_prefix` drops one leading space of the first token.
     pub fn decode_with(&self, ids: &[u32], skip_special: bool) -> String {
         let mut bytes = Vec::new();
-        let mut strip_space = self.kind == ModelKind::SentencePiece && self.add_space_prefix;
+        let mut strip_space = (self.kind == ModelKind::SentencePiece && self.add_space_prefix)
+            || self.kind == ModelKind::WordPiece;
         for &id in ids {
             if skip_special && self.is_control_like(id) {
                 continue;
@@ -354,6 +358,50 @@ fn build_byte_level(v: &Vocab, by_text: &HashMap<&str, u32>) -> Result<tokenizer
     Ok(hf)
 }
 
+/// WordPiece over llama.cpp's pieces, turned back into HF's form: `▁word` → `word`, a continuation `ing` →
+/// `##ing`, special and `[bracketed]` pieces as they are (the first of any duplicates wins).
+fn build_wordpiece(v: &Vocab) -> Result<tokenizers::Tokenizer> {
+    let mut vocab: HashMap<String, u32> = HashMap::with_capacity(v.pieces.len());
+    for (i, p) in v.pieces.iter().enumerate() {
+        let hf = match (v.types[i], p.strip_prefix('▁')) {
+            (TokenType::Normal, Some(word)) => word.to_string(),
+            (TokenType::Normal, None) if !(p.starts_with('[') && p.ends_with(']')) => {
+                format!("##{p}")
+            }
+            _ => p.clone(),
+        };
+        vocab.entry(hf).or_insert(i as u32);
+    }
+    let unk = v
+        .unk
+        .and_then(|u| v.pieces.get(u as usize))
+        .cloned()
+        .unwrap_or_else(|| "[UNK]".into());
+    if !vocab.contains_key(&unk) {
+        return Err(TextError::BadMetadata {
+            key: "tokenizer.ggml.unknown_token_id",
+            why: format!("the unknown token {unk:?} is not in the vocabulary"),
+        });
+    }
+    let wp = tokenizers::models::wordpiece::WordPiece::builder()
+        .vocab(vocab.into_iter().collect::<BpeVocab>())
+        .unk_token(unk)
+        .continuing_subword_prefix("##".into())
+        .max_input_chars_per_word(100)
+        .build()
+        .map_err(|e| TextError::Build(e.to_string()))?;
+    let mut hf = tokenizers::Tokenizer::new(wp);
+    hf.with_normalizer(Some(tokenizers::normalizers::bert::BertNormalizer::new(
+        true,
+        true,
+        Some(v.strip_accents),
+        v.lowercase,
+    )))
+    .map_err(|e| TextError::Build(e.to_string()))?;
+    hf.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::bert::BertPreTokenizer));
+    Ok(hf)
+}
+
 fn bpe_vocab(v: &Vocab) -> BpeVocab {
     v.pieces
         .iter()
@@ -403,7 +451,9 @@ fn token_byte_table(v: &Vocab) -> (Vec<u8>, Vec<u32>) {
                         }
                     }
                 }
-                ModelKind::SentencePiece => bytes.extend_from_slice(p.replace('▁', " ").as_bytes()),
+                ModelKind::SentencePiece | ModelKind::WordPiece => {
+                    bytes.extend_from_slice(p.replace('▁', " ").as_bytes())
+                }
             },
             TokenType::Byte => match parse_byte_token(p) {
                 Some(b) => bytes.push(b),

@@ -6,13 +6,16 @@ use crate::error::{Result, TextError};
 use crate::pretok::{self, PreTokenizer};
 use hearth_gguf::Gguf;
 
-/// The two tokenizer families hearth reads.
+/// The tokenizer families hearth reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelKind {
     /// `tokenizer.ggml.model = "gpt2"`: byte-level BPE with a merge list (SmolLM2, Qwen, DeepSeek, Llama 3).
     BytePairBpe,
     /// `tokenizer.ggml.model = "llama"`: SentencePiece with scores and byte fallback (Gemma, Llama 2).
     SentencePiece,
+    /// `tokenizer.ggml.model = "bert"`: WordPiece (BERT encoders), pieces in llama.cpp's form: `▁word` starts a
+    /// word, a bare piece continues one (HF's `##piece`).
+    WordPiece,
 }
 
 /// A token's type, from `tokenizer.ggml.token_type` (the numbering llama.cpp's converters write).
@@ -94,6 +97,10 @@ pub(crate) struct Vocab {
     pub add_bos: bool,
     pub add_eos: bool,
     pub add_space_prefix: bool,
+    /// WordPiece's BasicTokenizer: lowercase, and strip accents (`tokenizer.bert.*`, hearth's keys; llama.cpp's
+    /// files lack them and get BERT-uncased's true, true).
+    pub lowercase: bool,
+    pub strip_accents: bool,
     /// Sorted, deduplicated.
     pub eog: Vec<u32>,
 }
@@ -108,6 +115,7 @@ impl Vocab {
         let kind = match model {
             "gpt2" => ModelKind::BytePairBpe,
             "llama" => ModelKind::SentencePiece,
+            "bert" => ModelKind::WordPiece,
             other => return Err(TextError::UnsupportedModel(other.to_string())),
         };
 
@@ -169,11 +177,11 @@ impl Vocab {
                     key: "tokenizer.ggml.scores",
                 })
             }
-            (ModelKind::BytePairBpe, _) => Vec::new(),
+            (ModelKind::BytePairBpe | ModelKind::WordPiece, _) => Vec::new(),
         };
 
         let merges = match kind {
-            ModelKind::SentencePiece => Vec::new(),
+            ModelKind::SentencePiece | ModelKind::WordPiece => Vec::new(),
             ModelKind::BytePairBpe => {
                 let a = g
                     .get_array("tokenizer.ggml.merges")?
@@ -194,7 +202,7 @@ impl Vocab {
         };
 
         let pre = match kind {
-            ModelKind::SentencePiece => None,
+            ModelKind::SentencePiece | ModelKind::WordPiece => None,
             ModelKind::BytePairBpe => {
                 let name = g.get_str("tokenizer.ggml.pre")?.unwrap_or("default");
                 Some(
@@ -206,9 +214,11 @@ impl Vocab {
             }
         };
 
-        // Special ids: llama.cpp's SentencePiece defaults are bos 1, eos 2, unk 0; we give BPE none.
+        // Special ids: llama.cpp's SentencePiece defaults are bos 1, eos 2, unk 0, its WordPiece ones [CLS] 101,
+        // [SEP] 102, [UNK] 100; we give BPE none.
         let (def_bos, def_eos, def_unk) = match kind {
             ModelKind::SentencePiece => (Some(1), Some(2), Some(0)),
+            ModelKind::WordPiece => (Some(101), Some(102), Some(100)),
             ModelKind::BytePairBpe => (None, None, None),
         };
         let in_range = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
@@ -218,20 +228,32 @@ impl Vocab {
                 None => in_range(default),
             })
         };
-        let bos = id("tokenizer.ggml.bos_token_id", def_bos)?;
-        let eos = id("tokenizer.ggml.eos_token_id", def_eos)?;
+        let mut bos = id("tokenizer.ggml.bos_token_id", def_bos)?;
+        let mut eos = id("tokenizer.ggml.eos_token_id", def_eos)?;
+        if kind == ModelKind::WordPiece {
+            // A sequence is [CLS] text [SEP]: llama.cpp's cls and separator keys win when present.
+            bos = id("tokenizer.ggml.cls_token_id", bos)?;
+            eos = id("tokenizer.ggml.seperator_token_id", eos)?;
+        }
         let unk = id("tokenizer.ggml.unknown_token_id", def_unk)?;
         let eot = id("tokenizer.ggml.eot_token_id", None)?;
         let eom = id("tokenizer.ggml.eom_token_id", None)?;
 
-        let (def_add_bos, def_space) = match kind {
-            ModelKind::SentencePiece => (true, true),
-            ModelKind::BytePairBpe => (pre.as_ref().is_some_and(|p| p.add_bos), false),
+        let (def_add_bos, def_add_eos, def_space) = match kind {
+            ModelKind::SentencePiece => (true, false, true),
+            ModelKind::WordPiece => (true, true, false),
+            ModelKind::BytePairBpe => (pre.as_ref().is_some_and(|p| p.add_bos), false, false),
         };
         let add_bos = g
             .get_bool("tokenizer.ggml.add_bos_token")?
             .unwrap_or(def_add_bos);
-        let add_eos = g.get_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
+        let add_eos = g
+            .get_bool("tokenizer.ggml.add_eos_token")?
+            .unwrap_or(def_add_eos);
+        let lowercase = g.get_bool("tokenizer.bert.lowercase")?.unwrap_or(true);
+        let strip_accents = g
+            .get_bool("tokenizer.bert.strip_accents")?
+            .unwrap_or(lowercase);
         let add_space_prefix = g
             .get_bool("tokenizer.ggml.add_space_prefix")?
             .unwrap_or(def_space);
@@ -275,6 +297,8 @@ impl Vocab {
             add_bos,
             add_eos,
             add_space_prefix,
+            lowercase,
+            strip_accents,
             eog,
         })
     }

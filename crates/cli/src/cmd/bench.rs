@@ -8,6 +8,9 @@
 //! `--json-schema SCHEMA.json` measures structured output instead: the same chat prompt (asking for JSON of that
 //! schema) generated greedily through the batch engine, free and under the schema, in the same run; it prints both
 //! generation rates, their ratio, the mean grammar-mask time per token and how many tokens the grammar forced.
+//!
+//! `--bandwidth` measures the machine's memory read bandwidth instead (no model): the ceiling that generation, which
+//! reads every weight once per token, is compared against (see `docs/bench.md`).
 
 use crate::common::{resolve_model, ModelArgs};
 use anyhow::{bail, Context, Result};
@@ -18,7 +21,8 @@ use std::time::Instant;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// A model name (e.g. smollm2-135m) or a path to a .gguf file.
-    model: String,
+    #[arg(required_unless_present = "bandwidth")]
+    model: Option<String>,
     /// Prompt lengths to test, comma-separated (0: none).
     #[arg(
         short = 'p',
@@ -61,6 +65,10 @@ pub struct Args {
     /// Measure generation under this JSON Schema (a file) against free generation, through the batch engine.
     #[arg(long = "json-schema", value_name = "SCHEMA.json")]
     json_schema: Option<std::path::PathBuf>,
+    /// Measure memory read bandwidth (GB/s over a buffer of this many MiB, 64 to 8192, default 1024) instead of a
+    /// model.
+    #[arg(long, value_name = "MIB", num_args = 0..=1, default_missing_value = "1024")]
+    bandwidth: Option<usize>,
 }
 
 /// One line of the result: a test at one thread count and depth.
@@ -115,7 +123,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.repetitions == 0 || a.batch == 0 {
         bail!("--repetitions and --batch must be at least 1");
     }
-    let path = resolve_model(&a.model)?;
+    if let Some(mib) = a.bandwidth {
+        return bandwidth(&a, mib);
+    }
+    let Some(model) = &a.model else {
+        bail!("give a model (or --bandwidth)");
+    };
+    let path = resolve_model(model)?;
     let model = Model::load(&path).with_context(|| format!("cannot load {}", path.display()))?;
     if let Some(schema) = &a.json_schema {
         return constrained(&a, schema, model);
@@ -375,7 +389,7 @@ fn constrained(a: &Args, schema_path: &std::path::Path, model: Model) -> Result<
     let forced = after.forced_tokens - before.forced_tokens;
     let (fa, fs) = mean_std(&free);
     let (ga, gs) = mean_std(&guided);
-    let name = path_name(&a.model);
+    let name = path_name(a.model.as_deref().unwrap_or_default());
     println!("| model | threads | test | t/s |");
     println!("| --- | ---: | ---: | ---: |");
     println!("| {name} | {n_threads} | tg{n_gen} (engine, free) | {fa:.2} ± {fs:.2} |");
@@ -387,6 +401,84 @@ fn constrained(a: &Args, schema_path: &std::path::Path, model: Model) -> Result<
          {forced} tokens forced",
         ga / fa
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes each task of the bandwidth test reads (a contiguous span, summed as 64-bit words).
+const READ_SPAN: usize = 1 << 20;
+
+/// `--bandwidth MIB`: reads a buffer of `mib` MiB (much larger than any cache) on the compute pool, every thread
+/// summing whole spans of it, `-r` times after an untimed pass; prints GB/s (10^9 bytes per second) per thread count.
+fn bandwidth(a: &Args, mib: usize) -> Result<ExitCode> {
+    if !(64..=8192).contains(&mib) {
+        bail!("--bandwidth takes 64 to 8192 MiB");
+    }
+    let words_per_span = READ_SPAN / 8;
+    let n_spans = mib * (1 << 20) / READ_SPAN;
+    // Written in full once, so every page is resident before timing (a fresh allocation would be zero pages).
+    let n_words = n_spans * words_per_span;
+    let mut buf: Vec<u64> = Vec::new();
+    buf.try_reserve_exact(n_words)
+        .with_context(|| format!("cannot allocate {mib} MiB for the bandwidth test"))?;
+    buf.extend(0..n_words as u64);
+    let threads = if a.threads.is_empty() {
+        vec![ModelArgs::default_threads()]
+    } else {
+        a.threads.clone()
+    };
+    let mut rows = Vec::new();
+    for &n_threads in &threads {
+        if n_threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        let pool = ThreadPool::new(n_threads);
+        let mut sums = vec![0u64; n_spans];
+        let mut gbs = Vec::new();
+        for rep in 0..=a.repetitions {
+            let t0 = Instant::now();
+            pool.for_each_row(&mut sums, 1, |i, s| {
+                // Four independent sums so the loop is bound by loads, not by one add chain.
+                let span = &buf[i * words_per_span..][..words_per_span];
+                let mut acc = [0u64; 4];
+                for w in span.chunks_exact(4) {
+                    for (a, &x) in acc.iter_mut().zip(w) {
+                        *a = a.wrapping_add(x);
+                    }
+                }
+                s[0] = acc.iter().fold(0, |x, &y| x.wrapping_add(y));
+            });
+            let secs = t0.elapsed().as_secs_f64();
+            std::hint::black_box(&sums);
+            if rep > 0 {
+                gbs.push((n_spans * READ_SPAN) as f64 / secs / 1e9);
+            }
+        }
+        // The sum of 0..n is known: a check that every span was read.
+        let n = n_words as u64;
+        let want = (n / 2).wrapping_mul(n - 1);
+        if sums.iter().fold(0u64, |x, &y| x.wrapping_add(y)) != want {
+            bail!("bandwidth test: wrong sum (a span was not read)");
+        }
+        rows.push((n_threads, gbs));
+    }
+    if a.json {
+        let out: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(t, g)| {
+                let (avg, std) = mean_std(g);
+                serde_json::json!({"test": "read", "bytes": n_spans * READ_SPAN, "n_threads": t,
+                    "avg_gbs": avg, "stddev_gbs": std, "samples_gbs": g})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("| memory | threads | test | GB/s |");
+        println!("| --- | ---: | ---: | ---: |");
+        for (t, g) in &rows {
+            let (avg, std) = mean_std(g);
+            println!("| {mib} MiB | {t} | read | {avg:.2} ± {std:.2} |");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,6 @@
 //! One module per `hearth` subcommand, each with its `Args` and `run`.
 
+pub mod act;
 pub mod bench;
 pub mod convert;
 pub mod import;
@@ -8,6 +9,7 @@ pub mod list;
 pub mod perplexity;
 pub mod pull;
 pub mod quantize;
+pub mod replay;
 pub mod rm;
 pub mod run;
 pub mod serve;

@@ -5,7 +5,7 @@ use hearth_store::{format_bytes, Store};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model names (see `hearth list`).
+    /// Model names (see `hearth list`), or the sources they were pulled as.
     #[arg(required_unless_present = "partials")]
     pub names: Vec<String>,
     /// Also delete partial downloads kept for resuming (those no running pull is using).
@@ -15,7 +15,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let store = Store::open_default()?;
-    for name in &args.names {
+    for asked in &args.names {
+        // A source it was pulled as names it too.
+        let name = &store.find(asked).map_or_else(|_| asked.clone(), |m| m.name);
         let r = store.remove(name)?;
         let shared = if r.kept_shared > 0 {
             format!(", {} file(s) kept for other models", r.kept_shared)

@@ -142,7 +142,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     a.sampling().validate()?;
     let t0 = Instant::now();
-    let loaded = Loaded::open(&a.model.model)?;
+    let loaded = Loaded::open_or_pull(&a.model.model)?;
     let n_ctx = loaded.n_ctx(a.ctx_size);
     loaded.check_memory(n_ctx, &a.model)?;
     let template = match a.raw {
@@ -153,6 +153,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         model,
         tokenizer,
         path,
+        ..
     } = loaded;
     // Refuse a KV type that does not fit the model here (the engine would fall back to f16 silently).
     model.new_cache_typed(1, a.model.kv_type)?;
@@ -175,7 +176,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // One sequence at a time; interactive chat keeps one conversation's KV (a whole context) for the next turn.
     let interactive = a.prompt.is_none();
     let layout = KvLayout::for_model(&model.config, a.model.kv_type);
-    let context_bytes = (layout.k_row_bytes() + layout.v_row_bytes())
+    let context_bytes = layout
+        .position_bytes()
         .saturating_mul(n_ctx)
         .saturating_mul(model.config.n_layer);
     let config = BatchConfig {
@@ -289,6 +291,7 @@ impl Runner {
                 .constraint
                 .as_ref()
                 .map(|c| Box::new(c.clone()) as Box<dyn hearth_engine::batch::Constraint>),
+            embed: false,
         }
     }
 
@@ -404,7 +407,7 @@ impl Sink for Terminal {
                 }
                 Flow::Continue
             }
-            Event::Done { finish, usage } => {
+            Event::Done { finish, usage, .. } => {
                 let rest = self.text.finish();
                 let _ = self.show(rest);
                 let report = Report::Done {

@@ -60,7 +60,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ctx_len.unwrap_or(0)
         );
     }
-    match memory::estimate_parts(&parts, n_ctx, 2) {
+    let shape = hearth_server::plan::shape_of_files(&parts, hearth_engine::KvType::F16);
+    match shape.map(|s| memory::estimate(&s, n_ctx, 1)) {
         Ok(e) => row(
             "memory",
             &format!(

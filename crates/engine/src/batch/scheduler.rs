@@ -4,6 +4,9 @@
 //! A constrained sequence's mask for the coming token is computed on a helper thread while the forward pass runs
 //! (it depends only on tokens already consumed); the tokens its grammar then forces are fed with the sampled one
 //! in the next forward pass.
+//!
+//! An embedding request reads its whole prompt in one step (it waits while other prompts hold the step's budget,
+//! and takes more than the budget when it is alone) and ends in that step with its pooled vector.
 
 use super::constraint::{Constraint, Mask};
 use super::prefix::PrefixCache;
@@ -52,6 +55,8 @@ struct Part {
     seq: usize,
     n_tokens: usize,
     wants_logits: bool,
+    /// The sequence is an embedding, read whole this step.
+    pooled: bool,
 }
 
 pub(super) struct Scheduler {
@@ -137,6 +142,27 @@ impl Scheduler {
                 break;
             };
             self.shared.queued.fetch_sub(1, Relaxed);
+            if req.embed {
+                // A fresh cache of the prompt's size: the prefix cache holds causal KV for generations only.
+                let n = req.prompt.len();
+                let cache = self
+                    .model
+                    .new_cache_typed(n, self.config.kv_type)
+                    .unwrap_or_else(|_| self.model.new_cache(n));
+                self.running.push(Seq {
+                    sampler: Sampler::new(req.sampling.clone()),
+                    constraint: None,
+                    tokens: Vec::new(),
+                    n_prompt: n,
+                    req,
+                    sink,
+                    cache,
+                    next: Vec::new(),
+                    generated: 0,
+                    cached_tokens: 0,
+                });
+                continue;
+            }
             if req.max_tokens == 0 {
                 let mut sink = sink;
                 let usage = Usage {
@@ -146,6 +172,7 @@ impl Scheduler {
                 sink.send(Event::Done {
                     finish: Finish::Length,
                     usage,
+                    embedding: None,
                 });
                 continue;
             }
@@ -185,7 +212,7 @@ impl Scheduler {
                 Outcome::Gone => {
                     self.shared.cancelled.fetch_add(1, Relaxed);
                 }
-                Outcome::Done => {}
+                Outcome::Done | Outcome::Embedded => {}
                 Outcome::Failed(msg) => {
                     seq.sink.send(Event::Failed(msg));
                 }
@@ -197,13 +224,27 @@ impl Scheduler {
     /// request first) up to `prefill_chunk` tokens in all.
     fn plan(&self) -> Vec<Part> {
         let mut parts = Vec::new();
-        let mut budget = self.config.prefill_chunk.max(1);
+        let full = self.config.prefill_chunk.max(1);
+        let mut budget = full;
         for (i, s) in self.running.iter().enumerate() {
-            if !s.prefilling() {
+            if s.req.embed {
+                // Whole or not at all: alone it may exceed the budget, else it waits for room.
+                let n = s.req.prompt.len();
+                if n <= budget || budget == full {
+                    budget = budget.saturating_sub(n);
+                    parts.push(Part {
+                        seq: i,
+                        n_tokens: n,
+                        wants_logits: false,
+                        pooled: true,
+                    });
+                }
+            } else if !s.prefilling() {
                 parts.push(Part {
                     seq: i,
                     n_tokens: s.next.len(),
                     wants_logits: true,
+                    pooled: false,
                 });
             } else if budget > 0 {
                 let left = s.req.prompt.len() - s.tokens.len();
@@ -213,6 +254,7 @@ impl Scheduler {
                     seq: i,
                     n_tokens: n,
                     wants_logits: n == left,
+                    pooled: false,
                 });
             }
         }
@@ -261,12 +303,13 @@ impl Scheduler {
                 });
             }
             let (model, pool) = (&self.model, &self.pool);
+            let pooled: Vec<bool> = parts.iter().map(|p| p.pooled).collect();
             if constrained.is_empty() {
-                (model.forward(pool, &mut batch), Vec::new())
+                (model.forward_pooled(pool, &mut batch, &pooled), Vec::new())
             } else {
                 std::thread::scope(|scope| {
                     let masker = scope.spawn(|| compute_masks(constrained));
-                    let result = model.forward(pool, &mut batch);
+                    let result = model.forward_pooled(pool, &mut batch, &pooled);
                     let masks = masker.join().unwrap_or_else(|_| Vec::new());
                     (result, masks)
                 })
@@ -282,8 +325,8 @@ impl Scheduler {
         self.shared
             .tokens_processed
             .fetch_add(n_tokens as u64, Relaxed);
-        let mut logits = match result {
-            Ok(l) => l,
+        let (mut logits, mut embeddings) = match result {
+            Ok(out) => (out.logits, out.pooled.into_iter()),
             Err(e) => {
                 // Nothing changed in the caches, but the step cannot be retried as it is: fail its sequences.
                 let msg = e.to_string();
@@ -308,6 +351,19 @@ impl Scheduler {
             } else {
                 s.tokens.append(&mut s.next);
             }
+            if p.pooled {
+                let usage = Usage {
+                    prompt_tokens: s.n_prompt,
+                    ..Usage::default()
+                };
+                s.sink.send(Event::Done {
+                    finish: Finish::Stop,
+                    usage,
+                    embedding: embeddings.next(),
+                });
+                finished.push((p.seq, Outcome::Embedded));
+                continue;
+            }
             if !p.wants_logits {
                 continue;
             }
@@ -326,7 +382,7 @@ impl Scheduler {
         for (i, end) in finished.into_iter().rev() {
             let mut s = self.running.remove(i);
             match end {
-                Outcome::Running => {}
+                Outcome::Running | Outcome::Embedded => {}
                 Outcome::Done => self.prefix.insert(s.tokens, s.cache),
                 Outcome::Gone => {
                     self.shared.cancelled.fetch_add(1, Relaxed);
@@ -366,6 +422,8 @@ enum Outcome {
     Running,
     /// Ended; `Done` was sent.
     Done,
+    /// An embedding was sent; its (bidirectional or pooled) KV is not for reuse.
+    Embedded,
     /// The receiver has gone.
     Gone,
     /// The grammar failed; the message goes out as `Failed`.
@@ -463,7 +521,11 @@ fn finish_seq(s: &mut Seq, finish: Finish) -> Outcome {
         completion_tokens: s.generated,
         cached_tokens: s.cached_tokens,
     };
-    s.sink.send(Event::Done { finish, usage });
+    s.sink.send(Event::Done {
+        finish,
+        usage,
+        embedding: None,
+    });
     Outcome::Done
 }
 

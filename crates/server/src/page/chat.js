@@ -274,6 +274,16 @@
       live.shownThoughts = true;
     }
     body.innerHTML = markdown(m.content);
+    if (navigator.clipboard) {
+      // (Only in a secure context: https, localhost or a loopback address.)
+      for (const pre of body.querySelectorAll("pre")) {
+        const copy = document.createElement("button");
+        copy.type = "button";
+        copy.className = "copy";
+        copy.textContent = "Copy";
+        pre.prepend(copy);
+      }
+    }
     if (isStr(m.error)) {
       const p = document.createElement("p");
       p.className = "error";
@@ -534,6 +544,16 @@
     }
   });
   el.prompt.addEventListener("input", growPrompt);
+  el.log.addEventListener("click", (e) => {
+    const copy = e.target.closest("button.copy");
+    if (!copy) return;
+    const code = copy.parentElement.querySelector("code");
+    navigator.clipboard.writeText(code ? code.textContent : "").then(
+      () => { copy.textContent = "Copied"; },
+      () => { copy.textContent = "Not allowed"; },
+    );
+    setTimeout(() => { copy.textContent = "Copy"; }, 1500);
+  });
   el.stop.addEventListener("click", () => live && live.ctrl.abort());
   el.newChat.addEventListener("click", newChat);
   el.newChatTop.addEventListener("click", newChat);

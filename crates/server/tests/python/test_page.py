@@ -175,7 +175,16 @@ class ChatPage(unittest.TestCase):
         blocks = [b.text for b in shown.find_elements(By.CSS_SELECTOR, ".body pre code")]
         self.assertEqual(len(blocks), want.count("```") // 2)
         self.assertIn("def add_two_numbers(num1, num2):", blocks[0])
-        self.assertNotIn("```", shown.find_element(By.CSS_SELECTOR, ".body").text)
+        self.assertNotIn("```", shown.find_element(By.CSS_SELECTOR, ".body").text.replace("Copy", ""))
+        # Each code block has a copy button that puts the code on the clipboard.
+        p.d.execute_cdp_cmd("Browser.grantPermissions", {
+            "origin": BASE, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+        copies = shown.find_elements(By.CSS_SELECTOR, ".body pre .copy")
+        self.assertEqual(len(copies), len(blocks))
+        copies[1].click()
+        p.wait(lambda: copies[1].text == "Copied", "the copy button's confirmation", 5)
+        got = p.d.execute_async_script("navigator.clipboard.readText().then(arguments[0], e => arguments[0](String(e)))")
+        self.assertEqual(got, blocks[1])
         meta = shown.find_element(By.CSS_SELECTOR, ".meta").text
         self.assertRegex(meta, rf"{re.escape(MODEL)} · \d+\s+tokens · [\d.]+\s+tok/s · first\s+token\s+[\d.]+\s+s")
 
@@ -217,6 +226,7 @@ class ChatPage(unittest.TestCase):
         self.assertEqual(len(p.answers()), 2)
 
     def test_4_markdown_is_rendered_and_escaped(self):
+        self.page.open()
         md = self.page.js
         cases = {
             "<img src=x onerror=alert(1)>": "<p>&lt;img src=x onerror=alert(1)&gt;</p>",
@@ -266,6 +276,9 @@ class ChatPage(unittest.TestCase):
         dark = p.screenshot("phone-dark", 390, 844, True)
         self.assertEqual(p.js("return getComputedStyle(document.body).backgroundColor"), "rgb(23, 19, 15)")
         p.d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        p.d.find_element(By.ID, "new-chat-top").click()
+        p.screenshot("phone-new-chat", 390, 844, True)
+        self.assertTrue(p.d.find_element(By.ID, "empty").is_displayed())
         p.d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         for path in (phone, desktop, dark):
             with open(path, "rb") as f:
