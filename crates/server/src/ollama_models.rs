@@ -119,7 +119,10 @@ pub async fn ps(State(state): State<Arc<AppState>>) -> Json<Value> {
         .map(|l| {
             let s = served.iter().find(|s| s.id == l.id);
             let mut e = entry(&state, &l.id, s.map(|s| &*s.model), None);
-            e["size"] = json!(l.size);
+            // The memory planner's count where it counts (a server of the store); else the weights.
+            if l.size > 0 {
+                e["size"] = json!(l.size);
+            }
             // Never unloaded (a server of one model, or a negative keep-alive): Ollama's far future.
             e["expires_at"] = json!(l
                 .expires_at
