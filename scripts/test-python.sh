@@ -16,7 +16,7 @@ VENV=target/py-openai
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check openai jsonschema ollama selenium
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check openai jsonschema ollama anthropic selenium
 
 cargo build -p hearth
 BIN="$PWD/target/debug/hearth"

@@ -3,7 +3,7 @@
 //! (as OpenAI refuses unrecognised arguments), so a client never silently gets behaviour it did not ask for.
 //! Extensions beyond OpenAI's fields: `top_k`, `min_p`, `repeat_penalty` (llama.cpp's samplers), `json_schema` and
 //! `grammar` (llama-server's constraints; the grammar in llguidance's Lark syntax) and, on chat,
-//! `chat_template_kwargs` (vLLM's).
+//! `chat_template_kwargs` and `continue_final_message` (vLLM's).
 
 use crate::error::ApiError;
 use serde::de::DeserializeOwned;
@@ -69,6 +69,9 @@ pub struct ChatBody {
     pub tool_choice: Option<Value>,
     #[serde(default)]
     pub parallel_tool_calls: Option<bool>,
+    /// vLLM's: the last message (an assistant's) is the start of the answer, continued rather than closed.
+    #[serde(default)]
+    pub continue_final_message: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,7 +189,7 @@ pub fn fields<T: DeserializeOwned>() -> &'static [&'static str] {
 }
 
 /// Deserializes with the path of the first bad field in the error.
-fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+pub(crate) fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();

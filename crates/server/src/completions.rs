@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hearth_constraint::tools::{CallParser, Piece as CallPiece};
+use hearth_constraint::tools::{Call, CallParser, Piece as CallPiece};
 use hearth_constraint::Grammar;
 use hearth_engine::batch::{Request, SubmitError};
 use hearth_engine::{Finish, SamplingParams};
@@ -24,22 +24,24 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
-/// A validated generation request.
-struct Job {
-    head: Head,
-    prompt: Vec<u32>,
-    max_tokens: usize,
-    sampling: SamplingParams,
-    stops: Vec<String>,
+/// A validated generation request: what every API's request becomes before it reaches the engine.
+pub(crate) struct Job {
+    /// The model the job runs on, held (loaded) for as long as the job lives.
+    pub served: Lease,
+    pub head: Head,
+    pub prompt: Vec<u32>,
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    pub stops: Vec<String>,
     /// Whether `<think>…</think>` is split off as reasoning (chat only).
-    reasoning: Reasoning,
-    top_logprobs: Option<usize>,
-    stream: bool,
-    include_usage: bool,
+    pub reasoning: Reasoning,
+    pub top_logprobs: Option<usize>,
+    pub stream: bool,
+    pub include_usage: bool,
     /// The grammar the output must follow, and the request field it came from.
-    grammar: Option<(Grammar, String)>,
+    pub grammar: Option<(Grammar, String)>,
     /// Read the answer for tool calls.
-    tools: bool,
+    pub tools: bool,
 }
 
 pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
@@ -47,117 +49,157 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let result = async {
         let (common, body): (Common, ChatBody) = api::parse(&body)?;
         let served = state.served(common.model.as_deref(), None).await?;
-        let template = served.template.as_ref().map_err(|e| {
-            ApiError::internal(format!("The model's chat template cannot be used: {e}"))
-        })?;
-        if body.messages.is_empty() {
-            return Err(ApiError::invalid(
-                "'messages' must not be empty",
-                Some("messages"),
-            ));
-        }
-        let structured = structured::parse(&common, Some(&body))?;
-        let texts = (0..body.messages.len())
-            .map(|i| body.messages[i].text(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let has_tool_history = body
-            .messages
-            .iter()
-            .any(|m| m.tool_calls.is_some() || m.role == "tool");
-        let offered = body.tools.as_ref().filter(|t| !t.is_empty());
-        let text = if template.knows_tools() && (offered.is_some() || has_tool_history) {
-            // The template renders the tools and the calls itself.
-            let mut kwargs = body.chat_template_kwargs.clone().unwrap_or_default();
-            if let Some(t) = offered {
-                kwargs.insert("tools".into(), Value::Array(t.clone()));
-            }
-            let messages = structured::tool_messages(&body.messages, texts);
-            render_prompt(template, &messages, Some(&kwargs))?
-        } else if structured.tools.is_some() || has_tool_history {
-            let messages =
-                structured::plain_messages(&body.messages, structured.tools.as_ref(), texts);
-            render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?
-        } else {
-            let messages: Vec<ChatMessage> = body
-                .messages
-                .iter()
-                .zip(texts)
-                .map(|(m, t)| {
-                    let role = if m.role == "developer" {
-                        "system"
-                    } else {
-                        m.role.as_str()
-                    };
-                    ChatMessage::new(role, t)
-                })
-                .collect();
-            render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?
-        };
-        // The template writes BOS itself when the model wants one, as `hearth run` relies on.
-        let prompt = encode(&served, &text, false)?;
-        let top = match (body.logprobs, body.top_logprobs) {
-            (_, Some(k)) if k > 20 => {
-                return Err(ApiError::invalid(
-                    "'top_logprobs' must be at most 20",
-                    Some("top_logprobs"),
-                ))
-            }
-            (Some(true), k) => Some(k.unwrap_or(0) as usize),
-            (_, Some(_)) => {
-                return Err(ApiError::invalid(
-                    "'top_logprobs' requires 'logprobs': true",
-                    Some("top_logprobs"),
-                ))
-            }
-            _ => None,
-        };
-        let max = api::max_tokens(
-            common.max_tokens,
-            body.max_completion_tokens,
-            MaxDefault::RestOfContext,
-        )?;
-        let mut job = job(&served, Kind::Chat, common, prompt, max, top)?;
-        job.reasoning = Reasoning::for_chat(&served.tok, &text);
-        job.tools = structured.tools.is_some();
-        job.grammar = structured.grammar;
-        Ok((served, job))
+        chat_job(&served, common, body)
     }
     .await;
     run(state, result).await
+}
+
+/// A chat request as a job: the one translation of a conversation (messages, tools, constraints, template
+/// variables) into prompt ids, used by every API that chats.
+pub(crate) fn chat_job(
+    served: &Lease,
+    common: Common,
+    mut body: ChatBody,
+) -> Result<Job, ApiError> {
+    let template = served.template.as_ref().map_err(|e| {
+        ApiError::internal(format!("The model's chat template cannot be used: {e}"))
+    })?;
+    if body.messages.is_empty() {
+        return Err(ApiError::invalid(
+            "'messages' must not be empty",
+            Some("messages"),
+        ));
+    }
+    // A final assistant message to continue: the prompt is the conversation before it, the assistant's turn
+    // opened, and its text.
+    let prefill = match body.continue_final_message {
+        Some(true) => {
+            let i = body.messages.len() - 1;
+            let last = &body.messages[i];
+            if last.role != "assistant" || last.tool_calls.is_some() || i == 0 {
+                return Err(ApiError::invalid(
+                    "'continue_final_message' needs a conversation that ends with an assistant's text",
+                    Some("continue_final_message"),
+                ));
+            }
+            let text = last.text(i)?;
+            body.messages.pop();
+            Some(text)
+        }
+        _ => None,
+    };
+    let structured = structured::parse(&common, Some(&body))?;
+    let texts = (0..body.messages.len())
+        .map(|i| body.messages[i].text(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let has_tool_history = body
+        .messages
+        .iter()
+        .any(|m| m.tool_calls.is_some() || m.role == "tool");
+    let offered = body.tools.as_ref().filter(|t| !t.is_empty());
+    let text = if template.knows_tools() && (offered.is_some() || has_tool_history) {
+        // The template renders the tools and the calls itself.
+        let mut kwargs = body.chat_template_kwargs.clone().unwrap_or_default();
+        if let Some(t) = offered {
+            kwargs.insert("tools".into(), Value::Array(t.clone()));
+        }
+        let messages = structured::tool_messages(&body.messages, texts);
+        render_prompt(template, &messages, Some(&kwargs))?
+    } else if structured.tools.is_some() || has_tool_history {
+        let messages = structured::plain_messages(&body.messages, structured.tools.as_ref(), texts);
+        render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?
+    } else {
+        let messages: Vec<ChatMessage> = body
+            .messages
+            .iter()
+            .zip(texts)
+            .map(|(m, t)| {
+                let role = if m.role == "developer" {
+                    "system"
+                } else {
+                    m.role.as_str()
+                };
+                ChatMessage::new(role, t)
+            })
+            .collect();
+        render_prompt(template, &messages, body.chat_template_kwargs.as_ref())?
+    };
+    let text = text + prefill.as_deref().unwrap_or("");
+    // The template writes BOS itself when the model wants one, as `hearth run` relies on.
+    let prompt = encode(served, &text, false)?;
+    let top = match (body.logprobs, body.top_logprobs) {
+        (_, Some(k)) if k > 20 => {
+            return Err(ApiError::invalid(
+                "'top_logprobs' must be at most 20",
+                Some("top_logprobs"),
+            ))
+        }
+        (Some(true), k) => Some(k.unwrap_or(0) as usize),
+        (_, Some(_)) => {
+            return Err(ApiError::invalid(
+                "'top_logprobs' requires 'logprobs': true",
+                Some("top_logprobs"),
+            ))
+        }
+        _ => None,
+    };
+    let max = api::max_tokens(
+        common.max_tokens,
+        body.max_completion_tokens,
+        MaxDefault::RestOfContext,
+    )?;
+    let mut job = job(served, Kind::Chat, common, prompt, max, top)?;
+    job.reasoning = Reasoning::for_chat(&served.tok, &text);
+    job.tools = structured.tools.is_some();
+    job.grammar = structured.grammar;
+    Ok(job)
 }
 
 pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     state.metrics.completion_requests.fetch_add(1, Relaxed);
     let result = async {
         let (common, body): (Common, CompletionBody) = api::parse(&body)?;
-        let Structured { grammar, .. } = structured::parse(&common, None)?;
+        // A bad grammar field is refused before the model is looked up (or loaded).
+        structured::parse(&common, None)?;
         let served = state.served(common.model.as_deref(), None).await?;
-        let prompt = match body.prompt()? {
-            Prompt::Text(t) => encode(&served, &t, true)?,
-            Prompt::Tokens(ids) => ids,
-        };
-        if let Some(k) = body.logprobs {
-            if k > 5 {
-                return Err(ApiError::invalid(
-                    "'logprobs' must be at most 5",
-                    Some("logprobs"),
-                ));
-            }
-        }
-        let max = api::max_tokens(common.max_tokens, None, MaxDefault::Sixteen)?;
-        let mut job = job(
-            &served,
-            Kind::Completion,
-            common,
-            prompt,
-            max,
-            body.logprobs.map(|k| k as usize),
-        )?;
-        job.grammar = grammar;
-        Ok((served, job))
+        completion_job(&served, common, body, MaxDefault::Sixteen)
     }
     .await;
     run(state, result).await
+}
+
+/// A raw completion request as a job (`default`: the limit when the request sets none).
+pub(crate) fn completion_job(
+    served: &Lease,
+    common: Common,
+    body: CompletionBody,
+    default: MaxDefault,
+) -> Result<Job, ApiError> {
+    let Structured { grammar, .. } = structured::parse(&common, None)?;
+    let prompt = match body.prompt()? {
+        Prompt::Text(t) => encode(served, &t, true)?,
+        Prompt::Tokens(ids) => ids,
+    };
+    if let Some(k) = body.logprobs {
+        if k > 5 {
+            return Err(ApiError::invalid(
+                "'logprobs' must be at most 5",
+                Some("logprobs"),
+            ));
+        }
+    }
+    let max = api::max_tokens(common.max_tokens, None, default)?;
+    let mut job = job(
+        served,
+        Kind::Completion,
+        common,
+        prompt,
+        max,
+        body.logprobs.map(|k| k as usize),
+    )?;
+    job.grammar = grammar;
+    Ok(job)
 }
 
 /// The chat template over `messages`, with the assistant's turn opened and the request's extra template variables.
@@ -214,6 +256,7 @@ fn job(
         "cmpl"
     };
     Ok(Job {
+        served: served.clone(),
         head: Head {
             kind,
             id: format!("{prefix}-{:016x}", fresh_seed()),
@@ -236,12 +279,12 @@ fn job(
 }
 
 /// A fresh id for a tool call.
-fn call_id() -> String {
+pub(crate) fn call_id() -> String {
     format!("call_{:016x}", fresh_seed())
 }
 
 /// A seed nobody asked for: different for every request.
-fn fresh_seed() -> u64 {
+pub(crate) fn fresh_seed() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -252,9 +295,9 @@ fn fresh_seed() -> u64 {
     .rotate_left(17)
 }
 
-async fn run(state: Arc<AppState>, job: Result<(Lease, Job), ApiError>) -> Response {
+async fn run(state: Arc<AppState>, job: Result<Job, ApiError>) -> Response {
     let result = match job {
-        Ok((served, job)) => start(&state, served, job).await,
+        Ok(job) => start(&state, job).await,
         Err(e) => Err(e),
     };
     match result {
@@ -266,12 +309,32 @@ async fn run(state: Arc<AppState>, job: Result<(Lease, Job), ApiError>) -> Respo
     }
 }
 
-async fn start(state: &Arc<AppState>, served: Lease, mut job: Job) -> Result<Response, ApiError> {
+async fn start(state: &Arc<AppState>, mut job: Job) -> Result<Response, ApiError> {
     let t0 = Instant::now();
+    let rx = submit(state, &mut job).await?;
+    if job.stream {
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        tokio::spawn(stream_task(state.clone(), job, rx, out_tx, t0));
+        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx);
+        Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response())
+    } else {
+        collect(state, job, rx, t0).await
+    }
+}
+
+/// Compiles the job's grammar and hands the job to the engine: the one way into the scheduler. The receiver gets
+/// the text deltas and the end ([`follow`] reads them).
+pub(crate) async fn submit(
+    state: &Arc<AppState>,
+    job: &mut Job,
+) -> Result<mpsc::UnboundedReceiver<Out>, ApiError> {
     let constraint = match job.grammar.take() {
-        Some((g, param)) => Some(structured::compile(&served, g, &param).await?),
+        Some((g, param)) => Some(structured::compile(&job.served, g, &param).await?),
         None => None,
     };
+    let served = &job.served;
     let (tx, rx) = mpsc::unbounded_channel();
     let req = Request {
         prompt: job.prompt.clone(),
@@ -308,7 +371,7 @@ async fn start(state: &Arc<AppState>, served: Lease, mut job: Job) -> Result<Res
             SubmitError::EmbeddingOnly => ApiError::invalid(
                 format!(
                     "The model {} makes embeddings only; use /v1/embeddings",
-                    state.config.model_id
+                    served.id
                 ),
                 Some("model"),
             ),
@@ -317,21 +380,12 @@ async fn start(state: &Arc<AppState>, served: Lease, mut job: Job) -> Result<Res
                 Some(job.head.kind.prompt_param()),
             ),
         })?;
-    if job.stream {
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        tokio::spawn(stream_task(state.clone(), served, job, rx, out_tx, t0));
-        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx);
-        Ok(Sse::new(stream)
-            .keep_alive(KeepAlive::default())
-            .into_response())
-    } else {
-        collect(state, &served, job, rx, t0).await
-    }
+    Ok(rx)
 }
 
 /// Follows one request's events until the engine's `Done`: text deltas (with their tokens' log-probabilities) go
-/// to `on_delta`; returns how it ended, as the engine reports it.
-async fn follow(
+/// to `on_delta` (which returns false when its client went away); returns how it ended, as the engine reports it.
+pub(crate) async fn follow(
     state: &AppState,
     served: &Served,
     rx: &mut mpsc::UnboundedReceiver<Out>,
@@ -365,6 +419,7 @@ async fn follow(
                 finish,
                 usage,
                 reasoning_tokens,
+                stop,
             } => {
                 if !rest.is_empty() {
                     on_delta(rest, Vec::new());
@@ -376,6 +431,8 @@ async fn follow(
                     },
                     usage,
                     reasoning_tokens,
+                    stop,
+                    first_token: first,
                 };
             }
             Out::Failed(m) => return Err(ApiError::internal(m)),
@@ -397,14 +454,13 @@ async fn follow(
 
 async fn collect(
     state: &AppState,
-    served: &Served,
     job: Job,
     mut rx: mpsc::UnboundedReceiver<Out>,
     t0: Instant,
 ) -> Result<Response, ApiError> {
     let mut all = Delta::default();
     let mut tokens = Vec::new();
-    let end = follow(state, served, &mut rx, t0, |d, t| {
+    let end = follow(state, &job.served, &mut rx, t0, |d, t| {
         all.extend(d);
         tokens.extend(t);
         true
@@ -418,19 +474,12 @@ async fn collect(
         let body = job.head.response(all.text, &all.reasoning, logprobs, &end);
         return Ok(Json(body).into_response());
     }
-    let mut parser = CallParser::new();
-    let mut pieces = parser.push(&all.text);
-    pieces.extend(parser.finish());
-    let mut text = String::new();
-    let mut calls = Vec::new();
-    for p in pieces {
-        match p {
-            CallPiece::Text(t) => text.push_str(&t),
-            CallPiece::Call { index, call } => {
-                calls.push(render::tool_call(index, &call_id(), &call, false))
-            }
-        }
-    }
+    let (text, calls) = split_calls(&all.text);
+    let calls: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| render::tool_call(i, &call_id(), c, false))
+        .collect();
     let mut end = end;
     if !calls.is_empty() && end.finish == "stop" {
         end.finish = "tool_calls";
@@ -448,12 +497,27 @@ async fn collect(
     Ok(Json(body).into_response())
 }
 
+/// A whole answer read for tool calls: the text outside them, and the calls in order.
+pub(crate) fn split_calls(answer: &str) -> (String, Vec<Call>) {
+    let mut parser = CallParser::new();
+    let mut pieces = parser.push(answer);
+    pieces.extend(parser.finish());
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for p in pieces {
+        match p {
+            CallPiece::Text(t) => text.push_str(&t),
+            CallPiece::Call { call, .. } => calls.push(call),
+        }
+    }
+    (text, calls)
+}
+
 type SseTx = mpsc::UnboundedSender<Result<SseEvent, Infallible>>;
 
 /// Streams one request as SSE chunks; stops (and so cancels the engine sequence) when the client goes away.
 async fn stream_task(
     state: Arc<AppState>,
-    served: Lease,
     job: Job,
     mut rx: mpsc::UnboundedReceiver<Out>,
     out: SseTx,
@@ -509,7 +573,7 @@ async fn stream_task(
         }
         ok
     };
-    let follow = follow(&state, &served, &mut rx, t0, |d, tokens| {
+    let follow = follow(&state, &job.served, &mut rx, t0, |d, tokens| {
         let lp = match job.top_logprobs {
             Some(_) => render::logprobs(head.kind, &tokens, &mut offset),
             None => Value::Null,

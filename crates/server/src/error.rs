@@ -29,7 +29,8 @@ impl ApiError {
     pub fn unauthorized() -> ApiError {
         ApiError {
             status: StatusCode::UNAUTHORIZED,
-            message: "Incorrect or missing API key: send it as 'Authorization: Bearer KEY'".into(),
+            message: "Incorrect or missing API key: send it as 'Authorization: Bearer KEY' (or 'x-api-key: KEY')"
+                .into(),
             kind: "invalid_request_error",
             param: None,
             code: Some("invalid_api_key"),

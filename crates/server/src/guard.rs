@@ -207,11 +207,13 @@ fn preflight() -> Response {
         [
             (
                 header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("GET, POST, OPTIONS"),
+                HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
             ),
             (
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("authorization, content-type"),
+                HeaderValue::from_static(
+                    "authorization, content-type, x-api-key, anthropic-version",
+                ),
             ),
             (
                 header::ACCESS_CONTROL_MAX_AGE,

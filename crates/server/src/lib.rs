@@ -11,6 +11,10 @@
 //! - [`serve`] runs the router on a socket until SIGINT/SIGTERM, finishing the requests in flight, with the
 //!   connection limits and timeouts of [`Limits`] ([`listen`]); when the engine fails it returns
 //!   [`ServerError::Failed`] so the process can exit for its supervisor.
+//! - The same port speaks Ollama's API (`/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/ps`,
+//!   `/api/version`, `/api/pull`, `/api/delete`) and Anthropic's Messages API (`/v1/messages`,
+//!   `/v1/messages/count_tokens`): thin translations onto the same request types, job builder, engine and text
+//!   stream, each with its own response and error shapes ([`dialect`]); docs/apis.md lists what each accepts.
 //! - [`guard`] sits in front of every route: the `Host` check against DNS rebinding, `application/json` bodies,
 //!   CORS only where configured, and OpenAI's error JSON for every error.
 //!
@@ -23,17 +27,23 @@
 //! # Ok(()) }
 //! ```
 
+mod answer;
+mod anthropic;
 pub mod api;
 mod completions;
+pub mod dialect;
 mod embeddings;
 pub mod error;
 pub mod guard;
 pub mod listen;
 pub mod metrics;
 pub mod models;
+mod ollama;
+mod ollama_models;
 pub mod page;
 pub mod plan;
 mod render;
+mod served;
 mod structured;
 pub mod text;
 
@@ -41,7 +51,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use error::ApiError;
 use hearth_engine::batch::{BatchConfig, Stats};
@@ -59,7 +69,7 @@ pub struct ServerConfig {
     pub model_id: String,
     /// Other names the one model answers to (the source it was pulled as, the name on the command line).
     pub model_aliases: Vec<String>,
-    /// When set, `/v1/*` requires `Authorization: Bearer <key>`.
+    /// When set, `/v1/*` and `/api/*` require `Authorization: Bearer <key>` or `x-api-key: <key>`.
     pub api_key: Option<String>,
     pub batch: BatchConfig,
     /// Host names served besides IP literals and `localhost` (`*`: any); see [`guard`].
@@ -205,7 +215,8 @@ impl AppState {
     }
 }
 
-/// The HTTP API. Authentication (when an API key is set) covers `/v1/*`; `/health`, `/metrics` and the page are open.
+/// The HTTP API. Authentication (when an API key is set) covers `/v1/*` and `/api/*`; `/health`, `/metrics` and
+/// the page are open.
 pub fn app(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(completions::chat))
@@ -214,6 +225,16 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/embed", post(embeddings::ollama))
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/tags", get(ollama_models::tags))
+        .route("/api/show", post(ollama_models::show))
+        .route("/api/ps", get(ollama_models::ps))
+        .route("/api/version", get(ollama_models::version))
+        .route("/api/pull", post(ollama_models::pull))
+        .route("/api/delete", delete(ollama_models::delete))
         .route_layer(middleware::from_fn_with_state(state.clone(), alive))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -223,6 +244,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(page::routes())
         .fallback(|req: Request| async move { ApiError::not_found(req.uri().path()) })
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .layer(middleware::from_fn(dialect::reshape))
         .with_state(state)
 }
 
@@ -236,11 +258,13 @@ async fn alive(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
 
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(key) = &state.config.api_key {
-        let given = req
-            .headers()
+        // OpenAI's and Ollama's clients send a bearer token, Anthropic's an `x-api-key`.
+        let h = req.headers();
+        let given = h
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()));
         if !given.is_some_and(|g| constant_time_eq(g.trim().as_bytes(), key.as_bytes())) {
             return ApiError::unauthorized().into_response();
         }

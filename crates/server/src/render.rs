@@ -87,6 +87,10 @@ pub struct End {
     pub usage: Usage,
     /// Of the completion tokens, those spent thinking (reasoning models; 0 otherwise).
     pub reasoning_tokens: usize,
+    /// The stop string that ended the answer, if one did.
+    pub stop: Option<String>,
+    /// When the first token came (none when none did).
+    pub first_token: Option<std::time::Instant>,
 }
 
 pub fn usage(end: &End) -> Value {

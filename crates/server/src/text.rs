@@ -26,12 +26,14 @@ pub enum Out {
         delta: Delta,
         info: Option<TokenInfo>,
     },
-    /// The end, as the engine reports it: held-back text, the finish, the usage, and the tokens spent thinking.
+    /// The end, as the engine reports it: held-back text, the finish, the usage, the tokens spent thinking, and the
+    /// stop string that ended the text (if one did).
     Done {
         rest: Delta,
         finish: Finish,
         usage: Usage,
         reasoning_tokens: usize,
+        stop: Option<String>,
     },
     Failed(String),
 }
@@ -87,6 +89,7 @@ impl Sink for TextSink {
                 finish,
                 usage,
                 reasoning_tokens: self.text.reasoning_tokens(),
+                stop: self.text.stop_string().map(str::to_string),
             },
             Event::Failed(m) => Out::Failed(m),
         };

@@ -291,3 +291,47 @@ async fn a_model_that_does_not_fit_is_refused_with_the_numbers_until_the_busy_on
     assert_eq!(loaded_ids(&state), [GEMMA]);
     assert_eq!(state.models.memory(), (budget, gemma.total));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_lists_the_store_shows_what_is_loaded_and_unloads_with_keep_alive_0() {
+    let (_dir, store) = two_model_store();
+    let state = AppState::store(store, store_config(KeepAlive::Forever, None));
+    let addr = spawn_server(state.clone()).await;
+    let json_of = |body: String| serde_json::from_str::<Value>(&body).expect("json");
+    let (status, _, body) = read_response(get(addr, "/api/tags").await).await;
+    assert_eq!(status, 200, "{body}");
+    let mut names: Vec<String> = json_of(body)["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, [GEMMA, SMOL]);
+    assert!(loaded_ids(&state).is_empty(), "listing loads nothing");
+    // An empty generate loads the model (named with Ollama's tag) ...
+    let load = json!({"model": format!("{SMOL}:latest"), "stream": false});
+    let (status, _, body) = read_response(post(addr, "/api/generate", &load).await).await;
+    assert_eq!(
+        (status, json_of(body)["done_reason"].clone()),
+        (200, json!("load"))
+    );
+    assert_eq!(loaded_ids(&state), [SMOL]);
+    let (status, _, body) = read_response(get(addr, "/api/ps").await).await;
+    assert_eq!(status, 200, "{body}");
+    let ps = json_of(body);
+    assert_eq!(ps["models"][0]["name"], SMOL, "{ps}");
+    assert!(ps["models"][0]["size"].as_u64() > Some(0), "{ps}");
+    assert!(ps["models"][0]["expires_at"].is_string(), "{ps}");
+    // ... and one with keep_alive 0 unloads it.
+    let unload = json!({"model": SMOL, "keep_alive": 0, "stream": false});
+    let (status, _, body) = read_response(post(addr, "/api/generate", &unload).await).await;
+    assert_eq!(
+        (status, json_of(body)["done_reason"].clone()),
+        (200, json!("unload"))
+    );
+    eventually("keep_alive 0 unloads it", || {
+        state.models.loaded().is_empty()
+    })
+    .await;
+}

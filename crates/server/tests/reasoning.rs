@@ -323,3 +323,107 @@ async fn chat_template_kwargs_reach_the_template() {
     assert_eq!(s, 400, "{body}");
     assert!(body.contains("chat_template_kwargs"), "{body}");
 }
+
+async fn post_to(path: &str, body: Value) -> (u16, String) {
+    let req = axum::http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("request");
+    let res = router().oneshot(req).await.expect("infallible");
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).expect("utf-8"))
+}
+
+#[tokio::test]
+async fn ollama_think_puts_the_reasoning_in_thinking() {
+    let (raw, n, _) = reference(MAX_TOKENS);
+    let (want_r, want_a) = expected(&raw);
+    // The reference's sampler: temperature 1, no top-k/top-p cut (Ollama's defaults would cut).
+    let options = json!({"seed": SEED, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "num_predict": MAX_TOKENS});
+    let body = json!({"model": "tiny", "messages": [{"role": "user", "content": USER}], "think": true,
+                      "options": options, "stream": false});
+    let (s, text) = post_to("/api/chat", body.clone()).await;
+    assert_eq!(s, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["message"]["thinking"], want_r.as_str(), "raw {raw:?}");
+    assert_eq!(v["message"]["content"], want_a.as_str(), "raw {raw:?}");
+    assert_eq!(v["eval_count"], n);
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let (s, text) = post_to("/api/chat", streamed).await;
+    assert_eq!(s, 200, "{text}");
+    let (mut thinking, mut content) = (String::new(), String::new());
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).expect("line json");
+        thinking += v["message"]["thinking"].as_str().unwrap_or("");
+        content += v["message"]["content"].as_str().expect("content");
+    }
+    assert_eq!((thinking, content), (want_r, want_a));
+    // think: false reaches the template as enable_thinking.
+    let (raw, _, _) = reference_with(MAX_TOKENS, false);
+    let body = json!({"model": "tiny", "messages": [{"role": "user", "content": USER}], "think": false,
+                      "options": options, "stream": false});
+    let (_, text) = post_to("/api/chat", body).await;
+    let v: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["message"]["content"], raw.as_str());
+    assert!(v["message"].get("thinking").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn anthropic_thinking_blocks_streamed_or_not() {
+    // Greedy output of the random weights never closes </think>: with thinking on, all of it is one thinking block.
+    let body = json!({"model": "tiny", "max_tokens": 12, "temperature": 0,
+                      "thinking": {"type": "enabled", "budget_tokens": 1024},
+                      "messages": [{"role": "user", "content": USER}]});
+    let (s, text) = post_to("/v1/messages", body.clone()).await;
+    assert_eq!(s, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("json");
+    let content = v["content"].as_array().expect("content");
+    assert_eq!(content.len(), 1, "{v}");
+    assert_eq!(content[0]["type"], "thinking");
+    let thinking = content[0]["thinking"].as_str().expect("thinking");
+    assert!(!thinking.is_empty() && !thinking.contains("think>"), "{v}");
+    assert_eq!(v["stop_reason"], "max_tokens");
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let (_, text) = post_to("/v1/messages", streamed).await;
+    let mut names = Vec::new();
+    let mut joined = String::new();
+    for d in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let e: Value = serde_json::from_str(d).expect("event json");
+        if e["type"] == "content_block_start" {
+            assert_eq!(e["content_block"]["type"], "thinking", "{e}");
+        }
+        if e["type"] == "content_block_delta" {
+            assert_eq!(e["delta"]["type"], "thinking_delta", "{e}");
+            joined += e["delta"]["thinking"].as_str().expect("thinking");
+        }
+        let name = e["type"].as_str().expect("type").to_string();
+        if names.last() != Some(&name) {
+            names.push(name);
+        }
+    }
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "ping",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(joined, thinking);
+    // Thinking not asked for: the template closes an empty one, and the answer is text.
+    let (s, text) = post_to(
+        "/v1/messages",
+        json!({"model": "tiny", "max_tokens": 12, "temperature": 0, "messages": [{"role": "user", "content": USER}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["content"][0]["type"], "text", "{v}");
+}

@@ -9,7 +9,7 @@
 //! partial file without either proof is downloaded again from the start.
 
 use crate::error::IoContext;
-use crate::progress::{Progress, ProgressMode};
+use crate::progress::{Progress, ProgressMode, Reporter};
 use crate::StoreError;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
@@ -146,6 +146,7 @@ pub(crate) fn download(
     expect: &Expect,
     mode: ProgressMode,
     label: &str,
+    report: Option<&Reporter>,
 ) -> Result<String, StoreError> {
     let mut file = OpenOptions::new()
         .create(true)
@@ -165,7 +166,8 @@ pub(crate) fn download(
         None
     };
     let mut total = expect.size;
-    let mut progress = Progress::new(mode, label, total, pos);
+    let report = report.map(|r| (r.clone(), expect.sha256.clone()));
+    let mut progress = Progress::new(mode, label, total, pos, report);
     let mut stalled = 0u32;
     let mut buf = vec![0u8; 256 << 10];
     loop {

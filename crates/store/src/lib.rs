@@ -42,7 +42,7 @@ pub use info::{file_type_name, ModelInfo};
 pub use manifest::{format_bytes, format_time, Manifest, ManifestFile};
 pub use memory::MemoryEstimate;
 pub use name::{sanitize_name, validate_name};
-pub use progress::ProgressMode;
+pub use progress::{ProgressMode, PullEvent, Reporter};
 
 use error::IoContext;
 use hearth_gguf::Gguf;
@@ -80,6 +80,8 @@ pub struct PullOptions {
     pub progress: ProgressMode,
     /// For tests: the pause before a failed transfer is retried.
     pub retry_delay: Option<std::time::Duration>,
+    /// Told each step and the transfer's progress (the server streams them to its client).
+    pub report: Option<Reporter>,
 }
 
 impl Default for PullOptions {
@@ -89,6 +91,7 @@ impl Default for PullOptions {
             hub: HubConfig::from_env(),
             progress: ProgressMode::Auto,
             retry_delay: None,
+            report: None,
         }
     }
 }
@@ -638,6 +641,7 @@ impl Store {
                 eprintln!("{m}");
             }
         };
+        Reporter::status(opts.report.as_ref(), "pulling manifest");
         let entries = hf::list_tree(&http, hub, &src)?;
         let sel = hf::select(&src, &entries)?;
         if let Some(n) = &sel.note {
@@ -687,8 +691,16 @@ impl Store {
                 sha256: f.lfs_sha256.clone(),
                 size: (f.size > 0).then_some(f.size),
             };
-            let sha256 = download::download(&http, &url, &part, &expect, opts.progress, &label)
-                .map_err(|e| hf::hub_error(e, hub, &src, Some(&f.path)))?;
+            let sha256 = download::download(
+                &http,
+                &url,
+                &part,
+                &expect,
+                opts.progress,
+                &label,
+                opts.report.as_ref(),
+            )
+            .map_err(|e| hf::hub_error(e, hub, &src, Some(&f.path)))?;
             let size = part.metadata().at(&part)?.len();
             staged.push(Staged {
                 path: part,
@@ -704,6 +716,7 @@ impl Store {
             format!("@{}", src.revision)
         };
         let source = format!("hf://{}{rev}/{first}", src.repo);
+        Reporter::status(opts.report.as_ref(), "writing manifest");
         let m = self.install(&name, &source, staged);
         drop(locks);
         m
@@ -750,7 +763,9 @@ impl Store {
             let _ = std::fs::remove_file(&part);
         }
         let work = self.tmp().join(format!("pypi-{key}"));
+        Reporter::status(opts.report.as_ref(), "pulling manifest");
         let sha256 = pypi::fetch(&spec, &work, &part, opts.progress)?;
+        Reporter::status(opts.report.as_ref(), "writing manifest");
         let size = part.metadata().at(&part)?.len();
         let m = self.install(
             name,

@@ -1,7 +1,41 @@
 //! Download progress: a bar (bytes, rate, ETA) on a terminal, plain periodic lines otherwise, nothing when quiet.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What a pull tells a caller that shows progress itself ([`crate::PullOptions::report`]), besides (or instead of,
+/// with [`ProgressMode::Quiet`]) what it prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullEvent {
+    /// A step: `pulling manifest` (listing the source), `writing manifest` (installing).
+    Status(&'static str),
+    /// A file's transfer: `completed` bytes of `total` (when known); `sha256` when the source publishes it.
+    Transfer {
+        file: String,
+        sha256: Option<String>,
+        completed: u64,
+        total: Option<u64>,
+    },
+}
+
+/// Receives [`PullEvent`]s (on the pulling thread; keep it quick).
+#[derive(Clone)]
+pub struct Reporter(pub Arc<dyn Fn(PullEvent) + Send + Sync>);
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reporter")
+    }
+}
+
+impl Reporter {
+    pub(crate) fn status(report: Option<&Reporter>, s: &'static str) {
+        if let Some(r) = report {
+            (r.0)(PullEvent::Status(s));
+        }
+    }
+}
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +57,20 @@ pub(crate) struct Progress {
     start: Instant,
     start_pos: u64,
     last_line: Instant,
+    report: Option<(Reporter, Option<String>)>,
 }
 
 const LINE_EVERY: Duration = Duration::from_secs(3);
 
 impl Progress {
-    pub(crate) fn new(mode: ProgressMode, label: &str, total: Option<u64>, pos: u64) -> Progress {
+    /// Progress shown as `mode` says, and reported to `report` (with the file's sha256, when known).
+    pub(crate) fn new(
+        mode: ProgressMode,
+        label: &str,
+        total: Option<u64>,
+        pos: u64,
+        report: Option<(Reporter, Option<String>)>,
+    ) -> Progress {
         let tty = mode == ProgressMode::Auto && std::io::stderr().is_terminal();
         let bar = tty.then(|| {
             let bar = match total {
@@ -50,7 +92,7 @@ impl Progress {
             eprintln!("{label}: resuming at {}", crate::format_bytes(pos));
         }
         let now = Instant::now();
-        Progress {
+        let p = Progress {
             bar,
             lines,
             label: label.to_string(),
@@ -59,6 +101,20 @@ impl Progress {
             start: now,
             start_pos: pos,
             last_line: now,
+            report,
+        };
+        p.report();
+        p
+    }
+
+    fn report(&self) {
+        if let Some((r, sha256)) = &self.report {
+            (r.0)(PullEvent::Transfer {
+                file: self.label.clone(),
+                sha256: sha256.clone(),
+                completed: self.pos,
+                total: self.total,
+            });
         }
     }
 
@@ -70,10 +126,12 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.set_position(pos);
         }
+        self.report();
     }
 
     pub(crate) fn set(&mut self, pos: u64) {
         self.pos = pos;
+        self.report();
         if let Some(b) = &self.bar {
             b.set_position(pos);
         } else if self.lines && self.last_line.elapsed() >= LINE_EVERY {

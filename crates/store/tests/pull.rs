@@ -37,6 +37,7 @@ fn opts(hub: &TestHub, token: Option<&str>) -> PullOptions {
         hub: h,
         progress: ProgressMode::Quiet,
         retry_delay: Some(Duration::from_millis(20)),
+        report: None,
     }
 }
 
@@ -508,6 +509,44 @@ fn a_resume_without_sha256_needs_the_server_to_prove_it_is_the_same_file() {
     assert_eq!(m.files[0].sha256, sha256_hex(&v2));
     let ranges: Vec<_> = hub.log().into_iter().filter_map(|l| l.range).collect();
     assert!(ranges.is_empty(), "{ranges:?}");
+}
+
+#[test]
+fn a_reporter_hears_the_steps_and_the_transfer_up_to_the_whole_file() {
+    let model = make_gguf(5, 64 << 10);
+    let hub = TestHub::start(one_file_repo(&model));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let mut o = opts(&hub, None);
+    o.report = Some(hearth_store::Reporter(Arc::new(move |e| {
+        sink.lock().unwrap().push(e)
+    })));
+    store.pull(&format!("hf://{REPO}"), &o).unwrap();
+    let events = events.lock().unwrap().clone();
+    use hearth_store::PullEvent::{Status, Transfer};
+    assert_eq!(events.first(), Some(&Status("pulling manifest")));
+    assert_eq!(events.last(), Some(&Status("writing manifest")));
+    let transfers: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Transfer {
+                file,
+                sha256,
+                completed,
+                total,
+            } => Some((file.clone(), sha256.clone(), *completed, *total)),
+            Status(_) => None,
+        })
+        .collect();
+    let n = model.len() as u64;
+    assert_eq!(transfers.first().map(|t| t.2), Some(0));
+    assert_eq!(
+        transfers.last(),
+        Some(&(FILE.to_string(), Some(sha256_hex(&model)), n, Some(n)))
+    );
+    assert!(transfers.windows(2).all(|w| w[0].2 <= w[1].2));
 }
 
 #[test]

@@ -120,6 +120,11 @@ impl<T: Borrow<Tokenizer>> TextStream<T> {
         self.split.stopped
     }
 
+    /// The stop string that ended the text, once [`TextStream::stopped`].
+    pub fn stop_string(&self) -> Option<&str> {
+        self.split.stop.matched.as_deref()
+    }
+
     /// Whatever was held back, at the end of generation (nothing after a stop string).
     pub fn finish(&mut self) -> Delta {
         let mut d = Delta::default();
@@ -143,6 +148,8 @@ impl<T: Borrow<Tokenizer>> TextStream<T> {
 struct StopMatcher {
     stops: Vec<String>,
     held: String,
+    /// The stop string that was found.
+    matched: Option<String>,
 }
 
 impl StopMatcher {
@@ -150,6 +157,7 @@ impl StopMatcher {
         StopMatcher {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
             held: String::new(),
+            matched: None,
         }
     }
 
@@ -158,12 +166,13 @@ impl StopMatcher {
     fn push(&mut self, text: &str) -> (String, bool) {
         self.held.push_str(text);
         // Earlier pushes held no whole stop string, so the earliest match is the right cut.
-        if let Some(at) = self
+        if let Some((at, stop)) = self
             .stops
             .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min()
+            .filter_map(|s| self.held.find(s.as_str()).map(|at| (at, s)))
+            .min_by_key(|&(at, _)| at)
         {
+            self.matched = Some(stop.clone());
             let out = self.held[..at].to_string();
             self.held.clear();
             return (out, true);
@@ -293,6 +302,10 @@ mod tests {
     fn earliest_of_several_stops_wins_and_unicode_is_safe() {
         assert_eq!(run(&["é!", "b"], &["aé", "!b"]), ("a".into(), true));
         assert_eq!(run(&["ωx"], &["ωω", "y"]), ("ωωy".into(), false));
+        // The stop string reported is the one found earliest in the text, not the first in the list.
+        let mut m = StopMatcher::new(vec!["b".into(), "é!".into()]);
+        assert_eq!(m.push("aé!b"), ("a".into(), true));
+        assert_eq!(m.matched.as_deref(), Some("é!"));
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ProgressMode::Auto
         },
         retry_delay: None,
+        report: None,
     };
     let m = store.pull(&args.source, &opts)?;
     println!(
