@@ -203,6 +203,7 @@ fn an_episode_replays_identically_on_every_isa_and_a_change_is_named() {
 
     // A world state changed: replay fails and names its step.
     let original = records.clone();
+    // records[0] is the episode header, so records[k] is step k - 1.
     records[2]["world"]["bins"][0]["id"] = json!("bin_middle");
     let changed = dir.path().join("changed.jsonl");
     let write = |recs: &[Value]| {
@@ -213,7 +214,7 @@ fn an_episode_replays_identically_on_every_isa_and_a_change_is_named() {
     let r = replay(&changed, None);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("step 2 differs"), "{err}");
+    assert!(err.contains("step 1 differs: the prompt differs"), "{err}");
 
     // A token changed (in the first step that has one).
     let mut records = original;

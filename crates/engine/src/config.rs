@@ -81,6 +81,9 @@ pub struct ArchSpec {
     /// A token attends only to earlier ones (decoders); BERT attends both ways, so a sequence must be read in one
     /// forward pass. `{arch}.attention.causal` overrides it.
     pub causal: bool,
+    /// An encoder (BERT): its FFN has no gate and it may have no output head (it then makes embeddings only). A
+    /// decoder file without `ffn_gate` or `output_norm` is broken, not an encoder, and is refused.
+    pub encoder: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +140,7 @@ impl ArchSpec {
                 norm: NormKind::Layer,
                 rope: false,
                 causal: false,
+                encoder: true,
                 ..ArchSpec::base()
             },
             _ => {
@@ -162,6 +166,7 @@ impl ArchSpec {
             norm: NormKind::Rms,
             rope: true,
             causal: true,
+            encoder: false,
         }
     }
 }

@@ -386,7 +386,10 @@ impl Weights {
         let e = c.n_embd;
         // Only rows are read from the embedding (no product), so it stays in the file.
         let token_embd = l.matrix_dims("token_embd.weight", &[e as u64, c.n_vocab as u64])?;
-        let output_norm = l.opt_vector("output_norm.weight", e)?;
+        let output_norm = match c.spec.encoder {
+            true => l.opt_vector("output_norm.weight", e)?,
+            false => Some(l.vector("output_norm.weight", e)?),
+        };
         let output = match (l.info("output.weight"), &output_norm) {
             (Some(_), _) => Some(l.matrix("output.weight", c.n_vocab, e)?),
             (None, Some(_)) => Some(l.packed(token_embd.clone())?),
@@ -428,7 +431,7 @@ impl Weights {
                     post_attn_norm: l.opt_vector(&n("post_attention_norm"), e)?,
                     ffn: match (&c.moe, l.info(&n("ffn_gate_inp"))) {
                         (Some(m), Some(_)) => Ffn::Moe(Box::new(l.moe(c, m, i)?)),
-                        _ => Ffn::Dense(l.dense(e, c.n_ff, |s| b(s))?),
+                        _ => Ffn::Dense(l.dense(e, c.n_ff, !c.spec.encoder, |s| b(s))?),
                     },
                     post_ffn_norm: l.opt_vector(&n("post_ffw_norm"), e)?,
                 })
@@ -516,19 +519,21 @@ impl Loader<'_> {
         })
     }
 
-    /// The feed-forward whose tensors are `{base("ffn_up")}.weight` etc.
+    /// The feed-forward whose tensors are `{base("ffn_up")}.weight` etc.; `gated`: it has `ffn_gate` (decoders).
     fn dense(
         &self,
         e: usize,
         n_ff: usize,
+        gated: bool,
         base: impl Fn(&str) -> String,
     ) -> Result<DenseFfn, EngineError> {
         let w = |s: &str| format!("{}.weight", base(s));
         let b = |s: &str| format!("{}.bias", base(s));
         Ok(DenseFfn {
-            gate: match self.info(&w("ffn_gate")) {
-                Some(_) => Some(self.matrix(&w("ffn_gate"), n_ff, e)?),
-                None => None,
+            // Decoders' FFNs are gated (a missing gate is a broken file); an encoder's is not.
+            gate: match gated {
+                true => Some(self.matrix(&w("ffn_gate"), n_ff, e)?),
+                false => None,
             },
             up: self.matrix(&w("ffn_up"), n_ff, e)?,
             down: self.matrix(&w("ffn_down"), e, n_ff)?,
@@ -542,7 +547,7 @@ impl Loader<'_> {
         let (e, x, f) = (c.n_embd, m.n_expert, m.n_ff_exp);
         let shared = match m.n_shared {
             0 => None,
-            s => Some(self.dense(e, s * f, |t| format!("blk.{i}.{t}_shexp"))?),
+            s => Some(self.dense(e, s * f, true, |t| format!("blk.{i}.{t}_shexp"))?),
         };
         Ok(MoeWeights {
             router: self.matrix(&n("ffn_gate_inp"), x, e)?,
