@@ -12,7 +12,7 @@ use crate::completions::{self, Job};
 use crate::dialect;
 use crate::error::ApiError;
 use crate::render::End;
-use crate::{served, AppState, Lease, Served};
+use crate::{served, AppState, KeepAlive, Lease, Served};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
@@ -351,9 +351,10 @@ fn loaded(
     lease: Lease,
     endpoint: Endpoint,
     model: &str,
-    keep_alive: Option<Duration>,
+    keep_alive: Option<KeepAlive>,
 ) -> Response {
-    if keep_alive == Some(Duration::ZERO) {
+    let unload = keep_alive == Some(KeepAlive::For(Duration::ZERO));
+    if unload {
         let id = lease.id.clone();
         drop(lease);
         state.models.unload(&id);
@@ -361,11 +362,7 @@ fn loaded(
     let mut v = head(model);
     fill(endpoint, &mut v, "", "", &[]);
     v["done"] = json!(true);
-    v["done_reason"] = json!(if keep_alive == Some(Duration::ZERO) {
-        "unload"
-    } else {
-        "load"
-    });
+    v["done_reason"] = json!(if unload { "unload" } else { "load" });
     Json(v).into_response()
 }
 
@@ -482,66 +479,18 @@ fn format(v: Option<&Value>, common: &mut Common) -> Result<(), ApiError> {
     }
 }
 
-/// `keep_alive`: seconds as a number, or a duration string (`"5m"`, `"1h30m"`, `"0"`); negative means forever.
-pub fn keep_alive(v: Option<&Value>) -> Result<Option<Duration>, ApiError> {
-    let bad = || {
-        ApiError::invalid(
-            "'keep_alive' must be a number of seconds or a duration such as \"5m\" (negative: forever)",
-            Some("keep_alive"),
-        )
-    };
-    let secs = match v {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.as_f64().ok_or_else(bad)?,
-        Some(Value::String(s)) => duration_secs(s).ok_or_else(bad)?,
-        Some(_) => return Err(bad()),
-    };
-    if !secs.is_finite() {
-        return Err(bad());
+/// `keep_alive`: seconds as a number, or a duration string (`"5m"`, `"1h30m"`, `"0"`); negative means forever
+/// (parsed by [`KeepAlive::from_json`], the server's one reading of Ollama's durations).
+pub fn keep_alive(v: Option<&Value>) -> Result<Option<KeepAlive>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => KeepAlive::from_json(v).map(Some).map_err(|e| {
+            ApiError::invalid(
+                format!("'keep_alive' must be a number of seconds or a duration such as \"5m\" (negative: forever): {e}"),
+                Some("keep_alive"),
+            )
+        }),
     }
-    Ok(Some(if secs < 0.0 {
-        Duration::MAX
-    } else {
-        Duration::try_from_secs_f64(secs).map_err(|_| bad())?
-    }))
-}
-
-/// Go's duration syntax (`300ms`, `1.5h`, `2h45m`, `-1s`) or a bare number of seconds, in seconds.
-fn duration_secs(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<f64>() {
-        return Some(n);
-    }
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += n * scale;
-    }
-    Some(if neg { -total } else { total })
 }
 
 /// Options that change how hearth runs, not what it samples: accepted, no effect.
@@ -737,17 +686,27 @@ mod tests {
         // 2024-02-29T12:34:56Z (a leap day) = 1709210096.
         let t = UNIX_EPOCH + Duration::new(1_709_210_096, 5);
         assert_eq!(rfc3339(t), "2024-02-29T12:34:56.000000005Z");
-        assert_eq!(duration_secs("5m"), Some(300.0));
-        assert_eq!(duration_secs("1h30m"), Some(5400.0));
-        assert_eq!(duration_secs("-1"), Some(-1.0));
-        assert_eq!(duration_secs("250ms"), Some(0.25));
-        assert_eq!(duration_secs("5x"), None);
-        assert_eq!(duration_secs("m"), None);
+        let parse = |t: &str| t.parse::<KeepAlive>().ok();
+        assert_eq!(parse("5m"), Some(KeepAlive::For(Duration::from_secs(300))));
+        assert_eq!(
+            parse("1h30m"),
+            Some(KeepAlive::For(Duration::from_secs(5400)))
+        );
+        assert_eq!(parse("-1"), Some(KeepAlive::Forever));
+        assert_eq!(
+            parse("250ms"),
+            Some(KeepAlive::For(Duration::from_millis(250)))
+        );
+        assert_eq!(parse("5x"), None);
+        assert_eq!(parse("m"), None);
         assert_eq!(
             keep_alive(Some(&json!("0"))).ok(),
-            Some(Some(Duration::ZERO))
+            Some(Some(KeepAlive::For(Duration::ZERO)))
         );
-        assert_eq!(keep_alive(Some(&json!(-1))).ok(), Some(Some(Duration::MAX)));
+        assert_eq!(
+            keep_alive(Some(&json!(-1))).ok(),
+            Some(Some(KeepAlive::Forever))
+        );
         assert!(keep_alive(Some(&json!(true))).is_err());
     }
 

@@ -6,7 +6,6 @@ use crate::error::ApiError;
 use crate::{AppState, KeepAlive, Lease, LoadedModel};
 use hearth_store::Store;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Ollama's clients add a `:latest` tag to names they list; it is the same model.
 pub fn bare(name: &str) -> &str {
@@ -14,22 +13,15 @@ pub fn bare(name: &str) -> &str {
 }
 
 /// The model a request names, loaded if need be and held by the returned lease. `keep_alive` is how long the model
-/// should stay loaded after this request (`Duration::MAX`: forever).
+/// should stay loaded after this request.
 pub async fn model(
     state: &Arc<AppState>,
     name: &str,
-    keep_alive: Option<Duration>,
+    keep_alive: Option<KeepAlive>,
 ) -> Result<Lease, ApiError> {
     if name.is_empty() {
         return Err(ApiError::invalid("'model' is required", Some("model")));
     }
-    let keep_alive = keep_alive.map(|d| {
-        if d == Duration::MAX {
-            KeepAlive::Forever
-        } else {
-            KeepAlive::For(d)
-        }
-    });
     state.served(Some(bare(name)), keep_alive).await
 }
 
