@@ -61,7 +61,7 @@ for set in "${sets[@]}"; do
     done
     ;;
   moe)
-    f=qwen3-30b-a3b-8l-q4_k
+    f=qwen3-30b-a3b-q4_k-8l
     need "$BENCH/$f.gguf" "scripts/bench-files.py qwen3-30b-a3b q4_k --layers 8"
     pair "$f" "$BENCH/$f.gguf" -p 128 -n 32 -r "$REPS"
     pair "$f-load" "$BENCH/$f.gguf" -p 8 -n 0 -r 1
