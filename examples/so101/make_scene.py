@@ -56,10 +56,15 @@ def draw(rng: random.Random, n_blocks: int):
     colours = rng.sample(sorted(PALETTE), n_blocks)
     ids = rng.sample(BLOCK_IDS, n_blocks)
     spots = []
-    while len(spots) < n_blocks:
+    for _ in range(10_000):
         p = (rng.uniform(0.2, 0.28), rng.uniform(-0.08, 0.08))
-        if all((p[0] - q[0]) ** 2 + (p[1] - q[1]) ** 2 >= MIN_GAP**2 for q in spots):
+        clear = all(abs(p[0] - x) > HALF + 0.03 or abs(p[1] - y) > HALF + 0.03 for _, x, y in areas)
+        if clear and all((p[0] - q[0]) ** 2 + (p[1] - q[1]) ** 2 >= MIN_GAP**2 for q in spots):
             spots.append(p)
+            if len(spots) == n_blocks:
+                break
+    else:
+        raise ValueError(f"no room for {n_blocks} blocks")
     blocks = [(bid, PALETTE[c], x, y) for bid, c, (x, y) in zip(ids, colours, spots)]
     tasks = [(bid, c, rng.choice(areas)[0]) for bid, c in zip(ids, colours)]
     return blocks, areas, tasks
