@@ -1,13 +1,13 @@
 """Runs one headless episode of the SO-101 dataflow and reports (and with --check, asserts) what the robot test needs.
 
     python run_episode.py --out DIR [--model NAME] [--tasks JSON] [--scene MJCF] [--oracle] [--threads N]
-                          [--nice N] [--deadline-ms D] [--rt PRIO] [--stop-after 900s] [--check] [--render]
+                          [--nice N] [--deadline-ms D] [--rt PRIO] [--stop-after 900s] [--check] [--render [--video]]
 
 It writes a copy of dataflow.yml (or dataflow-oracle.yml) with those settings beside it (the nodes' paths are
 relative to it), runs `dora run` on it, and prints one JSON report: the summary, the ticks started more than 5 ms late
 overall and while the planner was deciding, the load average, and whether the episode log replays. The sim node
 also records the physics state at every world state (qpos.json), from which --render draws a strip of frames
-(strip.png) and a video (episode.mp4, when imageio-ffmpeg is installed) afterwards, outside the control loop.
+(strip.png) and --video a video (episode.mp4; needs imageio-ffmpeg) afterwards, outside the control loop.
 `hearth`, `dora` and `python` with the example's packages must be on PATH (see scripts/test-robot.sh).
 
 --check fails (exit 1) unless: dora ran every node to a clean exit; the summary has exactly its fields; no action was
@@ -85,11 +85,12 @@ def main() -> int:
     p.add_argument("--stop-after", default="900s")
     p.add_argument("--check", action="store_true")
     p.add_argument("--no-lateness-check", action="store_true", help="report the late ticks but do not fail on them")
-    p.add_argument("--render", action="store_true", help="afterwards, draw strip.png (and episode.mp4) with render.py")
+    p.add_argument("--render", action="store_true", help="afterwards, draw strip.png with render.py")
+    p.add_argument("--video", action="store_true", help="with --render, also episode.mp4 (needs imageio-ffmpeg)")
     args = p.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("summary.json", "ticks.json", "episode.jsonl", "qpos.json", "strip.png"):
+    for f in ("summary.json", "ticks.json", "episode.jsonl", "qpos.json", "strip.png", "episode.mp4"):
         (out / f).unlink(missing_ok=True)
     flow = variant(args, out)
 
@@ -145,7 +146,8 @@ def main() -> int:
                     problems.append(f"hearth replay failed: {(replay.stdout + replay.stderr).strip()[-500:]}")
     if args.render and (out / "qpos.json").exists():
         cmd = [sys.executable, str(HERE / "render.py"), str(out / "qpos.json"), "--png", str(out / "strip.png")]
-        cmd += ["--mp4", str(out / "episode.mp4")]
+        if args.video:
+            cmd += ["--mp4", str(out / "episode.mp4")]
         r = subprocess.run(cmd, capture_output=True, text=True, env={"MUJOCO_GL": "egl", **os.environ})
         report["render"] = str(out / "strip.png") if r.returncode == 0 else f"failed: {r.stderr.strip()[-300:]}"
     report["problems"] = problems
