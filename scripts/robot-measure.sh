@@ -25,7 +25,8 @@ bash scripts/fetch-models.sh smollm2-135m gemma3-270m >&2
 venv_bin="$(bash examples/so101/setup.sh | tail -1)"
 bin="${ROBOT_BIN:-$(bash scripts/build-dora-node.sh | tail -1)}"
 export PATH="$bin:$venv_bin:$PATH"
-echo "robot-measure: hearth $(command -v hearth), node $(command -v hearth-dora-node || echo "beside it"), output in $out" >&2
+node="$(command -v hearth-dora-node || echo "beside hearth")"
+echo "robot-measure: hearth $(command -v hearth), node $node, output in $out" >&2
 
 settings=(--threads "${ROBOT_THREADS:-1}" --nice "${ROBOT_NICE:-10}" --deadline-ms "${ROBOT_DEADLINE_MS:-2000}")
 run() {  # NAME ARGS...: one episode; its report in OUT/NAME.json (a failed run is reported, not fatal)
@@ -63,15 +64,18 @@ for label, name in rows:
         continue
     s = r.get("summary")
     if s is None:
-        print(f"| {label} | {r['loadavg_before'][0]:.1f} | (no summary) | | | | | | | | | | {'; '.join(r['problems'])} |")
+        gaps = " |" * 9
+        print(f"| {label} | {r['loadavg_before'][0]:.1f} | (no summary) |{gaps} {'; '.join(r['problems'])} |")
         continue
     lat, late = s["latency_ms"], s["late_ms"]
     share = f"{100 * r['late_share']:.2f} / " + (f"{100 * r['late_share_deciding']:.2f}" if name != "oracle" else "—")
     src = s["sources"]
     sources = f"{src.get('model', 0)} / {src.get('fallback', 0)}" if name != "oracle" else "oracle"
     rp = r.get("replay")
-    replay = "—" if name == "oracle" else ("ok" if rp and rp["rc"] == 0 else "FAILED") + (f", {rp['s']} s" if rp else "")
-    cells = [label, f"{r['loadavg_before'][0]:.1f}", s["ticks"], share, f"{late['p50']} / {late['p99']} / {late['max']}",
+    replay = ("ok" if rp and rp["rc"] == 0 else "FAILED") + (f", {rp['s']} s" if rp else "")
+    replay = "—" if name == "oracle" else replay
+    late_ms = f"{late['p50']} / {late['p99']} / {late['max']}"
+    cells = [label, f"{r['loadavg_before'][0]:.1f}", s["ticks"], share, late_ms,
              s["decisions"], s["invalid_actions"], sources, f"{lat['p50']} / {lat['p99']}", s["dropped_frames"],
              f"{s['tasks_done']}/{s['tasks_total']}", replay, "; ".join(r["problems"]) or "none"]
     print("| " + " | ".join(str(c) for c in cells) + " |")

@@ -42,8 +42,8 @@ def scene_xml(blocks, areas) -> str:
             f'    <body name="block_{bid}" pos="{x:.3f} {y:.3f} 0.02"><freejoint/><geom type="box" size=".02 .02 .02" '
             f'mass="0.1" rgba="{r} {g} {b} 1"/></body>'
         )
-    lines += ["  </worldbody>", "  <sensor>", '    <framepos name="so101/ee_pos" objtype="site" objname="gripperframe"/>']
-    lines += ["  </sensor>", "</mujoco>", ""]
+    sensor = '    <framepos name="so101/ee_pos" objtype="site" objname="gripperframe"/>'
+    lines += ["  </worldbody>", "  <sensor>", sensor, "  </sensor>", "</mujoco>", ""]
     return "\n".join(lines)
 
 
