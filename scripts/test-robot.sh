@@ -11,7 +11,7 @@ bash scripts/fetch-models.sh smollm2-135m
 venv_bin="$(bash examples/so101/setup.sh)"
 bin="$(bash scripts/build-dora-node.sh | tail -1)"
 export PATH="$bin:$venv_bin:$PATH"
-python -m unittest discover -s examples/so101 -p "test_checks.py"
+python -m unittest discover -s examples/so101 -p "test_*.py"
 out="${ROBOT_OUT:-$(mktemp -d)}"
 timeout 1200 python examples/so101/run_episode.py --check --model smollm2-135m --out "$out/smollm2"
 echo "robot test: 1 passed, 0 failed"

