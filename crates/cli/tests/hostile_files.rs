@@ -2,7 +2,8 @@
 //! one decode step (`hearth run`): each must end in a correct run or a clear error. The CLI runs as a child process
 //! under a 1 GiB address-space limit and a time limit, so an abort, a wild allocation or a hang is caught and named.
 //!
-//! `HEARTH_CORPUS_DIR=dir` also leaves the files in `dir` (seeds for `scripts/fuzz.sh`).
+//! `HEARTH_CORPUS_DIR=dir` also leaves the files in `dir` (seeds for `scripts/fuzz.sh`); `HEARTH_CORPUS_ONLY=text`
+//! runs only the cases whose name contains `text`.
 
 mod hostile;
 
@@ -244,6 +245,13 @@ fn every_hostile_file_ends_in_a_clear_error_or_a_correct_run() {
                 .expect("writing the corpus");
         }
     }
+    // `HEARTH_CORPUS_ONLY=text` runs only the cases whose name contains it (to check one family quickly).
+    let only = std::env::var("HEARTH_CORPUS_ONLY").ok();
+    let corpus: Vec<_> = corpus
+        .into_iter()
+        .filter(|c| only.as_deref().is_none_or(|o| c.name.contains(o)))
+        .collect();
+    assert!(!corpus.is_empty(), "no case matches HEARTH_CORPUS_ONLY");
     // Two workers: each case is a few short child processes.
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failures = std::sync::Mutex::new(Vec::new());

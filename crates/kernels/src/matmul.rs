@@ -115,7 +115,8 @@ impl Kernel {
     /// As [`TileFn`].
     pub(crate) unsafe fn run(&self, p: TileArgs) {
         let dot = match self.tile {
-            // SAFETY: the caller's contract.
+            // SAFETY: `p` meets [`TileFn`]'s contract (this function's own), and `tile` was chosen for an ISA the
+            // caller checked.
             Tile::Whole(tile) => return unsafe { tile(p) },
             Tile::Pairs(dot) => dot,
         };
@@ -280,7 +281,8 @@ impl<T> SharedOut<T> {
 }
 // SAFETY: the workers write disjoint (token, row) elements and the pool joins them before `y` is used again.
 unsafe impl<T> Send for SharedOut<T> {}
-// SAFETY: as above.
+// SAFETY: shared between the workers of one `parallel_for`, which write disjoint (token, row) elements through it
+// and never read what another writes; `parallel_for` returns only after every worker has left the job.
 unsafe impl<T> Sync for SharedOut<T> {}
 
 /// Refuses an ISA this CPU lacks, naming the best one it has.
@@ -535,17 +537,20 @@ pub fn matmul_many_with_isa(
         while t0 < p.n_tokens {
             let nt = TOKENS_PER_PASS.min(p.n_tokens - t0);
             let args = TileArgs {
-                // SAFETY: rows r0..r0+nr and tokens t0..t0+nt are inside the job's checked buffers.
+                // SAFETY: r0 + nr <= p.rows, and `p.w` holds p.rows rows of row_bytes (checked when the job was
+                // placed), so the offset stays inside the weights.
                 w: unsafe { p.w.get().add(r0 * p.row_bytes) },
                 w_stride: p.row_bytes,
                 row_bytes: p.row_bytes,
                 nr,
-                // SAFETY: as above.
+                // SAFETY: t0 + nt <= p.n_tokens, and the job's quantized activations are n_tokens rows of
+                // act_row_bytes starting at act_at inside `act` (sized for every job above).
                 a: unsafe { a_ptr.get().add(p.act_at + t0 * p.act_row_bytes) },
                 a_stride: p.act_row_bytes,
                 act_bytes: p.act_row_bytes,
                 nt,
-                // SAFETY: as above; this item is the only writer of the job's rows r0..r0+nr.
+                // SAFETY: `p.y` is n_tokens × rows outputs and (t0, r0) is inside it; this item is the only writer of
+                // the job's rows r0..r0+nr.
                 out: unsafe { p.y.get().add(t0 * p.rows + r0) },
                 out_t: p.rows,
             };

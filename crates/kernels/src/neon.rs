@@ -135,7 +135,8 @@ pub(crate) unsafe fn add_block32<D: I8Dot>(
     a: *const u8,
     d: f32,
 ) -> float32x4_t {
-    // SAFETY: the caller's contract.
+    // SAFETY: the caller guarantees 32 readable bytes at `a` (both 16-byte loads) and, for `D`, the dot-product
+    // extension (see `I8Dot`); NEON itself is baseline on aarch64.
     unsafe {
         let acc = D::dot(vdupq_n_s32(0), lo, load_i8(a));
         let acc = D::dot(acc, hi, load_i8(a.add(16)));

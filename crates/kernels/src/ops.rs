@@ -237,7 +237,7 @@ fn gated_with_isa(gate: &mut [f32], up: &[f32], act: GatedAct, isa: crate::Isa) 
 fn x86_gated(gate: &mut [f32], up: &[f32], act: GatedAct) {
     use std::arch::x86_64::*;
     for (g, u) in gate.chunks_exact_mut(8).zip(up.chunks_exact(8)) {
-        // SAFETY: both chunks hold 8 f32.
+        // SAFETY: both chunks hold exactly 8 f32 (chunks_exact), so each 32-byte unaligned load stays inside.
         let (x, u) = unsafe { (_mm256_loadu_ps(g.as_ptr()), _mm256_loadu_ps(u.as_ptr())) };
         let z = match act {
             GatedAct::Silu => x,
@@ -249,7 +249,7 @@ fn x86_gated(gate: &mut [f32], up: &[f32], act: GatedAct) {
         };
         let e = crate::x86::exp256(_mm256_sub_ps(_mm256_setzero_ps(), z));
         let y = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e));
-        // SAFETY: as above.
+        // SAFETY: `g` is a chunk of exactly 8 f32, so the 32-byte unaligned store stays inside it.
         unsafe { _mm256_storeu_ps(g.as_mut_ptr(), _mm256_mul_ps(y, u)) };
     }
 }

@@ -351,7 +351,8 @@ impl PackedMatrix {
     }
 
     pub(crate) fn data(&self) -> &[u8] {
-        // SAFETY: `lines` is plain bytes.
+        // SAFETY: `Line` is 64 initialised bytes with no padding (align 64), so the `lines.len()` lines are exactly
+        // `bytes()` readable bytes at `lines.as_ptr()`, and u8 needs no alignment; the slice borrows `self`.
         unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.bytes()) }
     }
 

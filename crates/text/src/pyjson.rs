@@ -32,13 +32,43 @@ impl DumpOptions {
 /// Nesting deeper than this is refused (templates are untrusted input).
 const MAX_DEPTH: usize = 256;
 
-pub(crate) fn dumps(v: &Value, opts: &DumpOptions) -> Result<String, Error> {
-    let mut out = String::new();
-    write_value(&mut out, v, opts, 0)?;
-    Ok(out)
+/// The JSON text being written, refused once it passes `limit` bytes. A template can build a list that holds
+/// the same list twice, sixty times over (`{% set ns.l = [ns.l, ns.l] %}` in a loop): a few hundred bytes of
+/// values whose JSON is 2^60 bytes. Every byte is written through [`Out::push_str`], so the walk stops at the
+/// limit, and since each value visited writes at least one byte, so does the time spent.
+struct Out {
+    buf: String,
+    limit: usize,
 }
 
-fn write_value(out: &mut String, v: &Value, opts: &DumpOptions, depth: usize) -> Result<(), Error> {
+impl Out {
+    fn push_str(&mut self, s: &str) -> Result<(), Error> {
+        if self.buf.len().saturating_add(s.len()) > self.limit {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("tojson: the JSON text exceeds {} bytes", self.limit),
+            ));
+        }
+        self.buf.push_str(s);
+        Ok(())
+    }
+
+    fn push(&mut self, c: char) -> Result<(), Error> {
+        self.push_str(c.encode_utf8(&mut [0; 4]))
+    }
+}
+
+/// `json.dumps(v)` with `opts`; an error if nesting passes [`MAX_DEPTH`] or the text passes `limit` bytes.
+pub(crate) fn dumps(v: &Value, opts: &DumpOptions, limit: usize) -> Result<String, Error> {
+    let mut out = Out {
+        buf: String::new(),
+        limit,
+    };
+    write_value(&mut out, v, opts, 0)?;
+    Ok(out.buf)
+}
+
+fn write_value(out: &mut Out, v: &Value, opts: &DumpOptions, depth: usize) -> Result<(), Error> {
     if depth > MAX_DEPTH {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
@@ -46,73 +76,74 @@ fn write_value(out: &mut String, v: &Value, opts: &DumpOptions, depth: usize) ->
         ));
     }
     match v.kind() {
-        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
-        ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
-        ValueKind::Number => write_number(out, v),
-        ValueKind::String => write_str(out, v.as_str().unwrap_or_default(), opts.ensure_ascii),
+        ValueKind::Undefined | ValueKind::None => out.push_str("null")?,
+        ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" })?,
+        ValueKind::Number => write_number(out, v)?,
+        ValueKind::String => write_str(out, v.as_str().unwrap_or_default(), opts.ensure_ascii)?,
         ValueKind::Bytes => {
             let b = v.as_bytes().unwrap_or_default();
-            write_str(out, &String::from_utf8_lossy(b), opts.ensure_ascii)
+            write_str(out, &String::from_utf8_lossy(b), opts.ensure_ascii)?
         }
         ValueKind::Map => {
             let mut keys: Vec<Value> = v.try_iter()?.collect();
             if opts.sort_keys {
                 keys.sort();
             }
-            out.push('{');
+            out.push('{')?;
             for (i, k) in keys.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(&opts.item_sep);
+                    out.push_str(&opts.item_sep)?;
                 }
-                newline(out, opts, depth + 1);
+                newline(out, opts, depth + 1)?;
                 // Python converts non-string keys with str(); strings are quoted as usual.
                 match k.as_str() {
-                    Some(s) => write_str(out, s, opts.ensure_ascii),
-                    None => write_str(out, &k.to_string(), opts.ensure_ascii),
+                    Some(s) => write_str(out, s, opts.ensure_ascii)?,
+                    None => write_str(out, &k.to_string(), opts.ensure_ascii)?,
                 }
-                out.push_str(&opts.key_sep);
+                out.push_str(&opts.key_sep)?;
                 let item = v.get_item(k)?;
                 write_value(out, &item, opts, depth + 1)?;
             }
             if !keys.is_empty() {
-                newline(out, opts, depth);
+                newline(out, opts, depth)?;
             }
-            out.push('}');
+            out.push('}')?;
         }
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = v.try_iter()?.collect();
-            out.push('[');
+            out.push('[')?;
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(&opts.item_sep);
+                    out.push_str(&opts.item_sep)?;
                 }
-                newline(out, opts, depth + 1);
+                newline(out, opts, depth + 1)?;
                 write_value(out, item, opts, depth + 1)?;
             }
             if !items.is_empty() {
-                newline(out, opts, depth);
+                newline(out, opts, depth)?;
             }
-            out.push(']');
+            out.push(']')?;
         }
         // Objects without a JSON form (macros, callables): their string form, like a lenient json.dumps default.
-        _ => write_str(out, &v.to_string(), opts.ensure_ascii),
+        _ => write_str(out, &v.to_string(), opts.ensure_ascii)?,
     }
     Ok(())
 }
 
-fn newline(out: &mut String, opts: &DumpOptions, depth: usize) {
+fn newline(out: &mut Out, opts: &DumpOptions, depth: usize) -> Result<(), Error> {
     if let Some(ind) = &opts.indent {
-        out.push('\n');
+        out.push('\n')?;
         for _ in 0..depth {
-            out.push_str(ind);
+            out.push_str(ind)?;
         }
     }
+    Ok(())
 }
 
-fn write_number(out: &mut String, v: &Value) {
+fn write_number(out: &mut Out, v: &Value) -> Result<(), Error> {
     if v.is_integer() {
         // Integers of any width print as their decimal digits.
-        out.push_str(&v.to_string());
+        out.push_str(&v.to_string())
     } else {
         match f64::try_from(v.clone()) {
             Ok(f) => out.push_str(&python_float(f)),
@@ -176,28 +207,28 @@ pub(crate) fn python_float(f: f64) -> String {
     }
 }
 
-fn write_str(out: &mut String, s: &str, ensure_ascii: bool) {
-    out.push('"');
+fn write_str(out: &mut Out, s: &str, ensure_ascii: bool) -> Result<(), Error> {
+    out.push('"')?;
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0C}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '"' => out.push_str("\\\"")?,
+            '\\' => out.push_str("\\\\")?,
+            '\n' => out.push_str("\\n")?,
+            '\r' => out.push_str("\\r")?,
+            '\t' => out.push_str("\\t")?,
+            '\u{08}' => out.push_str("\\b")?,
+            '\u{0C}' => out.push_str("\\f")?,
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32))?,
             c if ensure_ascii && (c as u32) > 0x7e => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
+                    out.push_str(&format!("\\u{unit:04x}"))?;
                 }
             }
-            c => out.push(c),
+            c => out.push(c)?,
         }
     }
-    out.push('"');
+    out.push('"')
 }
 
 #[cfg(test)]
@@ -223,13 +254,43 @@ mod tests {
         }
     }
 
+    fn out() -> Out {
+        Out {
+            buf: String::new(),
+            limit: usize::MAX,
+        }
+    }
+
     #[test]
     fn strings_like_python() {
-        let mut s = String::new();
-        write_str(&mut s, "a\"b\\c\n<tag>&'é😀\u{1}", false);
-        assert_eq!(s, r#""a\"b\\c\n<tag>&'é😀\u0001""#);
-        let mut s = String::new();
-        write_str(&mut s, "é😀\u{7f}", true);
-        assert_eq!(s, r#""\u00e9\ud83d\ude00\u007f""#);
+        let mut s = out();
+        write_str(&mut s, "a\"b\\c\n<tag>&'é😀\u{1}", false).unwrap();
+        assert_eq!(s.buf, r#""a\"b\\c\n<tag>&'é😀\u0001""#);
+        let mut s = out();
+        write_str(&mut s, "é😀\u{7f}", true).unwrap();
+        assert_eq!(s.buf, r#""\u00e9\ud83d\ude00\u007f""#);
+    }
+
+    /// A list that holds the same list twice, 60 levels deep, is 2^60 bytes of JSON: refused at the limit, in
+    /// about the limit's worth of work, and a text that fits is written whole.
+    #[test]
+    fn json_text_is_bounded() {
+        let mut v = Value::from(vec![Value::from(1)]);
+        for _ in 0..60 {
+            v = Value::from(vec![v.clone(), v]);
+        }
+        let opts = DumpOptions::new(None);
+        let err = dumps(&v, &opts, 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("exceeds 1048576 bytes"), "{err}");
+        let big = Value::from("x".repeat(1000));
+        assert_eq!(dumps(&big, &opts, 1002).unwrap().len(), 1002);
+        assert!(dumps(&big, &opts, 1001).is_err());
+        // The indent counts too: 200 levels of a 10 kB indent.
+        let mut v = Value::from(vec![Value::from(1)]);
+        for _ in 0..200 {
+            v = Value::from(vec![v]);
+        }
+        let opts = DumpOptions::new(Some(" ".repeat(10_000)));
+        assert!(dumps(&v, &opts, 1 << 20).is_err());
     }
 }

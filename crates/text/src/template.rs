@@ -304,7 +304,12 @@ fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, Error> {
         }
     }
     kwargs.assert_all_used()?;
-    Ok(Value::from_safe_string(pyjson::dumps(&value, &opts)?))
+    // Bounded by the prompt limit: JSON longer than the whole rendered prompt may be cannot be used.
+    Ok(Value::from_safe_string(pyjson::dumps(
+        &value,
+        &opts,
+        MAX_RENDERED_BYTES,
+    )?))
 }
 
 /// `strftime_now(format)`: the current UTC time, formatted with the common strftime codes.

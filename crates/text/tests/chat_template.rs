@@ -107,6 +107,42 @@ fn gemma3_builtin_format() {
     assert!(tok.is_eog(tok.token_id("<end_of_turn>").unwrap()));
 }
 
+/// Hostile templates that make a huge string from a few instructions each end in a clear error while memory use
+/// is still small: strings doubled in a loop with `~` and with `+` (minijinja 3.1 charges fuel for every byte an
+/// operator builds, and checks that the fuel covers a result before allocating it), and a list that holds the
+/// same list twice sixty levels deep, given to `tojson` (hearth's filter stops at the prompt limit).
+#[test]
+fn doubling_templates_end_in_clear_errors() {
+    const DOUBLE: &str = "{% set ns = namespace(s='x') %}{% for i in range(200) %}";
+    const NEST: &str =
+        "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}\
+                        {% endfor %}";
+    for (src, want) in [
+        (
+            format!("{DOUBLE}{{% set ns.s = ns.s ~ ns.s %}}{{% endfor %}}{{{{ ns.s|length }}}}"),
+            "fuel",
+        ),
+        (
+            format!("{DOUBLE}{{% set ns.s = ns.s + ns.s %}}{{% endfor %}}{{{{ ns.s|length }}}}"),
+            "fuel",
+        ),
+        (
+            format!("{NEST}{{{{ ns.l|tojson|length }}}}"),
+            "exceeds 4194304 bytes",
+        ),
+        (
+            format!("{NEST}{{{{ ns.l|tojson(indent=2)|length }}}}"),
+            "exceeds 4194304 bytes",
+        ),
+    ] {
+        let t = ChatTemplate::new(&src, "", "").unwrap();
+        match t.render(&[ChatMessage::new("user", "Hi")], true) {
+            Err(TextError::Template(msg)) => assert!(msg.contains(want), "{src}: {msg}"),
+            other => panic!("{src}: expected a template error, got {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn endless_template_runs_out_of_fuel() {
     let src =

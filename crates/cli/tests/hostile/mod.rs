@@ -751,6 +751,27 @@ fn templates(c: &mut Vec<Case>) {
         "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}".into(),
         Run::Err(""),
     );
+    // A string doubled in a loop: minijinja charges fuel per byte built, so it stops at ~64 MB, not at the
+    // allocator. Likewise a list holding itself twice, 60 levels deep (2^60 bytes of JSON), stops at the prompt
+    // limit in hearth's `tojson`.
+    let double = "{% set ns = namespace(s='x') %}{% for i in range(200) %}";
+    chat(
+        "concat-doubling-tilde",
+        format!("{double}{{% set ns.s = ns.s ~ ns.s %}}{{% endfor %}}{{{{ ns.s|length }}}}"),
+        Run::Err("fuel"),
+    );
+    chat(
+        "concat-doubling-plus",
+        format!("{double}{{% set ns.s = ns.s + ns.s %}}{{% endfor %}}{{{{ ns.s|length }}}}"),
+        Run::Err("fuel"),
+    );
+    chat(
+        "tojson-self-nested",
+        "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}\
+         {{ ns.l|tojson }}"
+            .into(),
+        Run::Err("exceeds"),
+    );
     chat("syntax-error", "{% for %}".into(), Run::Err("syntax"));
     chat(
         "raise",
