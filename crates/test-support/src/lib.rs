@@ -157,6 +157,12 @@ impl AsRef<Path> for TempPath {
     }
 }
 
+impl AsRef<std::ffi::OsStr> for TempPath {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
