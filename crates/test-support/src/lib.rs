@@ -6,8 +6,10 @@
 //! second copy of itself in its tests.
 
 use serde_json::Value;
+use std::io::{BufRead, BufReader, Lines};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 pub use tempfile::TempDir;
 
@@ -160,6 +162,36 @@ impl AsRef<Path> for TempPath {
 impl AsRef<std::ffi::OsStr> for TempPath {
     fn as_ref(&self) -> &std::ffi::OsStr {
         self.path.as_os_str()
+    }
+}
+
+/// A server child process that printed its address, and the rest of its stderr.
+pub struct Spawned {
+    pub child: Child,
+    /// `host:port`.
+    pub addr: String,
+    /// Its stderr lines after the one naming the address.
+    pub stderr: Lines<BufReader<ChildStderr>>,
+}
+
+/// Starts `cmd` (a server that prints `http://host:port` on stderr, as `hearth serve --port 0` does) with stderr
+/// piped, and waits for that line.
+pub fn spawn_server(cmd: &mut Command) -> Spawned {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("the server starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = stderr
+            .next()
+            .expect("the server printed its address before exiting")
+            .expect("a stderr line");
+        if let Some(at) = line.find("http://") {
+            break line[at + 7..].trim().to_string();
+        }
+    };
+    Spawned {
+        child,
+        addr,
+        stderr,
     }
 }
 

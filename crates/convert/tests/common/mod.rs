@@ -1,5 +1,5 @@
 //! Shared helpers: the tiny checkpoints under tests/fixtures/tiny and their transformers golden outputs.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use hearth_convert::{convert, ConvertOptions, OutType};
 use hearth_test_support::ids;
