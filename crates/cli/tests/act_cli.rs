@@ -4,24 +4,18 @@
 //! state or a token is changed.
 
 use hearth_kernels::Isa;
+use hearth_test_support as support;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn model() -> String {
-    let home = std::env::var_os("HEARTH_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/hearth"));
-    let p = home.join("models/smollm2-135m.gguf");
-    assert!(p.exists(), "{} is missing", p.display());
-    p.display().to_string()
+    support::model_path("smollm2-135m").display().to_string()
 }
 
 fn example(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/act")
-        .join(name)
+    support::example(&format!("act/{name}"))
         .display()
         .to_string()
 }

@@ -34,9 +34,10 @@ fn hearth(args: &[&str], env: &[(&str, &str)]) -> Outcome {
         ))
         .arg(env!("CARGO_BIN_EXE_hearth"))
         .args(args)
+        // An empty store of its own, in cargo's scratch directory for integration tests (not the system's /tmp).
         .env(
             "HEARTH_HOME",
-            std::env::temp_dir().join("hearth-hostile-home"),
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-home"),
         )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,8 +1,8 @@
 //! The `hearth` binary on the real models, against llama.cpp's reference data (../shared/reference) and against
 //! data not in it: completion text, JSON steps, tokenization, perplexity, inspect, and clear errors.
 
+use hearth_test_support::{ids, read_json as json, reference};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn hearth(args: &[&str]) -> Output {
@@ -14,30 +14,6 @@ fn hearth(args: &[&str]) -> Output {
         eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
     }
     out
-}
-
-fn reference(rel: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference")
-        .join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: the reference data must sit beside the repository",
-        p.display()
-    );
-    p
-}
-
-fn json(path: PathBuf) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap())
-        .collect()
 }
 
 /// Runs `hearth perplexity` and returns the value of its last line `PPL = …`.

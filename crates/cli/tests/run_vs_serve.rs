@@ -4,7 +4,7 @@
 //! `hearth run` shows the reasoning dimmed on stderr, the server as `reasoning_content`).
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,26 +17,17 @@ struct Server {
 
 impl Server {
     fn start(model: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(["serve", model, "--port", "0", "-t", "1", "-c", "512"])
-            .args(["--parallel", "2"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("hearth serve starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("hearth serve printed its address before exiting")
-                .expect("stderr line");
-            if let Some(at) = line.find("http://") {
-                break line[at + 7..].trim().to_string();
-            }
-        };
+        let s = hearth_test_support::spawn_server(
+            Command::new(env!("CARGO_BIN_EXE_hearth"))
+                .args(["serve", model, "--port", "0", "-t", "1", "-c", "512"])
+                .args(["--parallel", "2"]),
+        );
         // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Server { child, addr }
+        std::thread::spawn(move || s.stderr.for_each(drop));
+        Server {
+            child: s.child,
+            addr: s.addr,
+        }
     }
 
     /// POSTs `body` as JSON; returns the parsed response (asserting 200).
@@ -141,30 +132,23 @@ const THINK_TEMPLATE: &str = "{%- for m in messages %}{{ '<|im_start|>' + m['rol
     '<|im_end|>\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n<think>\n' }}\
     {%- endif %}";
 
-/// The tiny random-weight Qwen3 fixture converted with `THINK_TEMPLATE`.
-fn thinking_model() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny/qwen3");
-    let dir = std::env::temp_dir().join(format!("hearth-run-vs-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    for e in std::fs::read_dir(&src).expect("tests/fixtures/tiny/qwen3") {
-        let e = e.expect("dir entry");
-        std::fs::copy(e.path(), dir.join(e.file_name())).expect("copy fixture");
-    }
-    std::fs::write(dir.join("chat_template.jinja"), THINK_TEMPLATE).expect("write template");
-    let out = dir.join("qwen3-think.gguf");
+/// The tiny random-weight Qwen3 fixture converted with `THINK_TEMPLATE`, in a directory removed with the guard.
+fn thinking_model() -> (hearth_test_support::TempDir, PathBuf) {
+    let dir = hearth_test_support::tiny_with_template("qwen3", THINK_TEMPLATE);
+    let out = dir.path().join("qwen3-think.gguf");
     let status = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["convert", dir.to_str().expect("utf-8 path")])
-        .arg(&out)
+        .arg("convert")
+        .args([dir.path(), &out])
         .args(["--outtype", "f32"])
         .status()
         .expect("hearth convert");
     assert!(status.success());
-    out
+    (dir, out)
 }
 
 #[test]
 fn reasoning_split_is_the_same_in_run_and_serve() {
-    let model = thinking_model();
+    let (_dir, model) = thinking_model();
     let model = model.to_str().expect("utf-8 path");
     let server = Server::start(model);
     // Seeds whose sampled continuation closes `</think>` and answers (greedy output of random weights never does).

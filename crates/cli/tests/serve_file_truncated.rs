@@ -3,55 +3,33 @@
 //! supervisor understands — 74 (`EX_IOERR`) when a read faults on a page the file no longer has, or 1 when the
 //! health watch notices the change first — and never die from a bare `SIGBUS`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn models_dir() -> std::path::PathBuf {
-    let home = std::env::var_os("HOME").expect("HOME");
-    std::path::Path::new(&home).join(".cache/hearth/models")
-}
-
 #[test]
 fn a_served_file_truncated_mid_request_ends_the_server_with_a_clear_status() {
-    let src = models_dir().join("smollm2-135m.gguf");
-    assert!(
-        src.exists(),
-        "{} is missing: run scripts/fetch-models.sh smollm2-135m",
-        src.display()
-    );
-    let dir = std::env::temp_dir().join(format!("hearth-truncated-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let model = dir.join("user-model.gguf");
+    let src = hearth_test_support::model_path("smollm2-135m");
+    let model = hearth_test_support::TempPath::new("truncated", "user-model.gguf");
     std::fs::copy(&src, &model).expect("copy the model");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args([
-            "serve",
-            model.to_str().expect("utf-8"),
-            "--port",
-            "0",
-            "-t",
-            "1",
-            "-c",
-            "512",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hearth serve starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("hearth serve printed its address")
-            .expect("stderr line");
-        if let Some(at) = line.find("http://") {
-            break line[at + 7..].trim().to_string();
-        }
-    };
+    let hearth_test_support::Spawned {
+        mut child,
+        addr,
+        stderr: lines,
+    } = hearth_test_support::spawn_server(Command::new(env!("CARGO_BIN_EXE_hearth")).args([
+        "serve",
+        model.to_str().expect("utf-8"),
+        "--port",
+        "0",
+        "-t",
+        "1",
+        "-c",
+        "512",
+    ]));
     let (err_tx, err_rx) = mpsc::channel();
     std::thread::spawn(move || {
         let rest: Vec<String> = lines.map_while(Result::ok).collect();
@@ -100,7 +78,6 @@ fn a_served_file_truncated_mid_request_ends_the_server_with_a_clear_status() {
     let stderr = err_rx
         .recv_timeout(Duration::from_secs(10))
         .unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
         status.signal(),
         None,

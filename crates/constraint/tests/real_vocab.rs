@@ -7,24 +7,8 @@ use hearth_constraint::{token_table, ConstraintError, Grammar, GrammarConstraint
 use hearth_engine::batch::Constraint;
 use hearth_text::Tokenizer;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-fn model(name: &str) -> PathBuf {
-    let home = std::env::var_os("HEARTH_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hearth")
-        });
-    let p = home.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
-}
 
 struct Setup {
     tok: Arc<Tokenizer>,
@@ -32,7 +16,7 @@ struct Setup {
 }
 
 fn setup(name: &str) -> Setup {
-    let g = hearth_gguf::Gguf::open(model(name)).expect("open gguf");
+    let g = hearth_gguf::Gguf::open(hearth_test_support::model_path(name)).expect("open gguf");
     let tok = Arc::new(Tokenizer::from_gguf(&g).expect("tokenizer"));
     let t = Instant::now();
     let guide = Arc::new(Guide::new(tok.clone(), tok.vocab_size()).expect("guide"));

@@ -7,22 +7,12 @@
 
 use hearth_convert::{convert, ConvertOptions, OutType};
 use hearth_engine::{KvType, Model, SeqBatch, ThreadPool};
+use hearth_test_support::TempPath;
 use serde_json::Value;
 use std::path::PathBuf;
 
 fn checkpoint() -> PathBuf {
-    let home = std::env::var_os("HEARTH_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/hearth")
-        });
-    let p = home.join("checkpoints/all-minilm-l6-v2");
-    assert!(
-        p.join("model.safetensors").exists(),
-        "{} is missing: run scripts/fetch-models.sh all-minilm-l6-v2",
-        p.display()
-    );
-    p
+    hearth_test_support::checkpoint("all-minilm-l6-v2", "model.safetensors")
 }
 
 struct Reference {
@@ -90,13 +80,9 @@ fn reference() -> Reference {
     }
 }
 
-/// A conversion of its own per call (tests run in parallel).
-fn converted(outtype: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let i = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("hearth-minilm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(format!("minilm-{outtype}-{i}.gguf"));
+/// A conversion of its own per call (tests run in parallel), removed with the guard.
+fn converted(outtype: &str) -> TempPath {
+    let out = TempPath::new("minilm", &format!("minilm-{outtype}.gguf"));
     let opts = ConvertOptions {
         outtype: OutType::parse(outtype).unwrap(),
         ..Default::default()

@@ -4,19 +4,7 @@
 mod common;
 
 use hearth_convert::{convert, ConvertError, ConvertOptions};
-use std::path::{Path, PathBuf};
-
-/// A copy of the tiny qwen3 checkpoint that a test may break.
-fn copy_of(tag: &str) -> PathBuf {
-    let src = common::fixture("qwen3");
-    let dst = common::tmp(&format!("err-{tag}")).join("ckpt");
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
-    }
-    dst
-}
+use std::path::Path;
 
 fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("config.json");
@@ -39,7 +27,7 @@ fn run(dir: &Path) -> ConvertError {
 
 #[test]
 fn malformed_config_names_the_file() {
-    let d = copy_of("json");
+    let d = common::copy_of("qwen3", "err-json");
     std::fs::write(d.join("config.json"), b"{\"hidden_size\": 64,").unwrap();
     let msg = run(&d).to_string();
     assert!(
@@ -50,7 +38,7 @@ fn malformed_config_names_the_file() {
 
 #[test]
 fn missing_and_mistyped_keys_are_named() {
-    let d = copy_of("key");
+    let d = common::copy_of("qwen3", "err-key");
     edit_config(&d, |v| {
         v.as_object_mut().unwrap().remove("num_hidden_layers");
     });
@@ -60,7 +48,7 @@ fn missing_and_mistyped_keys_are_named() {
         "{msg}"
     );
 
-    let d = copy_of("type");
+    let d = common::copy_of("qwen3", "err-type");
     edit_config(&d, |v| v["hidden_size"] = "sixty-four".into());
     let msg = run(&d).to_string();
     assert!(
@@ -71,7 +59,7 @@ fn missing_and_mistyped_keys_are_named() {
 
 #[test]
 fn unsupported_architecture_lists_supported_ones() {
-    let d = copy_of("arch");
+    let d = common::copy_of("qwen3", "err-arch");
     edit_config(&d, |v| {
         v["architectures"] = serde_json::json!(["MambaForCausalLM"])
     });
@@ -84,7 +72,7 @@ fn unsupported_architecture_lists_supported_ones() {
 
 #[test]
 fn missing_tensor_is_named() {
-    let d = copy_of("tensor");
+    let d = common::copy_of("qwen3", "err-tensor");
     // One layer more than the weights have.
     edit_config(&d, |v| v["num_hidden_layers"] = 3.into());
     let msg = run(&d).to_string();
@@ -96,7 +84,7 @@ fn missing_tensor_is_named() {
 
 #[test]
 fn shape_mismatch_names_tensor_and_file() {
-    let d = copy_of("shape");
+    let d = common::copy_of("qwen3", "err-shape");
     edit_config(&d, |v| v["intermediate_size"] = 96.into());
     let e = run(&d);
     assert!(matches!(e, ConvertError::ShapeMismatch { .. }), "{e}");
@@ -111,7 +99,7 @@ fn shape_mismatch_names_tensor_and_file() {
 
 #[test]
 fn unknown_pre_tokenizer_asks_for_flag() {
-    let d = copy_of("pre");
+    let d = common::copy_of("qwen3", "err-pre");
     let p = d.join("tokenizer.json");
     let t = std::fs::read_to_string(&p)
         .unwrap()
@@ -133,13 +121,7 @@ fn unknown_pre_tokenizer_asks_for_flag() {
 #[test]
 fn transformers_5_rope_parameters_are_accepted() {
     // The same llama checkpoint with its config in transformers 5.x spelling converts to the same metadata.
-    let src = common::fixture("llama");
-    let d = common::tmp("rope5").join("ckpt");
-    std::fs::create_dir_all(&d).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
-    }
+    let d = common::copy_of("llama", "rope5");
     edit_config(&d, |v| {
         let o = v.as_object_mut().unwrap();
         let mut rp = o.remove("rope_scaling").unwrap();

@@ -193,7 +193,8 @@ fn deepseek2_v2_matches_transformers() {
 #[test]
 fn deepseek2_legacy_kv_b_layout_matches_transformers() {
     for arch in ["deepseek2", "deepseek2-v2"] {
-        let legacy = common::legacy_mla(&common::converted(arch, "f32"));
+        let file = common::converted(arch, "f32");
+        let legacy = common::legacy_mla(&file);
         let m = compare_file(arch, &legacy, "f32, legacy attn_kv_b");
         assert!(
             m.max_diff <= 1e-3 && m.same == m.total,

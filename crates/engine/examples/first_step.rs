@@ -2,21 +2,16 @@
 //! Usage: cargo run -p hearth-engine --example first_step -- MODEL.gguf GREEDY.json
 
 use hearth_engine::{sampler::argmax, sampler::log_probs, Model, Session, ThreadPool};
+use hearth_test_support as support;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let model = Model::load(&args[1]).expect("model loads");
-    let refs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&args[2]).expect("reference")).expect("json");
+    let refs = support::read_json(&args[2]);
     let pool = ThreadPool::new(2);
     let mut worst = 0f32;
     for case in refs.as_array().expect("array") {
-        let prompt: Vec<u32> = case["prompt_tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let prompt = support::ids(&case["prompt_tokens"]);
         let mut s = Session::new(&model, 512);
         let logits = s.prefill(&model, &pool, &prompt).expect("prefill");
         let (_, top) = log_probs(&logits, argmax(&logits), 5);

@@ -2,7 +2,7 @@
 //! batched (chunked prefill mixed with decodes, a queue, the prefix cache); cancelling frees the KV; a full queue
 //! refuses. One compute thread each: the tests run side by side.
 
-mod common;
+use hearth_test_support as support;
 
 use hearth_engine::batch::{
     BatchConfig, Constraint, Engine, Event, Flow, Mask, Request, Sink, SubmitError, Usage,
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| Arc::new(Model::load(common::model_path("smollm2-135m")).unwrap()))
+    M.get_or_init(|| Arc::new(Model::load(support::model_path("smollm2-135m")).unwrap()))
         .clone()
 }
 
@@ -137,6 +137,61 @@ fn prefix_cache_reuses_kv_and_keeps_output() {
     let st = engine.stats();
     assert_eq!(st.prefix_hits, 2);
     assert!(st.prefix_bytes > 0 && st.kv_bytes == st.prefix_bytes);
+}
+
+/// Waits (up to a minute) until the engine's published stats say `cond`: they are published after each step.
+fn until(engine: &Engine, what: &str, cond: impl Fn(&hearth_engine::batch::Stats) -> bool) {
+    let t0 = Instant::now();
+    while !cond(&engine.stats()) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A follow-up whose prompt extends a whole cached conversation takes that KV over instead of copying it (the
+/// prefix cache is empty while it runs: the conversation is held once), and a follow-up cancelled midway gives the
+/// prefix back, so the next one still starts from it, with the same tokens as alone.
+#[test]
+fn a_follow_up_takes_the_cached_conversation_over() {
+    let model = model();
+    let engine = Engine::start(model.clone(), with_prefix_cache(config(32, 8)));
+    let base = prompts()[4].clone();
+    let (tx, rx) = mpsc::channel();
+    engine.submit(greedy(&base, 6), Box::new(tx)).unwrap();
+    let (first, _, _) = collect(rx);
+    until(&engine, "the first answer is cached", |s| {
+        s.prefix_entries == 1
+    });
+    let mut longer = base.clone();
+    longer.extend(&first);
+    longer.extend([500, 600, 700]);
+
+    let (tx, rx) = mpsc::channel();
+    engine.submit(greedy(&longer, 200), Box::new(tx)).unwrap();
+    // Two tokens in: the stats published after the step that sent the first are visible.
+    let tokens = rx
+        .iter()
+        .filter(|ev| matches!(ev, Event::Token(_)))
+        .take(2)
+        .count();
+    assert_eq!(tokens, 2);
+    let st = engine.stats();
+    assert_eq!(
+        (st.prefix_entries, st.prefix_bytes),
+        (0, 0),
+        "the prefix cache kept a copy of the conversation the follow-up runs on"
+    );
+    assert!(st.kv_bytes > 0);
+    drop(rx);
+    until(&engine, "the cancelled follow-up's prefix is back", |s| {
+        s.running == 0 && s.prefix_entries == 1
+    });
+
+    let (tx, rx) = mpsc::channel();
+    engine.submit(greedy(&longer, 8), Box::new(tx)).unwrap();
+    let (ids, _, usage) = collect(rx);
+    assert_eq!(usage.cached_tokens, base.len() + first.len() - 1);
+    assert_eq!(ids, solo(&model, &longer, 8));
 }
 
 #[test]

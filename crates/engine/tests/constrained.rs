@@ -4,7 +4,7 @@
 //! tokens as one step each; a constrained stream batched with free ones equals it alone; a failing grammar fails
 //! only its own stream.
 
-mod common;
+use hearth_test_support as support;
 
 use hearth_engine::batch::{BatchConfig, Constraint, Engine, Event, Mask, Request};
 use hearth_engine::{Finish, Model, SamplingParams};
@@ -12,7 +12,7 @@ use std::sync::{mpsc, Arc, OnceLock};
 
 fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| Arc::new(Model::load(common::model_path("smollm2-135m")).unwrap()))
+    M.get_or_init(|| Arc::new(Model::load(support::model_path("smollm2-135m")).unwrap()))
         .clone()
 }
 

@@ -3,7 +3,7 @@
 //! embeddings (a prompt longer than the prefill chunk is read whole), and a generation beside them yields the same
 //! tokens as alone. The bert path against an independent reference is `hearth-convert`'s embeddings_vs_reference.
 
-mod common;
+use hearth_test_support as support;
 
 use hearth_engine::batch::{BatchConfig, Engine, Event, Request, SubmitError};
 use hearth_engine::Model;
@@ -71,7 +71,7 @@ fn tokens(rx: mpsc::Receiver<Event>) -> Vec<u32> {
 
 #[test]
 fn embeddings_are_batch_invariant_and_leave_generations_alone() {
-    let model = Arc::new(Model::load(common::model_path("smollm2-135m")).unwrap());
+    let model = Arc::new(Model::load(support::model_path("smollm2-135m")).unwrap());
     let n_embd = model.config.n_embd;
     let long = prompt(1, 40); // longer than the prefill chunk: read whole in one step
     let short = prompt(2, 5);

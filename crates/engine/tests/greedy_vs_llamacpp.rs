@@ -1,10 +1,9 @@
 //! Greedy decoding against llama.cpp's (../shared/reference/<model>/greedy.json): identical ids until the two part;
 //! where they part, one side's top-2 margin is under 0.25; before that, chosen log-probs within 0.3.
 
-mod common;
+use hearth_test_support as support;
 
 use hearth_engine::{greedy_reference, Model, ThreadPool};
-use serde_json::Value;
 
 /// Where a prompt parted from the reference (reported; the bar is on margins and log-probs).
 struct Outcome {
@@ -17,19 +16,13 @@ fn top2_margin(top: &[(f32,)]) -> f32 {
 
 /// Runs every prompt of a greedy.json and checks the bars; returns where each prompt parted.
 fn check(model_name: &str, reference: &str) -> Vec<Outcome> {
-    let model = Model::load(common::model_path(model_name)).unwrap();
-    let pool = ThreadPool::new(common::threads());
-    let refs: Value =
-        serde_json::from_slice(&std::fs::read(common::reference(reference)).unwrap()).unwrap();
+    let model = Model::load(support::model_path(model_name)).unwrap();
+    let pool = ThreadPool::new(support::threads());
+    let refs = support::read_json(support::reference(reference));
     let mut outcomes = Vec::new();
     for case in refs.as_array().unwrap() {
         let name = case["id"].as_str().unwrap().to_string();
-        let prompt: Vec<u32> = case["prompt_tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let prompt = support::ids(&case["prompt_tokens"]);
         let steps = case["steps"].as_array().unwrap();
         let ours = greedy_reference(&model, &pool, &prompt, steps.len(), 5).unwrap();
         let mut parted_at = None;

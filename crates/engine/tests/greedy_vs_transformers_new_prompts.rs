@@ -2,26 +2,20 @@
 //! (fixtures/transformers/, made by make_fixtures.py there). Same bar as against llama.cpp: identical ids until the
 //! two part, a small top-2 margin where they part, chosen log-probs within 0.3 before.
 
-mod common;
+use hearth_test_support as support;
 
 use hearth_engine::{greedy_reference, Model, ThreadPool};
-use serde_json::Value;
 
 fn check(model_name: &str, fixture: &str) {
-    let model = Model::load(common::model_path(model_name)).unwrap();
-    let pool = ThreadPool::new(common::threads());
+    let model = Model::load(support::model_path(model_name)).unwrap();
+    let pool = ThreadPool::new(support::threads());
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/transformers")
         .join(fixture);
-    let refs: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let refs = support::read_json(path);
     let mut n_parted = 0;
     for case in refs["cases"].as_array().unwrap() {
-        let prompt: Vec<u32> = case["prompt_tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let prompt = support::ids(&case["prompt_tokens"]);
         let steps = case["steps"].as_array().unwrap();
         let ours = greedy_reference(&model, &pool, &prompt, steps.len(), 2).unwrap();
         assert_eq!(ours.len(), steps.len());

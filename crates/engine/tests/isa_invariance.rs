@@ -5,7 +5,7 @@
 //!
 //! The ISA is chosen once per process, so each runs in a child process of this test binary.
 
-mod common;
+use hearth_test_support as support;
 
 use hearth_engine::{Model, Session, ThreadPool};
 use hearth_kernels::Isa;
@@ -18,7 +18,7 @@ const TEST: &str = "logits_are_the_same_bits_on_every_isa";
 
 /// The logits' bits of a 20-token prompt's last position and of 3 decode steps, hashed, and the first logit.
 fn digest(name: &str) -> (u64, f32) {
-    let model = Model::load(common::model_path(name)).unwrap();
+    let model = Model::load(support::model_path(name)).unwrap();
     let pool = ThreadPool::new(2);
     let mut session = Session::new(&model, 256);
     let prompt: Vec<u32> = (0..20u32).map(|j| 200 + (j * 7919) % 30_000).collect();

@@ -507,17 +507,10 @@ mod tests {
     use super::*;
     use crate::Gguf;
 
-    fn tmpdir(tag: &str) -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("hearth-gguf-writer-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn round_trips_every_value_type_and_tensor_layout() {
-        let dir = tmpdir("rt");
-        let path = dir.join("rt.gguf");
+        let dir = hearth_test_support::temp_dir("gguf-writer-rt");
+        let path = dir.path().join("rt.gguf");
         let mut w = GgufWriter::new();
         let vals = vec![
             ("a.u8", MetaValue::U8(200)),
@@ -596,15 +589,15 @@ mod tests {
             assert_eq!(g.tensor_data(info), &d[..]);
         }
         assert!(!dir
+            .path()
             .join(".rt.gguf.tmp-".to_string() + &std::process::id().to_string())
             .exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn refuses_bad_input_and_leaves_target_untouched() {
-        let dir = tmpdir("bad");
-        let path = dir.join("bad.gguf");
+        let dir = hearth_test_support::temp_dir("gguf-writer-bad");
+        let path = dir.path().join("bad.gguf");
         std::fs::write(&path, b"previous").unwrap();
         let mut w = GgufWriter::new();
         assert!(matches!(
@@ -631,8 +624,7 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("needs 16 bytes but 15"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"previous");
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temporary file left behind");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,7 +3,7 @@
 //! instead of a bare SIGBUS. The bus error is provoked in a child process (this test binary run again).
 
 use hearth_gguf::{Gguf, EXIT_FILE_CHANGED};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// A valid GGUF v3 of about 300 KB: no tensors, one long string value (so the mapping spans many pages).
@@ -21,15 +21,9 @@ fn write_gguf(path: &Path) {
     std::fs::write(path, b).expect("write the test file");
 }
 
-fn temp_file(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hearth-gguf-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join("model.gguf")
-}
-
 #[test]
 fn truncation_and_in_place_writes_are_noticed() {
-    let path = temp_file("watch");
+    let path = hearth_test_support::TempPath::new("gguf-watch", "model.gguf");
     write_gguf(&path);
     let g = Gguf::open(&path).expect("open");
     assert_eq!(g.changed_on_disk(), None);
@@ -60,7 +54,6 @@ fn truncation_and_in_place_writes_are_noticed() {
     write_gguf(&path);
     let why = g.changed_on_disk().expect("an in-place write is noticed");
     assert!(why.contains("written to while in use"), "{why}");
-    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
 
 /// The child's part: map the file, truncate it, read its last byte.
@@ -83,7 +76,7 @@ fn a_bus_error_in_a_mapped_model_is_reported_and_exits_74() {
     if let Some(p) = std::env::var_os("HEARTH_SIGBUS_CHILD") {
         return child(Path::new(&p));
     }
-    let path = temp_file("sigbus");
+    let path = hearth_test_support::TempPath::new("gguf-sigbus", "model.gguf");
     write_gguf(&path);
     let out = Command::new(std::env::current_exe().expect("test binary"))
         .args([
@@ -95,7 +88,6 @@ fn a_bus_error_in_a_mapped_model_is_reported_and_exits_74() {
         .output()
         .expect("run the child");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     assert_eq!(
         out.status.code(),
         Some(EXIT_FILE_CHANGED),

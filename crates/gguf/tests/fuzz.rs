@@ -55,16 +55,13 @@ fn seed() -> &'static [u8] {
             .expect("tensor");
         w.add_tensor("b", vec![32], hearth_gguf::DType::Q8_0)
             .expect("tensor");
-        let dir = std::env::temp_dir().join(format!("hearth-fuzz-seed-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("seed.gguf");
+        let path = hearth_test_support::TempPath::new("fuzz-seed", "seed.gguf");
         w.write::<hearth_gguf::WriteError>(&path, |i, buf| {
             buf.resize([32, 34][i], 1);
             Ok(())
         })
         .expect("writing the seed");
         let bytes = std::fs::read(&path).expect("reading the seed");
-        let _ = std::fs::remove_dir_all(&dir);
         bytes
     })
 }

@@ -2,22 +2,6 @@
 
 use hearth_gguf::{DType, Gguf};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-fn model(name: &str) -> PathBuf {
-    let home = std::env::var_os("HEARTH_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hearth")
-        });
-    let p = home.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
-}
 
 fn mix(g: &Gguf) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();
@@ -29,7 +13,7 @@ fn mix(g: &Gguf) -> BTreeMap<&'static str, usize> {
 
 #[test]
 fn smollm2_tensor_mix() {
-    let g = Gguf::open(model("smollm2-135m")).unwrap();
+    let g = Gguf::open(hearth_test_support::model_path("smollm2-135m")).unwrap();
     assert_eq!(g.architecture().unwrap(), "llama");
     assert_eq!(
         mix(&g),
@@ -57,7 +41,7 @@ fn smollm2_tensor_mix() {
 
 #[test]
 fn gemma3_tensor_mix() {
-    let g = Gguf::open(model("gemma3-270m")).unwrap();
+    let g = Gguf::open(hearth_test_support::model_path("gemma3-270m")).unwrap();
     assert_eq!(g.architecture().unwrap(), "gemma3");
     assert_eq!(
         mix(&g),

@@ -18,9 +18,7 @@ fn gguf_python_package_reads_written_file() {
     if !have_gguf {
         panic!("python3 with the gguf package is needed: pip install gguf==0.19.0 (or set HEARTH_PYTHON)");
     }
-    let dir = std::env::temp_dir().join(format!("hearth-writer-py-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("py.gguf");
+    let path = hearth_test_support::TempPath::new("writer-py", "py.gguf");
     let mut w = GgufWriter::new();
     w.add_meta("general.architecture", MetaValue::Str("llama".into()))
         .unwrap();
@@ -95,7 +93,6 @@ print("ok")
         .arg(&path)
         .output()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
         "gguf package rejected the file:\n{}\n{}",

@@ -28,19 +28,8 @@ fn router() -> Router {
 /// Status, content type and body text.
 async fn send(router: Router, req: Request<Body>) -> (StatusCode, String, String) {
     let res = router.oneshot(req).await.expect("infallible");
-    let status = res.status();
-    let ctype = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (
-        status,
-        ctype,
-        String::from_utf8(bytes.to_vec()).expect("utf-8"),
-    )
+    let (status, ctype, bytes) = common::response_parts(res).await;
+    (status, ctype, String::from_utf8(bytes).expect("utf-8"))
 }
 
 fn post(path: &str, v: &Value) -> Request<Body> {

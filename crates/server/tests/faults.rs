@@ -3,6 +3,7 @@
 //! server stop for its supervisor when it cannot go on) or freed by a timeout, never leave the server wedged. Uses
 //! the tiny Qwen3 fixture; every wait is bounded.
 
+mod common;
 mod tiny;
 
 use axum::body::Body;
@@ -14,7 +15,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tiny::{temp_dir, tiny_config, tiny_gguf, tiny_state};
+use tiny::{tiny_config, tiny_gguf_in, tiny_state};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -35,18 +36,8 @@ async fn start(state: Arc<AppState>) -> (SocketAddr, JoinHandle<Result<(), Serve
 
 /// One request on a fresh connection (`Connection: close`): status and body.
 async fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(raw.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let (status, _, body) = common::raw_exchange(addr, raw.as_bytes()).await;
+    (status, body)
 }
 
 const HEALTH: &str = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
@@ -143,8 +134,8 @@ async fn an_engine_panic_is_reported_and_the_server_stops_for_its_supervisor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_file_changed_underneath_is_reported_and_the_server_stops() {
-    let path = temp_dir("changed").join("model.gguf");
-    std::fs::copy(tiny_gguf(), &path).expect("copy the model");
+    let dir = hearth_test_support::temp_dir("changed");
+    let path = tiny_gguf_in(dir.path());
     let model = Arc::new(hearth_engine::Model::load(&path).expect("load the copy"));
     let state = AppState::new(model, tiny_config()).expect("state");
     let (addr, server) = start(state.clone()).await;

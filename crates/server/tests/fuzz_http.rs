@@ -8,6 +8,7 @@
 //! `cargo test` runs each target for a few seconds of random inputs (and replays any saved crash under
 //! `tests/__fuzz__/`); `scripts/fuzz-server.sh` runs them for as long as you like.
 
+mod common;
 mod tiny;
 
 use axum::body::Body;
@@ -285,13 +286,7 @@ async fn check_one(router: Router, req: Request<Body>) {
     if generated && class == 0 {
         GENERATED.fetch_add(1, Relaxed);
     }
-    let ct = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let (_, ct, bytes) = common::response_parts(res).await;
     let text = String::from_utf8_lossy(&bytes);
     if status.is_client_error() || status.is_server_error() {
         assert!(

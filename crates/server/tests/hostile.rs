@@ -3,6 +3,7 @@
 //! origins, and every error — the router's 404/405, the body limit's 413, hyper's own 400/431 — is OpenAI's error
 //! JSON. Uses the tiny Qwen3 fixture.
 
+mod common;
 mod tiny;
 
 use axum::body::Body;
@@ -208,22 +209,6 @@ async fn the_routers_own_errors_are_openai_json() {
     );
 }
 
-/// Sends raw bytes to a served router and reads the whole answer.
-async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(bytes).await.expect("write");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_string(), body.to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hypers_own_answers_to_unparsable_requests_are_openai_json() {
     let state = tiny_state(tiny_config());
@@ -249,7 +234,8 @@ async fn hypers_own_answers_to_unparsable_requests_are_openai_json() {
         ),
         (huge_header.into_bytes(), 431),
     ] {
-        let (status, head, body) = raw(addr, &req).await;
+        let (status, head, body) = common::raw_exchange(
+addr, &req).await;
         assert_eq!(status, want, "{head}\n{body}");
         assert!(
             head.to_ascii_lowercase()
@@ -260,7 +246,7 @@ async fn hypers_own_answers_to_unparsable_requests_are_openai_json() {
         assert!(v["error"]["message"].is_string(), "{v}");
     }
     // And the server still answers properly afterwards.
-    let (status, _, body) = raw(
+    let (status, _, body) = common::raw_exchange(
         addr,
         b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )

@@ -11,7 +11,6 @@ use hearth_server::{app, AppState, ServerConfig};
 use hearth_text::{ChatMessage, ChatTemplate, Tokenizer};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
 
@@ -31,21 +30,14 @@ const MAX_TOKENS: usize = 48;
 fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
     M.get_or_init(|| {
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny/qwen3");
-        let dir =
-            std::env::temp_dir().join(format!("hearth-server-reasoning-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        for e in std::fs::read_dir(&src).expect("tests/fixtures/tiny/qwen3") {
-            let e = e.expect("dir entry");
-            std::fs::copy(e.path(), dir.join(e.file_name())).expect("copy fixture");
-        }
-        std::fs::write(dir.join("chat_template.jinja"), TEMPLATE).expect("write template");
-        let out = dir.join("qwen3-think.gguf");
+        let dir = hearth_test_support::tiny_with_template("qwen3", TEMPLATE);
+        let out = dir.path().join("qwen3-think.gguf");
         let opts = ConvertOptions {
             outtype: OutType::parse("f32").expect("f32"),
             ..Default::default()
         };
-        convert(&dir, &out, &opts).expect("converting the tiny qwen3");
+        convert(dir.path(), &out, &opts).expect("converting the tiny qwen3");
+        // The file goes with its directory; the model's mapping keeps its bytes.
         Arc::new(Model::load(&out).expect("loading the tiny qwen3"))
     })
     .clone()

@@ -63,9 +63,7 @@ fn pull_follows_redirect_to_another_host_and_installs_the_verified_file() {
     let model = make_gguf(1, 64 << 10);
     let mut b = one_file_repo(&model);
     b.redirect = true;
-    let hub = TestHub::start(b);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, _dir, store) = hub_and_store(b);
     let m = store
         .pull(&format!("hf://{REPO}"), &opts(&hub, Some("sekrit")))
         .unwrap();
@@ -104,9 +102,7 @@ fn cut_connection_resumes_with_a_range_request_and_right_sha256() {
     b.redirect = true;
     b.cut_after = Some(300_000);
     b.cuts_left = 2; // cut twice: at 300000, then 300000 bytes into the resumed transfer
-    let hub = TestHub::start(b);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, dir, store) = hub_and_store(b);
     let m = store
         .pull(&format!("hf://{REPO}:q4_k_m"), &opts(&hub, None))
         .unwrap();
@@ -137,9 +133,7 @@ fn flipped_byte_is_detected_and_nothing_is_installed() {
     let model = make_gguf(3, 16 << 10);
     let mut b = one_file_repo(&model);
     b.corrupt = true;
-    let hub = TestHub::start(b);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, dir, store) = hub_and_store(b);
     let err = store
         .pull(&format!("hf://{REPO}"), &opts(&hub, None))
         .unwrap_err();
@@ -157,9 +151,7 @@ fn flipped_byte_is_detected_and_nothing_is_installed() {
 
 #[test]
 fn missing_repository_is_a_clear_error() {
-    let hub = TestHub::start(Behaviour::default());
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, _dir, store) = hub_and_store(Behaviour::default());
     let err = store
         .pull("hf://nobody/nothing-GGUF", &opts(&hub, None))
         .unwrap_err();
@@ -194,9 +186,7 @@ fn gated_repository_without_token_gets_a_clear_401_message() {
     let model = make_gguf(5, 1024);
     let mut b = one_file_repo(&model);
     b.gated.insert(REPO.into(), "good-token".into());
-    let hub = TestHub::start(b);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, dir, store) = hub_and_store(b);
     let err = store
         .pull(&format!("hf://{REPO}"), &opts(&hub, None))
         .unwrap_err();
@@ -221,9 +211,7 @@ fn gated_repository_without_token_gets_a_clear_401_message() {
 #[test]
 fn interrupted_pull_leaves_the_store_usable_and_the_next_pull_resumes() {
     let model = make_gguf(6, 64 << 10);
-    let hub = TestHub::start(one_file_repo(&model));
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, dir, store) = hub_and_store(one_file_repo(&model));
     store
         .import(&write_tmp(&make_gguf(7, 64)), Some("other"))
         .unwrap();
@@ -258,9 +246,7 @@ fn interrupted_pull_leaves_the_store_usable_and_the_next_pull_resumes() {
 #[test]
 fn a_partial_file_with_wrong_bytes_is_caught_by_the_sha256() {
     let model = make_gguf(8, 8 << 10);
-    let hub = TestHub::start(one_file_repo(&model));
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, dir, store) = hub_and_store(one_file_repo(&model));
     let sha = sha256_hex(&model);
     let mut junk = model[..5000].to_vec();
     junk[10] ^= 0xff;
@@ -295,9 +281,7 @@ fn split_gguf_is_fetched_and_resolved_as_one_model() {
         ],
     );
     b.redirect = true;
-    let hub = TestHub::start(b);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, _dir, store) = hub_and_store(b);
     let m = store
         .pull("hf://org/Split-GGUF", &opts(&hub, None))
         .unwrap();
@@ -319,9 +303,7 @@ fn a_download_that_is_not_gguf_is_not_installed() {
             bytes: Arc::new(b"<html>not a model</html>".repeat(100)),
         }],
     );
-    let hub = TestHub::start(b);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, dir, store) = hub_and_store(b);
     let err = store
         .pull("hf://org/Bad-GGUF", &opts(&hub, None))
         .unwrap_err();
@@ -384,9 +366,9 @@ fn hostile_names_are_refused_and_nothing_is_written_outside_the_store() {
     assert_eq!(outside, ["home"]);
 }
 
-fn write_tmp(bytes: &[u8]) -> std::path::PathBuf {
-    let d = tempfile::tempdir().unwrap().keep();
-    let p = d.join("model.gguf");
+/// `bytes` in a temporary file, removed with the guard.
+fn write_tmp(bytes: &[u8]) -> hearth_test_support::TempPath {
+    let p = hearth_test_support::TempPath::new("store-import", "model.gguf");
     std::fs::write(&p, bytes).unwrap();
     p
 }
@@ -438,6 +420,14 @@ fn partial_downloads_are_listed_and_cleaned_unless_in_use() {
     assert_eq!(store.partials().unwrap(), (0, 0));
 }
 
+/// A hub behaving as `b`, and an empty store in a temporary directory.
+fn hub_and_store(b: Behaviour) -> (TestHub, tempfile::TempDir, Store) {
+    let hub = TestHub::start(b);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (hub, dir, store)
+}
+
 /// A first pull of `v1` interrupted for good after 100000 bytes (the server then fails every request), then the
 /// server's file replaced by `v2` of the same size. Returns the hub and the store's directory.
 fn interrupted_then_replaced(
@@ -451,9 +441,7 @@ fn interrupted_then_replaced(
     b.cut_after = Some(100_000);
     b.cuts_left = 1;
     b.break_after_cut = true;
-    let hub = TestHub::start(b);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, dir, store) = hub_and_store(b);
     let err = store
         .pull(&format!("hf://{REPO}/{FILE}"), &opts(&hub, None))
         .unwrap_err();
@@ -495,9 +483,7 @@ fn a_resume_without_sha256_needs_the_server_to_prove_it_is_the_same_file() {
     // together, so the download starts over.
     let mut b = one_file_repo(&v2);
     b.no_lfs = true;
-    let hub = TestHub::start(b);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, dir, store) = hub_and_store(b);
     let url = format!("{}/{REPO}/resolve/main/{FILE}", hub.endpoint());
     std::fs::write(
         dir.path()
@@ -514,9 +500,7 @@ fn a_resume_without_sha256_needs_the_server_to_prove_it_is_the_same_file() {
 #[test]
 fn a_reporter_hears_the_steps_and_the_transfer_up_to_the_whole_file() {
     let model = make_gguf(5, 64 << 10);
-    let hub = TestHub::start(one_file_repo(&model));
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, _dir, store) = hub_and_store(one_file_repo(&model));
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = events.clone();
     let mut o = opts(&hub, None);
@@ -552,9 +536,7 @@ fn a_reporter_hears_the_steps_and_the_transfer_up_to_the_whole_file() {
 #[test]
 fn a_pulled_model_answers_to_its_source_even_under_another_name() {
     let model = make_gguf(9, 4096);
-    let hub = TestHub::start(one_file_repo(&model));
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (hub, _dir, store) = hub_and_store(one_file_repo(&model));
     let m = store
         .pull(&format!("hf://{REPO}:q4_k_m"), &opts(&hub, None))
         .unwrap();

@@ -133,26 +133,9 @@ fn damaged_manifest_is_reported_and_cannot_point_outside() {
     store.remove("evil").unwrap();
 }
 
-fn real_model(name: &str) -> PathBuf {
-    let home = std::env::var_os("HEARTH_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dirs_home().join(".cache/hearth"));
-    let p = home.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
-}
-
-fn dirs_home() -> PathBuf {
-    PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-}
-
 #[test]
 fn pulling_a_builtin_reuses_the_old_scripts_file_when_its_sha256_is_the_published_one() {
-    let real = real_model("smollm2-135m");
+    let real = hearth_test_support::model_path("smollm2-135m");
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("models")).unwrap();
     let legacy = dir.path().join("models/smollm2-135m.gguf");

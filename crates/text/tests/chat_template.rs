@@ -21,7 +21,7 @@ fn messages(v: &serde_json::Value) -> Vec<ChatMessage> {
 #[test]
 fn real_templates_render_like_jinja2() {
     let exp = expected();
-    let smollm = Gguf::open(common::model("smollm2-135m")).unwrap();
+    let smollm = Gguf::open(common::model_path("smollm2-135m")).unwrap();
     let deepseek = Gguf::open_metadata_only(common::deepseek_header()).unwrap();
     let smollm_tok = Tokenizer::from_gguf(&smollm).unwrap();
     let deepseek_tok = Tokenizer::from_gguf(&deepseek).unwrap();
@@ -51,7 +51,7 @@ fn real_templates_render_like_jinja2() {
 
 #[test]
 fn smollm2_system_user_is_chatml() {
-    let g = Gguf::open(common::model("smollm2-135m")).unwrap();
+    let g = Gguf::open(common::model_path("smollm2-135m")).unwrap();
     let t = ChatTemplate::from_gguf(&g).unwrap();
     let out = t
         .render(
@@ -72,7 +72,7 @@ fn smollm2_system_user_is_chatml() {
 /// before the first user message, the assistant is "model", contents trimmed; BOS is left to the tokenizer.
 #[test]
 fn gemma3_builtin_format() {
-    let g = Gguf::open(common::model("gemma3-270m")).unwrap();
+    let g = Gguf::open(common::model_path("gemma3-270m")).unwrap();
     assert!(g.get_str("tokenizer.chat_template").unwrap().is_none());
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let t = ChatTemplate::from_gguf_with(&g, &tok).unwrap();

@@ -22,7 +22,7 @@ fn stream(tok: &Tokenizer, text: &str) -> Vec<String> {
 
 #[test]
 fn gemma3_byte_fallback_characters_come_out_whole() {
-    let g = Gguf::open(common::model("gemma3-270m")).unwrap();
+    let g = Gguf::open(common::model_path("gemma3-270m")).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     // Characters Gemma's vocabulary lacks are spelled with <0xXX> byte tokens.
     for text in [
@@ -51,7 +51,7 @@ fn gemma3_byte_fallback_characters_come_out_whole() {
 
 #[test]
 fn smollm2_byte_level_characters_come_out_whole() {
-    let g = Gguf::open(common::model("smollm2-135m")).unwrap();
+    let g = Gguf::open(common::model_path("smollm2-135m")).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     // llama.cpp spells "🚀🤖" with 6 tokens (reference/smollm2-135m-q4_1/tokenize.json).
     let pieces = stream(&tok, "🚀🤖 emojis");
@@ -68,7 +68,7 @@ fn smollm2_byte_level_characters_come_out_whole() {
 
 #[test]
 fn special_tokens_render_unless_skipped() {
-    let g = Gguf::open(common::model("smollm2-135m")).unwrap();
+    let g = Gguf::open(common::model_path("smollm2-135m")).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let ids = tok
         .encode("<|im_start|>user\nhi<|im_end|>", false, true)

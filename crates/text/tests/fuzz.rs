@@ -17,7 +17,7 @@ fn tokenizer(name: &'static str) -> &'static Tokenizer {
         &GEMMA
     };
     cell.get_or_init(|| {
-        let g = Gguf::open_metadata_only(common::model(name)).expect("the model's metadata");
+        let g = Gguf::open_metadata_only(common::model_path(name)).expect("the model's metadata");
         Tokenizer::from_gguf(&g).expect("its tokenizer")
     })
 }

@@ -38,15 +38,8 @@ struct Case {
 fn load_cases() -> Vec<Case> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/hf-tokenizers-expected.json");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON");
-    let ids = |x: &serde_json::Value| -> Vec<u32> {
-        x.as_array()
-            .expect("ids")
-            .iter()
-            .map(|i| i.as_u64().expect("id") as u32)
-            .collect()
-    };
+    let v = hearth_test_support::read_json(path);
+    let ids = hearth_test_support::ids;
     v["cases"]
         .as_array()
         .expect("cases")

@@ -129,7 +129,7 @@ fn hammer(tok: &Tokenizer, specials: &[&str], seed: u64, lossless: bool) {
 
 #[test]
 fn smollm2_random_text() {
-    let g = Gguf::open(common::model("smollm2-135m")).unwrap();
+    let g = Gguf::open(common::model_path("smollm2-135m")).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     // Byte-level BPE is lossless.
     hammer(
@@ -142,7 +142,7 @@ fn smollm2_random_text() {
 
 #[test]
 fn gemma3_random_text() {
-    let g = Gguf::open(common::model("gemma3-270m")).unwrap();
+    let g = Gguf::open(common::model_path("gemma3-270m")).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     // SentencePiece writes spaces as ▁, so text that contains ▁ does not round-trip; no panics is what counts.
     hammer(
@@ -324,8 +324,10 @@ fn tiny_vocabulary_works() {
 /// Long runs (whitespace that the lookahead regexes backtrack over, one enormous word) neither panic nor crawl.
 #[test]
 fn pathological_long_inputs() {
-    let smollm = Tokenizer::from_gguf(&Gguf::open(common::model("smollm2-135m")).unwrap()).unwrap();
-    let gemma = Tokenizer::from_gguf(&Gguf::open(common::model("gemma3-270m")).unwrap()).unwrap();
+    let smollm =
+        Tokenizer::from_gguf(&Gguf::open(common::model_path("smollm2-135m")).unwrap()).unwrap();
+    let gemma =
+        Tokenizer::from_gguf(&Gguf::open(common::model_path("gemma3-270m")).unwrap()).unwrap();
     let inputs = [
         " ".repeat(100_000),
         format!("{}x", " \t".repeat(50_000)),

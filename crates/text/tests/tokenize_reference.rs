@@ -6,51 +6,32 @@ mod common;
 use hearth_gguf::Gguf;
 use hearth_text::Tokenizer;
 
-fn check(tok: &Tokenizer, cases: &[(String, Vec<u32>)]) {
-    let mut bad = Vec::new();
-    for (text, want) in cases {
-        let got = tok.encode(text, false, true).expect("encode");
-        if &got != want {
-            bad.push(format!(
-                "{text:?}\n   llama.cpp {want:?}\n   hearth    {got:?}"
-            ));
-        }
-    }
-    assert!(
-        bad.is_empty(),
-        "{} of {} strings differ:\n{}",
-        bad.len(),
-        cases.len(),
-        bad.join("\n")
-    );
-}
-
 #[test]
 fn smollm2_matches_llama_cpp() {
-    let g = Gguf::open(common::model("smollm2-135m")).unwrap();
+    let g = Gguf::open(common::model_path("smollm2-135m")).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let cases = common::load_cases(&common::reference("smollm2-135m-q4_1/tokenize.json"));
     assert_eq!(cases.len(), 25);
-    check(&tok, &cases);
+    common::assert_encodes(&tok, &cases, true, "llama.cpp");
 }
 
 #[test]
 fn gemma3_matches_llama_cpp() {
-    let g = Gguf::open(common::model("gemma3-270m")).unwrap();
+    let g = Gguf::open(common::model_path("gemma3-270m")).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let cases = common::load_cases(&common::reference("gemma3-270m-q4_k_m/tokenize.json"));
     assert_eq!(cases.len(), 25);
-    check(&tok, &cases);
+    common::assert_encodes(&tok, &cases, true, "llama.cpp");
 }
 
 #[test]
 fn gemma3_matches_transformers() {
-    let g = Gguf::open(common::model("gemma3-270m")).unwrap();
+    let g = Gguf::open(common::model_path("gemma3-270m")).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let cases = common::load_cases(&common::reference(
         "gemma3-270m-q4_k_m-transformers/tokenize.json",
     ));
-    check(&tok, &cases);
+    common::assert_encodes(&tok, &cases, true, "llama.cpp");
 }
 
 #[test]
@@ -65,7 +46,7 @@ fn deepseek_r1_qwen_matches_llama_cpp() {
         "deepseek-r1-distill-qwen-7b-vocab/tokenize.json",
     ));
     assert_eq!(cases.len(), 25);
-    check(&tok, &cases);
+    common::assert_encodes(&tok, &cases, true, "llama.cpp");
 }
 
 /// The greedy references' prompt ids include BOS exactly where the model adds one (Gemma3 yes, SmolLM2 no).
@@ -75,10 +56,9 @@ fn prompts_of_greedy_references_with_bos() {
         ("smollm2-135m", "smollm2-135m-q4_1/greedy.json"),
         ("gemma3-270m", "gemma3-270m-q4_k_m/greedy.json"),
     ] {
-        let g = Gguf::open(common::model(model)).unwrap();
+        let g = Gguf::open(common::model_path(model)).unwrap();
         let tok = Tokenizer::from_gguf(&g).unwrap();
-        let data = std::fs::read_to_string(common::reference(reference)).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+        let v = hearth_test_support::read_json(common::reference(reference));
         let prompts = v
             .as_array()
             .or_else(|| v["prompts"].as_array())
@@ -86,24 +66,14 @@ fn prompts_of_greedy_references_with_bos() {
         assert!(!prompts.is_empty());
         for p in prompts {
             let text = p["prompt"].as_str().expect("prompt text");
-            let want: Vec<u32> = p["prompt_tokens"]
-                .as_array()
-                .expect("prompt_tokens")
-                .iter()
-                .map(|i| i.as_u64().unwrap() as u32)
-                .collect();
+            let want = common::ids(&p["prompt_tokens"]);
             assert_eq!(
                 tok.encode(text, true, true).unwrap(),
                 want,
                 "{model}: {text:?}"
             );
             // And the completion's ids decode to llama.cpp's completion text.
-            let completion: Vec<u32> = p["completion_tokens"]
-                .as_array()
-                .expect("completion_tokens")
-                .iter()
-                .map(|i| i.as_u64().unwrap() as u32)
-                .collect();
+            let completion = common::ids(&p["completion_tokens"]);
             assert_eq!(
                 tok.decode(&completion),
                 p["completion"].as_str().unwrap(),

@@ -1,34 +1,18 @@
 //! Shared by hearth-act's tests: model paths, the example action space, generated world states, and a check of
 //! actions written independently of the grammar code (by what the example skills mean).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod worlds;
 
 use serde_json::Value;
 use std::path::PathBuf;
 
-/// An installed test model; fails loudly when it is missing.
-pub fn model_path(name: &str) -> PathBuf {
-    let home = std::env::var_os("HEARTH_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/hearth")
-        });
-    let p = home.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
-}
+pub use hearth_test_support::model_path;
 
 /// `examples/act/<name>` in the repository.
 pub fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/act")
-        .join(name)
+    hearth_test_support::example(&format!("act/{name}"))
 }
 
 fn ids(world: &Value, list: &str, key: &str) -> Vec<Value> {

@@ -1,27 +1,33 @@
 //! Shared helpers: the tiny checkpoints under tests/fixtures/tiny and their transformers golden outputs.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use hearth_convert::{convert, ConvertOptions, OutType};
+use hearth_test_support::ids;
 use serde_json::Value;
 use std::path::PathBuf;
 
-pub fn fixture(arch: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/tiny")
-        .join(arch)
+pub use hearth_test_support::tiny_fixture as fixture;
+use hearth_test_support::TempPath;
+
+/// A copy of the tiny `arch` checkpoint that a test may change: the directory `ckpt` in a temporary directory of its
+/// own, both removed with the guard.
+pub fn copy_of(arch: &str, tag: &str) -> TempPath {
+    let dst = TempPath::new(&format!("convert-{tag}"), "ckpt");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(fixture(arch)).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+    dst
 }
 
-pub fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hearth-convert-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Converts the tiny `arch` checkpoint at `outtype` into a temporary file of its own (tests run in parallel).
-pub fn converted(arch: &str, outtype: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let i = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let out = tmp(arch).join(format!("{arch}-{outtype}-{i}.gguf"));
+/// Converts the tiny `arch` checkpoint at `outtype` into a temporary file of its own (tests run in parallel),
+/// removed with the guard.
+pub fn converted(arch: &str, outtype: &str) -> TempPath {
+    let out = TempPath::new(
+        &format!("convert-{arch}"),
+        &format!("{arch}-{outtype}.gguf"),
+    );
     let opts = ConvertOptions {
         outtype: OutType::parse(outtype).unwrap(),
         ..Default::default()
@@ -37,14 +43,6 @@ pub struct Golden {
     pub logits: Vec<Vec<f32>>,
     pub prompt: Vec<u32>,
     pub generate: Vec<u32>,
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 pub fn golden(arch: &str) -> Golden {
@@ -74,7 +72,8 @@ pub fn golden(arch: &str) -> Golden {
 
 /// Rewrites a converted f32 deepseek2 file into the MLA layout llama.cpp wrote before it split `attn_kv_b`
 /// (April 2025; many published GGUFs): `attn_kv_b` (n_head * (nope + v), kv_lora) instead of `attn_k_b`/`attn_v_b`,
-/// per-head key/value sizes in `key_length`/`value_length`, no `*_mla` keys, `head_count_kv` = `head_count`.
+/// per-head key/value sizes in `key_length`/`value_length`, no `*_mla` keys, `head_count_kv` = `head_count`. The
+/// file is written beside `path` (and goes with its directory).
 pub fn legacy_mla(path: &std::path::Path) -> PathBuf {
     use hearth_gguf::{DType, Gguf, GgufWriter, MetaValue};
     let g = Gguf::open(path).unwrap();

@@ -1,5 +1,10 @@
 //! The prefix cache: KV of recently finished sequences, kept (up to a byte budget, least recently used first out)
-//! so that a request sharing a prefix with one of them starts from a copy instead of recomputing it.
+//! so that a request sharing a prefix with one of them starts from it instead of recomputing it.
+//!
+//! A request whose prompt extends a whole entry (the next turn of a chat) takes that entry's cache over by move, so
+//! a conversation's KV is held once, not twice: the entry would be replaced by the longer sequence when it finishes
+//! anyway ([`PrefixCache::insert`]), and a sequence that ends without finishing gives its prefix back
+//! ([`PrefixCache::give_back`]). A request sharing only part of an entry starts from a copy of that part.
 
 use crate::KvCache;
 
@@ -70,8 +75,9 @@ impl PrefixCache {
     }
 
     /// A cache holding the longest prefix (at most `max` tokens) that `prompt` shares with an entry, or None
-    /// when no entry shares a token with it.
-    pub fn lookup(&mut self, prompt: &[u32], max: usize) -> Option<KvCache> {
+    /// when no entry shares a token with it: the entry itself, taken out, when all of it is that prefix; else a
+    /// copy of the shared part.
+    pub fn take(&mut self, prompt: &[u32], max: usize) -> Option<KvCache> {
         let (best, n) = self
             .entries
             .iter()
@@ -82,9 +88,22 @@ impl PrefixCache {
             return None;
         }
         let e = self.entries.remove(best);
+        if n == e.tokens.len() {
+            self.bytes -= e.cache.bytes();
+            return Some(e.cache);
+        }
         let copy = e.cache.prefix_copy(n);
         self.entries.push(e);
         Some(copy)
+    }
+
+    /// Takes back the first `n` positions of a sequence that ends without finishing (cancelled or failed), whose
+    /// `prompt` began with them: they may be an entry it took over. Nothing changes when an entry already holds
+    /// them.
+    pub fn give_back(&mut self, prompt: &[u32], mut cache: KvCache, n: usize) {
+        cache.truncate(n);
+        let n = cache.len();
+        self.insert(prompt[..n].to_vec(), cache);
     }
 }
 

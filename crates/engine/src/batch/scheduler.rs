@@ -122,11 +122,20 @@ impl Scheduler {
         }
     }
 
-    /// Drops sequences and queued requests whose receiver has gone; their KV is freed here.
+    /// Drops sequences and queued requests whose receiver has gone; their KV is freed here (but for a prefix
+    /// taken from the prefix cache, which goes back there).
     fn drop_cancelled(&mut self) {
         let before = self.running.len() + self.waiting.len();
         let queued_before = self.waiting.len();
-        self.running.retain(|s| !s.sink.is_closed());
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running[i].sink.is_closed() {
+                let s = self.running.remove(i);
+                self.retire(s, false);
+            } else {
+                i += 1;
+            }
+        }
         self.waiting.retain(|w| !w.sink.is_closed());
         self.shared
             .queued
@@ -178,15 +187,12 @@ impl Scheduler {
             }
             // Always compute the last prompt token: its logits give the first generated token.
             let reusable = req.prompt.len() - 1;
-            let cache = self
-                .prefix
-                .lookup(&req.prompt, reusable)
-                .unwrap_or_else(|| {
-                    let n_ctx = self.config.n_ctx;
-                    self.model
-                        .new_cache_typed(n_ctx, self.config.kv_type)
-                        .unwrap_or_else(|_| self.model.new_cache(n_ctx))
-                });
+            let cache = self.prefix.take(&req.prompt, reusable).unwrap_or_else(|| {
+                let n_ctx = self.config.n_ctx;
+                self.model
+                    .new_cache_typed(n_ctx, self.config.kv_type)
+                    .unwrap_or_else(|_| self.model.new_cache(n_ctx))
+            });
             let cached_tokens = cache.len();
             if cached_tokens > 0 {
                 self.shared.prefix_hits.fetch_add(1, Relaxed);
@@ -209,13 +215,7 @@ impl Scheduler {
             };
             match force_start(&mut seq, &self.shared) {
                 Outcome::Running => self.running.push(seq),
-                Outcome::Gone => {
-                    self.shared.cancelled.fetch_add(1, Relaxed);
-                }
-                Outcome::Done | Outcome::Embedded => {}
-                Outcome::Failed(msg) => {
-                    seq.sink.send(Event::Failed(msg));
-                }
+                end => self.end(seq, end),
             }
         }
     }
@@ -332,8 +332,8 @@ impl Scheduler {
                 let msg = e.to_string();
                 let failed: Vec<usize> = parts.iter().map(|p| p.seq).collect();
                 for &i in failed.iter().rev() {
-                    let mut s = self.running.remove(i);
-                    s.sink.send(Event::Failed(msg.clone()));
+                    let s = self.running.remove(i);
+                    self.end(s, Outcome::Failed(msg.clone()));
                 }
                 return;
             }
@@ -380,17 +380,38 @@ impl Scheduler {
             }
         }
         for (i, end) in finished.into_iter().rev() {
-            let mut s = self.running.remove(i);
-            match end {
-                Outcome::Running | Outcome::Embedded => {}
-                Outcome::Done => self.prefix.insert(s.tokens, s.cache),
-                Outcome::Gone => {
-                    self.shared.cancelled.fetch_add(1, Relaxed);
-                }
-                Outcome::Failed(msg) => {
-                    s.sink.send(Event::Failed(msg));
-                }
+            let s = self.running.remove(i);
+            self.end(s, end);
+        }
+    }
+
+    /// Reports how a sequence taken out of `running` (or never put there) ended, and retires its KV.
+    fn end(&mut self, mut s: Seq, end: Outcome) {
+        match end {
+            Outcome::Running | Outcome::Embedded => {}
+            Outcome::Done => return self.retire(s, true),
+            Outcome::Gone => {
+                self.shared.cancelled.fetch_add(1, Relaxed);
             }
+            Outcome::Failed(msg) => {
+                s.sink.send(Event::Failed(msg));
+            }
+        }
+        self.retire(s, false);
+    }
+
+    /// Where a sequence's KV goes: a finished generation's into the prefix cache whole (`tokens` are what it
+    /// holds); otherwise the prefix it took from the prefix cache goes back there (it may have been taken over by
+    /// move), and an embedding's (or a sequence's that took nothing) is freed.
+    fn retire(&mut self, s: Seq, finished: bool) {
+        if s.req.embed {
+            return;
+        }
+        if finished {
+            self.prefix.insert(s.tokens, s.cache);
+        } else if s.cached_tokens > 0 {
+            self.prefix
+                .give_back(&s.req.prompt, s.cache, s.cached_tokens);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Shared by the server's integration tests: the SmolLM2 model, app states, the engine's greedy reference, and a
 //! minimal HTTP/1.1 client over a TCP socket (requests with `Connection: close`, SSE read line by line).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use hearth_engine::batch::BatchConfig;
 use hearth_engine::{greedy_reference as engine_greedy, Model, ThreadPool};
@@ -9,28 +9,13 @@ use hearth_server::{AppState, ServerConfig};
 use hearth_text::{ChatMessage, Detokenizer, Tokenizer};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const MODEL_ID: &str = "smollm2-135m";
 
-/// An installed test model; fails loudly when it is missing.
-pub fn model_path(name: &str) -> PathBuf {
-    let home = std::env::var_os("HEARTH_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/hearth")
-        });
-    let p = home.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
-}
+pub use hearth_test_support::model_path;
 
 pub fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
@@ -164,4 +149,35 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("data:"))
         .map(|d| d.trim_start().to_string())
         .collect()
+}
+
+/// Sends raw bytes on a fresh connection and reads until the server closes it: status (0 without a status line),
+/// head and body, read leniently (a hostile request gets whatever the server answers).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// A router's response: status, content type and body bytes.
+pub async fn response_parts(res: axum::response::Response) -> (axum::http::StatusCode, String, Vec<u8>) {
+    use http_body_util::BodyExt;
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (status, ctype, bytes.to_vec())
 }

@@ -8,45 +8,32 @@ use hearth_convert::{convert, ConvertOptions, OutType};
 use hearth_engine::batch::BatchConfig;
 use hearth_engine::Model;
 use hearth_server::{AppState, ServerConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 const TEMPLATE: &str = "{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + \
     '<|im_end|>\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}";
 
-/// A temporary directory of this process's own (removed by nobody: the OS cleans its temp dir).
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hearth-server-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-/// The converted file.
-pub fn tiny_gguf() -> PathBuf {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny/qwen3");
-        let dir = temp_dir("tiny");
-        for e in std::fs::read_dir(&src).expect("tests/fixtures/tiny/qwen3") {
-            let e = e.expect("dir entry");
-            std::fs::copy(e.path(), dir.join(e.file_name())).expect("copy fixture");
-        }
-        std::fs::write(dir.join("chat_template.jinja"), TEMPLATE).expect("write template");
-        let out = dir.join("tiny.gguf");
-        let opts = ConvertOptions {
-            outtype: OutType::parse("f32").expect("f32"),
-            ..Default::default()
-        };
-        convert(&dir, &out, &opts).expect("converting the tiny qwen3");
-        out
-    })
-    .clone()
+/// The tiny qwen3 with `TEMPLATE`, converted into `dir/tiny.gguf`.
+pub fn tiny_gguf_in(dir: &Path) -> PathBuf {
+    let src = hearth_test_support::tiny_with_template("qwen3", TEMPLATE);
+    let out = dir.join("tiny.gguf");
+    let opts = ConvertOptions {
+        outtype: OutType::parse("f32").expect("f32"),
+        ..Default::default()
+    };
+    convert(src.path(), &out, &opts).expect("converting the tiny qwen3");
+    out
 }
 
 pub fn tiny_model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| Arc::new(Model::load(tiny_gguf()).expect("loading the tiny qwen3")))
-        .clone()
+    M.get_or_init(|| {
+        // The file goes with its directory; the model's mapping keeps its bytes.
+        let dir = hearth_test_support::temp_dir("tiny");
+        Arc::new(Model::load(tiny_gguf_in(dir.path())).expect("loading the tiny qwen3"))
+    })
+    .clone()
 }
 
 /// A small configuration: 256 positions, one compute thread.

