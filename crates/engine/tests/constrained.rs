@@ -115,6 +115,7 @@ fn config() -> BatchConfig {
         prefill_chunk: 64,
         prefix_cache_bytes: 0,
         kv_type: Default::default(),
+        lookup: Default::default(),
     }
 }
 

@@ -64,6 +64,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         n_ctx: a.ctx_size,
         max_tokens: a.max_tokens as usize,
         kv_type: a.model.kv_type,
+        ..ActOptions::default()
     };
     let t0 = Instant::now();
     let mut actor = Actor::load(&path, space, opts)?;
