@@ -96,7 +96,7 @@ impl Default for ActOptions {
             n_ctx: 4096,
             max_tokens: 256,
             kv_type: KvType::F16,
-            lookup: Lookup::OFF,
+            lookup: Lookup::default(),
         }
     }
 }

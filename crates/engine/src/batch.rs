@@ -67,7 +67,7 @@ pub struct BatchConfig {
     /// [`Model::new_cache_typed`](crate::Model::new_cache_typed) before starting; a type that does not fit falls
     /// back to f16).
     pub kv_type: KvType,
-    /// Prompt-lookup speculation (off by default): decoding sequences propose continuations of n-grams they have
+    /// Prompt-lookup speculation (on by default): decoding sequences propose continuations of n-grams they have
     /// seen and verify them in the step's forward pass; the output is the same bits either way.
     pub lookup: Lookup,
 }
@@ -82,7 +82,7 @@ impl Default for BatchConfig {
             prefill_chunk: 256,
             prefix_cache_bytes: 256 << 20,
             kv_type: KvType::F16,
-            lookup: Lookup::OFF,
+            lookup: Lookup::default(),
         }
     }
 }

@@ -9,8 +9,13 @@
 //! schema) generated greedily through the batch engine, free and under the schema, in the same run; it prints both
 //! generation rates, their ratio, the mean grammar-mask time per token and how many tokens the grammar forced.
 //!
+//! `--lookup` measures prompt-lookup speculation instead: copy-heavy chat prompts generated greedily through the
+//! batch engine with it off and on (see `bench/lookup.rs`).
+//!
 //! `--bandwidth` measures the machine's memory read bandwidth instead (no model): the ceiling that generation, which
 //! reads every weight once per token, is compared against (see `docs/bench.md`).
+
+mod lookup;
 
 use crate::common::{resolve_model, ModelArgs};
 use anyhow::{bail, Context, Result};
@@ -65,6 +70,12 @@ pub struct Args {
     /// Measure generation under this JSON Schema (a file) against free generation, through the batch engine.
     #[arg(long = "json-schema", value_name = "SCHEMA.json")]
     json_schema: Option<std::path::PathBuf>,
+    /// Measure prompt-lookup speculation (off against on) on copy-heavy chat prompts, through the batch engine.
+    #[arg(long)]
+    lookup: bool,
+    /// With --lookup: most tokens proposed per step.
+    #[arg(long = "draft-max", default_value_t = hearth_engine::batch::Lookup::default().max_draft, value_parser = crate::common::parse_draft_max)]
+    draft_max: usize,
     /// Measure memory read bandwidth (GB/s over a buffer of this many MiB, 64 to 8192, default 1024) instead of a
     /// model.
     #[arg(long, value_name = "MIB", num_args = 0..=1, default_missing_value = "1024")]
@@ -133,6 +144,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let model = Model::load(&path).with_context(|| format!("cannot load {}", path.display()))?;
     if let Some(schema) = &a.json_schema {
         return constrained(&a, schema, model);
+    }
+    if a.lookup {
+        return lookup::run(&a, model);
     }
     let threads = if a.threads.is_empty() {
         vec![ModelArgs::default_threads()]

@@ -53,9 +53,12 @@ impl Lookup {
     }
 }
 
+/// On, up to 8 tokens per step: on copy-heavy prompts 1.3 to 2.5 times the tokens per second of plain decoding, and
+/// no slower where nothing is copied (proposals come only from a recurring n-gram, and the cap adapts) — see
+/// `docs/bench.md`.
 impl Default for Lookup {
     fn default() -> Self {
-        Lookup::OFF
+        Lookup::with_max_draft(8)
     }
 }
 
