@@ -11,7 +11,9 @@
 use crate::space::ActionSpace;
 use crate::{hex, ActError, Decision, Reason, Source, Trace, World};
 use hearth_constraint::{ConstraintError, Grammar, GrammarConstraint, Guide};
-use hearth_engine::batch::{BatchConfig, Engine, Event, Finish, Flow, Request, Sink, SubmitError};
+use hearth_engine::batch::{
+    BatchConfig, Engine, Event, Finish, Flow, Lookup, Request, Sink, SubmitError,
+};
 use hearth_engine::{KvType, Model, SamplingParams};
 use hearth_text::{ChatMessage, ChatTemplate, Tokenizer};
 use serde::{Deserialize, Serialize};
@@ -81,6 +83,9 @@ pub struct ActOptions {
     /// Tokens an action may take; a longer one falls back ([`Reason::Length`]).
     pub max_tokens: usize,
     pub kv_type: KvType,
+    /// Prompt-lookup speculation (copying ids from the world state pays); the decisions are the same bits either
+    /// way.
+    pub lookup: Lookup,
 }
 
 impl Default for ActOptions {
@@ -91,6 +96,7 @@ impl Default for ActOptions {
             n_ctx: 4096,
             max_tokens: 256,
             kv_type: KvType::F16,
+            lookup: Lookup::default(),
         }
     }
 }
@@ -173,6 +179,7 @@ impl Actor {
                 prefill_chunk: 128,
                 prefix_cache_bytes: 64 << 20,
                 kv_type: opts.kv_type,
+                lookup: opts.lookup.clone(),
             },
         );
         let system = space.system_prompt();

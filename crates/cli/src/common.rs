@@ -34,6 +34,32 @@ pub fn parse_threads(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// Prompt-lookup speculation, for the front-ends that generate through the batch engine (`run`, `serve`, `act`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LookupArgs {
+    /// Prompt lookup: most tokens proposed per step from n-grams already in the context (0: off). The output is
+    /// the same either way; copying (code edits, quotes, ids) gets faster.
+    #[arg(long = "draft-max", default_value_t = hearth_engine::batch::Lookup::default().max_draft, value_parser = parse_draft_max)]
+    pub draft_max: usize,
+}
+
+impl LookupArgs {
+    pub fn lookup(&self) -> hearth_engine::batch::Lookup {
+        hearth_engine::batch::Lookup::with_max_draft(self.draft_max)
+    }
+}
+
+/// `--draft-max`: tokens prompt lookup may propose per step, 0 (off) to 15 (a verify pass feeds at most 16 tokens
+/// of a sequence, one block of the attention's queries).
+pub fn parse_draft_max(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n <= 15 => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a number of tokens from 0 (off) to 15"
+        )),
+    }
+}
+
 /// `-c`: a context holds at least one position (0 used to become 1 silently, and `serve -c 0` failed every
 /// request).
 pub fn parse_ctx_size(s: &str) -> std::result::Result<usize, String> {

@@ -4,9 +4,15 @@
 //! Flash-attention style: the pool's tasks are (sequence, KV head, block of up to `BLOCK_Q` tokens, span of keys).
 //! A task gathers the block's queries of every query head sharing the KV head, walks its keys a tile at a time
 //! (each tile widened to f32 once for all those queries) and folds each tile into a running softmax
-//! (`hearth_kernels::attention`). Decoding has one token per sequence, so long contexts are also split into spans
-//! of keys, and the spans' partial softmaxes are merged at the end (flash-decoding), which keeps every thread
-//! busy even for a model with a single KV head.
+//! (`hearth_kernels::attention`). Long contexts are also split into spans of keys, and the spans' partial softmaxes
+//! are merged at the end (flash-decoding), which keeps every thread busy decoding even for a model with a single KV
+//! head.
+//!
+//! A token's output must not depend on what else the call holds (other sequences, other tokens of its own sequence:
+//! a prompt read in chunks, or prompt-lookup's verify pass beside a decode step). So the tiles start at multiples
+//! of `TILE_K` and the spans at multiples of `SPAN`, counted from position 0 of the sequence: each query folds the
+//! same tiles, in the same spans, merged in the same order, whatever the task that holds it (a tile or span the
+//! query sees no key of leaves its state as it was).
 
 use crate::kv_cache::{KvLayout, LayerKv};
 use crate::EngineError;
@@ -18,8 +24,8 @@ use std::cell::RefCell;
 const BLOCK_Q: usize = 16;
 /// Keys per tile.
 const TILE_K: usize = 32;
-/// Fewest keys worth a task of their own when a context is split.
-const MIN_SPAN: usize = 256;
+/// Keys per span: a multiple of `TILE_K`. Contexts shorter than this are one span (no merge).
+const SPAN: usize = 512;
 
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -90,39 +96,32 @@ pub fn attention(
     // Tasks in (sequence, block, KV head, span) order; `blocks[i]` is the first task of block-and-head i.
     let mut tasks = Vec::new();
     let mut blocks = Vec::new();
-    let n_blocks: usize = seqs.iter().map(|sq| sq.n.div_ceil(BLOCK_Q)).sum::<usize>() * s.n_head_kv;
-    if n_blocks == 0 {
+    if seqs.iter().all(|sq| sq.n == 0) {
         return Ok(());
     }
-    let want_tasks = 4 * pool.n_threads();
     for (si, sq) in seqs.iter().enumerate() {
         for t0 in (0..sq.n).step_by(BLOCK_Q) {
             let t1 = (t0 + BLOCK_Q).min(sq.n);
+            // The block's keys, from the tile holding its first token's first key.
             let (k0, k1) = (
-                first_key(s, sq.pos0 + t0),
+                first_key(s, sq.pos0 + t0) / TILE_K * TILE_K,
                 last_key(s, sq, sq.pos0 + t1 - 1),
             );
-            let n_spans = if n_blocks >= want_tasks {
-                1
-            } else {
-                want_tasks
-                    .div_ceil(n_blocks)
-                    .min((k1 - k0) / MIN_SPAN)
-                    .max(1)
-            };
-            // Span boundaries on whole tiles.
-            let span = (k1 - k0).div_ceil(n_spans).div_ceil(TILE_K) * TILE_K;
             for g in 0..s.n_head_kv {
                 blocks.push(tasks.len());
-                for a in (k0..k1).step_by(span) {
+                // Spans at multiples of SPAN (the first may start later, on a tile).
+                let mut a = k0;
+                while a < k1 {
+                    let end = ((a / SPAN + 1) * SPAN).min(k1);
                     tasks.push(Task {
                         seq: si,
                         g,
                         t0,
                         t1,
                         k0: a,
-                        k1: (a + span).min(k1),
+                        k1: end,
                     });
+                    a = end;
                 }
             }
         }
@@ -458,6 +457,85 @@ mod tests {
                                 }
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A token's output is the same bits whether its sequence feeds it alone (decoding) or in a block with the
+    /// tokens after it (a chunk of prompt, a verify pass), and whatever other sequences share the call: at depths
+    /// inside one tile, one span and several spans, with and without a sliding window, on 1 and 3 threads.
+    #[test]
+    fn a_tokens_output_does_not_depend_on_its_block_or_batch() {
+        let isa = hearth_kernels::selected_isa().unwrap();
+        for threads in [1, 3] {
+            let pool = ThreadPool::new(threads);
+            for window in [None, Some(100), Some(530)] {
+                let s = AttnShape {
+                    n_head: 4,
+                    n_head_kv: 1,
+                    head_dim: 64,
+                    head_dim_v: 64,
+                    scale: 0.125,
+                    window,
+                    causal: true,
+                };
+                let layout = KvLayout {
+                    kv_type: KvType::F16,
+                    k_dim: 64,
+                    v_dim: 64,
+                    head_dim: 64,
+                    head_dim_v: 64,
+                };
+                let row = s.n_head * s.head_dim;
+                // 1486: with the 530 window, the first key crosses a tile boundary inside the block.
+                for depth in [20usize, 700, 1486, 1500] {
+                    let n = 7;
+                    let total = depth + n;
+                    let mut c = KvCache::new(layout, 1, total);
+                    c.append(0, &pseudo(total * 64, 1), &pseudo(total * 64, 2))
+                        .unwrap();
+                    c.advance(total);
+                    let other = {
+                        let mut o = KvCache::new(layout, 1, 900);
+                        o.append(0, &pseudo(900 * 64, 3), &pseudo(900 * 64, 4))
+                            .unwrap();
+                        o.advance(900);
+                        o
+                    };
+                    let q = pseudo(n * row, 5);
+                    let seq = |pos0: usize, row0: usize, n: usize| SeqAttn {
+                        kv: &c.layers[0],
+                        layout: &c.layout,
+                        pos0,
+                        row0,
+                        n,
+                    };
+                    // The block of n tokens, after another sequence's 3 tokens at depth 897.
+                    let mut qb = pseudo(3 * row, 6);
+                    qb.extend_from_slice(&q);
+                    let seqs = [
+                        SeqAttn {
+                            kv: &other.layers[0],
+                            layout: &other.layout,
+                            pos0: 897,
+                            row0: 0,
+                            n: 3,
+                        },
+                        seq(depth, 3, n),
+                    ];
+                    let mut block = vec![0f32; (3 + n) * row];
+                    attention(&pool, isa, &s, &seqs, &qb, &mut block).unwrap();
+                    for t in 0..n {
+                        let mut one = vec![0f32; row];
+                        let q1 = &q[t * row..][..row];
+                        attention(&pool, isa, &s, &[seq(depth + t, 0, 1)], q1, &mut one).unwrap();
+                        let got = &block[(3 + t) * row..][..row];
+                        assert!(
+                            one.iter().zip(got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "window {window:?}, depth {depth}, token {t}, {threads} threads"
+                        );
                     }
                 }
             }

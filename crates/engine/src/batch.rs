@@ -36,10 +36,12 @@
 //! ```
 
 mod constraint;
+mod lookup;
 mod prefix;
 mod scheduler;
 
 pub use constraint::{Constraint, Mask};
+pub use lookup::{propose, Lookup};
 
 use crate::{KvType, Model, SamplingParams};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -65,6 +67,9 @@ pub struct BatchConfig {
     /// [`Model::new_cache_typed`](crate::Model::new_cache_typed) before starting; a type that does not fit falls
     /// back to f16).
     pub kv_type: KvType,
+    /// Prompt-lookup speculation (on by default): decoding sequences propose continuations of n-grams they have
+    /// seen and verify them in the step's forward pass; the output is the same bits either way.
+    pub lookup: Lookup,
 }
 
 impl Default for BatchConfig {
@@ -77,6 +82,7 @@ impl Default for BatchConfig {
             prefill_chunk: 256,
             prefix_cache_bytes: 256 << 20,
             kv_type: KvType::F16,
+            lookup: Lookup::default(),
         }
     }
 }
@@ -226,6 +232,8 @@ struct Shared {
     masks: AtomicU64,
     mask_nanos: AtomicU64,
     forced_tokens: AtomicU64,
+    draft_tokens: AtomicU64,
+    draft_accepted: AtomicU64,
     /// Set when the engine thread panicked: the panic's message. The thread has ended; nothing more will run.
     failure: Mutex<Option<String>>,
 }
@@ -257,6 +265,9 @@ pub struct Stats {
     pub mask_nanos: u64,
     /// Tokens a grammar forced (fed without a step of their own).
     pub forced_tokens: u64,
+    /// Tokens proposed by prompt lookup and verified, and how many of them were kept.
+    pub draft_tokens: u64,
+    pub draft_accepted: u64,
 }
 
 enum Msg {
@@ -401,6 +412,8 @@ impl Engine {
             masks: s.masks.load(Relaxed),
             mask_nanos: s.mask_nanos.load(Relaxed),
             forced_tokens: s.forced_tokens.load(Relaxed),
+            draft_tokens: s.draft_tokens.load(Relaxed),
+            draft_accepted: s.draft_accepted.load(Relaxed),
         }
     }
 }

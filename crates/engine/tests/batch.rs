@@ -60,6 +60,7 @@ fn config(prefill_chunk: usize, max_running: usize) -> BatchConfig {
         prefill_chunk,
         prefix_cache_bytes: 0,
         kv_type: Default::default(),
+        lookup: Default::default(),
     }
 }
 

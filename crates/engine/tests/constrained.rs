@@ -6,7 +6,7 @@
 
 use hearth_test_support as support;
 
-use hearth_engine::batch::{BatchConfig, Constraint, Engine, Event, Mask, Request};
+use hearth_engine::batch::{BatchConfig, Constraint, Engine, Event, Lookup, Mask, Request};
 use hearth_engine::{Finish, Model, SamplingParams};
 use std::sync::{mpsc, Arc, OnceLock};
 
@@ -115,6 +115,7 @@ fn config() -> BatchConfig {
         prefill_chunk: 64,
         prefix_cache_bytes: 0,
         kv_type: Default::default(),
+        lookup: Default::default(),
     }
 }
 
@@ -225,7 +226,12 @@ fn tokens_stay_in_the_mask_and_stop_only_where_accepting() {
 #[test]
 fn forced_tokens_are_fed_in_one_pass_with_the_same_result() {
     let forces = vec![3000, 3001, 3002];
-    let engine = Engine::start(model(), config());
+    // Step counts compare forcing alone: prompt lookup would propose the recurring forced tokens too.
+    let config = BatchConfig {
+        lookup: Lookup::OFF,
+        ..config()
+    };
+    let engine = Engine::start(model(), config);
     let mut fed = Script::new(allowed(), 0);
     fed.forces = forces.clone();
     let steps0 = engine.stats().steps;

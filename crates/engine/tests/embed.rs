@@ -18,6 +18,7 @@ fn config() -> BatchConfig {
         prefill_chunk: 16,
         prefix_cache_bytes: 16 << 20,
         kv_type: Default::default(),
+        lookup: Default::default(),
     }
 }
 

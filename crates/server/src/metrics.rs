@@ -146,6 +146,16 @@ impl Metrics {
             "Tokens run through the model (prompt and generated).",
             engine.tokens_processed,
         );
+        counter(
+            "hearth_lookup_draft_tokens_total",
+            "Tokens proposed by prompt lookup and verified.",
+            engine.draft_tokens,
+        );
+        counter(
+            "hearth_lookup_accepted_tokens_total",
+            "Proposed tokens that were kept.",
+            engine.draft_accepted,
+        );
         let mut gauge = |name: &str, help: &str, v: usize| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
@@ -205,5 +215,7 @@ pub fn add_stats(a: Stats, b: Stats) -> Stats {
         masks: a.masks + b.masks,
         mask_nanos: a.mask_nanos + b.mask_nanos,
         forced_tokens: a.forced_tokens + b.forced_tokens,
+        draft_tokens: a.draft_tokens + b.draft_tokens,
+        draft_accepted: a.draft_accepted + b.draft_accepted,
     }
 }

@@ -49,6 +49,8 @@ pub struct Args {
     /// Context size in tokens (instruction, skills, world state and action).
     #[arg(short = 'c', long = "ctx-size", default_value_t = 4096, value_parser = crate::common::parse_ctx_size)]
     ctx_size: usize,
+    #[command(flatten)]
+    lookup: crate::common::LookupArgs,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -64,6 +66,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         n_ctx: a.ctx_size,
         max_tokens: a.max_tokens as usize,
         kv_type: a.model.kv_type,
+        lookup: a.lookup.lookup(),
     };
     let t0 = Instant::now();
     let mut actor = Actor::load(&path, space, opts)?;

@@ -12,10 +12,14 @@
 //! `--parallel N[,M…]` measures N greedy streams decoding together through the batch engine instead
 //! ([`parallel`]), as a server with N clients runs them.
 //!
+//! `--lookup` measures prompt-lookup speculation instead: copy-heavy chat prompts generated greedily through the
+//! batch engine with it off and on (see `bench/lookup.rs`).
+//!
 //! `--bandwidth` measures the machine's memory read bandwidth instead (no model): the ceiling that generation, which
 //! reads every weight once per token, is compared against (see `docs/bench.md`).
 
 mod parallel;
+mod lookup;
 
 use crate::common::{resolve_model, ModelArgs};
 use anyhow::{bail, Context, Result};
@@ -74,6 +78,12 @@ pub struct Args {
     /// generation `-n`, each its first value) and print their aggregate speeds.
     #[arg(long, value_delimiter = ',', value_name = "N")]
     parallel: Vec<usize>,
+    /// Measure prompt-lookup speculation (off against on) on copy-heavy chat prompts, through the batch engine.
+    #[arg(long)]
+    lookup: bool,
+    /// With --lookup: most tokens proposed per step.
+    #[arg(long = "draft-max", default_value_t = hearth_engine::batch::Lookup::default().max_draft, value_parser = crate::common::parse_draft_max)]
+    draft_max: usize,
     /// Measure memory read bandwidth (GB/s over a buffer of this many MiB, 64 to 8192, default 1024) instead of a
     /// model.
     #[arg(long, value_name = "MIB", num_args = 0..=1, default_missing_value = "1024")]
@@ -145,6 +155,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     if !a.parallel.is_empty() {
         return parallel::parallel(&a, model, &a.parallel);
+    }
+    if a.lookup {
+        return lookup::run(&a, model);
     }
     let threads = if a.threads.is_empty() {
         vec![ModelArgs::default_threads()]

@@ -32,6 +32,8 @@ pub struct Args {
     /// Context size in tokens.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 4096, value_parser = crate::common::parse_ctx_size)]
     ctx_size: usize,
+    #[command(flatten)]
+    lookup: crate::common::LookupArgs,
     /// Sampling temperature; 0 is greedy.
     #[arg(long = "temp", default_value_t = SamplingParams::CLI_TEMPERATURE)]
     temperature: f32,
@@ -187,6 +189,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         max_queued: 1,
         prefix_cache_bytes: if interactive { context_bytes } else { 0 },
         kv_type: a.model.kv_type,
+        lookup: a.lookup.lookup(),
         ..BatchConfig::default()
     };
     let runner = Runner {

@@ -22,6 +22,8 @@ pub struct Args {
     /// KV cache element type: f16, f32 (exact, twice the memory) or q8_0 (about half of f16).
     #[arg(long = "kv-type", default_value = "f16")]
     kv_type: hearth_engine::KvType,
+    #[command(flatten)]
+    lookup: crate::common::LookupArgs,
     /// Load even when the estimated memory (weights + KV cache + scratch) exceeds what is available.
     #[arg(long)]
     no_mem_check: bool,
@@ -103,6 +105,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             max_running: parallel,
             max_queued: a.max_queued,
             kv_type: a.kv_type,
+            lookup: a.lookup.lookup(),
             ..BatchConfig::default()
         },
         allowed_hosts: a.allowed_hosts.clone(),

@@ -5,10 +5,14 @@
 //! (it depends only on tokens already consumed); the tokens its grammar then forces are fed with the sampled one
 //! in the next forward pass.
 //!
+//! With [prompt lookup](super::Lookup) on, a decoding sequence also feeds the tokens its context proposes after
+//! its pending one; `sample_run` samples the rows in order and keeps the proposals sampling agrees with.
+//!
 //! An embedding request reads its whole prompt in one step (it waits while other prompts hold the step's budget,
 //! and takes more than the budget when it is alone) and ends in that step with its pooled vector.
 
 use super::constraint::{Constraint, Mask};
+use super::lookup::{next_cap, propose, MAX_VERIFY};
 use super::prefix::PrefixCache;
 use super::{BatchConfig, Event, Finish, Flow, Msg, Request, Shared, Sink, Step, Usage};
 use crate::sampler::log_probs;
@@ -38,8 +42,11 @@ struct Seq {
     /// The request's prompt length (`req.prompt` also holds the tokens a grammar forces at the start, read with it).
     n_prompt: usize,
     /// What to feed next step: the last sampled token and the tokens its grammar forces after it (empty while the
-    /// prompt is being read).
+    /// prompt is being read), then the `n_draft` tokens prompt lookup proposes after them.
     next: Vec<u32>,
+    n_draft: usize,
+    /// Most tokens prompt lookup may propose next (adapts to how many were accepted).
+    draft_cap: usize,
     generated: usize,
     cached_tokens: usize,
 }
@@ -55,6 +62,8 @@ struct Part {
     seq: usize,
     n_tokens: usize,
     wants_logits: bool,
+    /// Proposed tokens at the end (each wants its logits too).
+    n_draft: usize,
     /// The sequence is an embedding, read whole this step.
     pooled: bool,
 }
@@ -167,6 +176,8 @@ impl Scheduler {
                     sink,
                     cache,
                     next: Vec::new(),
+                    n_draft: 0,
+                    draft_cap: 0,
                     generated: 0,
                     cached_tokens: 0,
                 });
@@ -210,6 +221,8 @@ impl Scheduler {
                 sink,
                 cache,
                 next: Vec::new(),
+                n_draft: 0,
+                draft_cap: self.config.lookup.max_draft,
                 generated: 0,
                 cached_tokens,
             };
@@ -236,6 +249,7 @@ impl Scheduler {
                         seq: i,
                         n_tokens: n,
                         wants_logits: false,
+                        n_draft: 0,
                         pooled: true,
                     });
                 }
@@ -244,6 +258,7 @@ impl Scheduler {
                     seq: i,
                     n_tokens: s.next.len(),
                     wants_logits: true,
+                    n_draft: s.n_draft,
                     pooled: false,
                 });
             } else if budget > 0 {
@@ -254,6 +269,7 @@ impl Scheduler {
                     seq: i,
                     n_tokens: n,
                     wants_logits: n == left,
+                    n_draft: 0,
                     pooled: false,
                 });
             }
@@ -261,7 +277,38 @@ impl Scheduler {
         parts
     }
 
+    /// Appends to each decoding sequence's `next` the tokens prompt lookup proposes after it (when it is on), as
+    /// many as its cap, the tokens left to generate after this step's first, the context and one attention block
+    /// allow.
+    fn propose(&mut self) {
+        let lookup = &self.config.lookup;
+        if !lookup.enabled() {
+            return;
+        }
+        for s in self.running.iter_mut() {
+            if s.req.embed || s.prefilling() {
+                continue;
+            }
+            let fed = s.tokens.len() + s.next.len();
+            let room = s
+                .draft_cap
+                .min(s.req.max_tokens.saturating_sub(s.generated + 1))
+                .min(s.cache.n_ctx().saturating_sub(fed))
+                .min(MAX_VERIFY.saturating_sub(s.next.len()));
+            if room == 0 {
+                continue;
+            }
+            let mut ctx = Vec::with_capacity(fed);
+            ctx.extend_from_slice(&s.tokens);
+            ctx.extend_from_slice(&s.next);
+            let draft = propose(&ctx, lookup.ngram.clone(), room);
+            s.n_draft = draft.len();
+            s.next.extend(draft);
+        }
+    }
+
     fn step(&mut self) {
+        self.propose();
         let parts = self.plan();
         if parts.is_empty() {
             return;
@@ -296,7 +343,7 @@ impl Scheduler {
                     cache,
                     tokens: toks,
                     logits_from: if p.wants_logits {
-                        p.n_tokens - 1
+                        p.n_tokens - 1 - p.n_draft
                     } else {
                         p.n_tokens
                     },
@@ -344,11 +391,14 @@ impl Scheduler {
         let mut finished = Vec::new(); // (index, how it ended)
         for p in &parts {
             let s = &mut self.running[p.seq];
+            let mut draft = Vec::new();
             if s.next.is_empty() {
                 let at = s.tokens.len();
                 s.tokens
                     .extend_from_slice(&s.req.prompt[at..at + p.n_tokens]);
             } else {
+                draft = s.next.split_off(s.next.len() - p.n_draft);
+                s.n_draft = 0;
                 s.tokens.append(&mut s.next);
             }
             if p.pooled {
@@ -367,14 +417,15 @@ impl Scheduler {
             if !p.wants_logits {
                 continue;
             }
-            let l = &mut logits[row * n_vocab..(row + 1) * n_vocab];
-            row += 1;
+            let rows = &mut logits[row * n_vocab..(row + 1 + p.n_draft) * n_vocab];
+            row += 1 + p.n_draft;
             let mask = match masks.iter().position(|m| m.0 == p.seq) {
                 Some(k) => Some(masks.swap_remove(k).1),
                 None if s.constraint.is_some() => Some(Err("the grammar's mask was lost".into())),
                 None => None,
             };
-            match sample_and_send(s, l, mask, &self.shared) {
+            let max_draft = self.config.lookup.max_draft;
+            match sample_run(s, rows, &draft, mask, max_draft, &self.shared) {
                 Outcome::Running => {}
                 end => finished.push((p.seq, end)),
             }
@@ -438,6 +489,54 @@ fn compute_masks(
         .collect()
 }
 
+/// Samples a decoding sequence's logits `rows` ((1 + draft.len()) × n_vocab) in order: row 0 follows its pending
+/// tokens, row j its j-th proposal, which is only right while every earlier proposal was accepted. Each row is
+/// sampled, sent and judged by `sample_and_send` exactly as a step of its own would be (the same sampler state, the
+/// same history, the grammar's mask after the tokens accepted before it); the run goes on while the sampled token is
+/// the proposal that was fed after it (and nothing ended the sequence or was forced after it), and stops at the
+/// first that is not: that token is pending, as after a plain step. The KV of the rejected proposals is dropped.
+fn sample_run(
+    s: &mut Seq,
+    rows: &mut [f32],
+    draft: &[u32],
+    mask: Option<Result<Mask, String>>,
+    max_draft: usize,
+    shared: &Shared,
+) -> Outcome {
+    let n_vocab = rows.len() / (draft.len() + 1);
+    let mut mask = mask;
+    let mut accepted = 0;
+    let mut outcome = Outcome::Running;
+    for (j, l) in rows.chunks_exact_mut(n_vocab).enumerate() {
+        if j > 0 {
+            if let Some(c) = s.constraint.as_mut() {
+                let t = std::time::Instant::now();
+                mask = Some(c.mask());
+                shared.masks.fetch_add(1, Relaxed);
+                shared
+                    .mask_nanos
+                    .fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+            }
+        }
+        outcome = sample_and_send(s, l, mask.take(), shared);
+        let keep =
+            matches!(outcome, Outcome::Running) && draft.get(j).is_some_and(|&d| s.next == [d]);
+        if !keep {
+            break;
+        }
+        // The proposal sits in the cache already: it is fed, not pending.
+        s.tokens.append(&mut s.next);
+        accepted += 1;
+    }
+    if !draft.is_empty() {
+        s.cache.truncate(s.tokens.len());
+        shared.draft_tokens.fetch_add(draft.len() as u64, Relaxed);
+        shared.draft_accepted.fetch_add(accepted as u64, Relaxed);
+        s.draft_cap = next_cap(s.draft_cap, max_draft, draft.len(), accepted);
+    }
+    outcome
+}
+
 /// What became of a sequence after its step.
 enum Outcome {
     Running,
@@ -493,8 +592,9 @@ fn sample_and_send(
         }
     }
     // Forced tokens go out as tokens of probability 1, as far as max_tokens and the context leave room.
+    // `s.tokens` are the positions fed (the cache may hold rejected proposals beyond them until `sample_run` ends).
     let room =
-        (s.req.max_tokens - s.generated).min(s.cache.n_ctx().saturating_sub(s.cache.len() + 1));
+        (s.req.max_tokens - s.generated).min(s.cache.n_ctx().saturating_sub(s.tokens.len() + 1));
     forced.truncate(room);
     if let Some(end) = forced.iter().position(|t| s.req.stop_ids.contains(t)) {
         forced.truncate(end + 1);
@@ -523,7 +623,7 @@ fn sample_and_send(
         }
         Flow::Continue
             if s.generated >= s.req.max_tokens
-                || s.cache.len() + forced.len() >= s.cache.n_ctx() =>
+                || s.tokens.len() + forced.len() >= s.cache.n_ctx() =>
         {
             Finish::Length
         }
