@@ -42,7 +42,10 @@ fn parallel_streams_give_one_row_per_count() {
 fn parallel_refuses_what_it_cannot_measure() {
     for (args, says) in [
         (&["--parallel", "0", "-n", "8"][..], "at least 1"),
-        (&["--parallel", "2", "-n", "1"][..], "at least 2 generated tokens"),
+        (
+            &["--parallel", "2", "-n", "1"][..],
+            "at least 2 generated tokens",
+        ),
     ] {
         let out = bench(args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -234,8 +234,7 @@ async fn hypers_own_answers_to_unparsable_requests_are_openai_json() {
         ),
         (huge_header.into_bytes(), 431),
     ] {
-        let (status, head, body) = common::raw_exchange(
-addr, &req).await;
+        let (status, head, body) = common::raw_exchange(addr, &req).await;
         assert_eq!(status, want, "{head}\n{body}");
         assert!(
             head.to_ascii_lowercase()

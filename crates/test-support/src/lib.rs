@@ -177,7 +177,10 @@ pub struct Spawned {
 /// Starts `cmd` (a server that prints `http://host:port` on stderr, as `hearth serve --port 0` does) with stderr
 /// piped, and waits for that line.
 pub fn spawn_server(cmd: &mut Command) -> Spawned {
-    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("the server starts");
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server starts");
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let addr = loop {
         let line = stderr

@@ -18,8 +18,8 @@
 //! `--bandwidth` measures the machine's memory read bandwidth instead (no model): the ceiling that generation, which
 //! reads every weight once per token, is compared against (see `docs/bench.md`).
 
-mod parallel;
 mod lookup;
+mod parallel;
 
 use crate::common::{resolve_model, ModelArgs};
 use anyhow::{bail, Context, Result};

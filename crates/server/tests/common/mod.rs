@@ -169,7 +169,9 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> (u16, String, Strin
 }
 
 /// A router's response: status, content type and body bytes.
-pub async fn response_parts(res: axum::response::Response) -> (axum::http::StatusCode, String, Vec<u8>) {
+pub async fn response_parts(
+    res: axum::response::Response,
+) -> (axum::http::StatusCode, String, Vec<u8>) {
     use http_body_util::BodyExt;
     let status = res.status();
     let ctype = res
