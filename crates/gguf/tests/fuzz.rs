@@ -61,8 +61,7 @@ fn seed() -> &'static [u8] {
             Ok(())
         })
         .expect("writing the seed");
-        let bytes = std::fs::read(&path).expect("reading the seed");
-        bytes
+        std::fs::read(&path).expect("reading the seed")
     })
 }
 

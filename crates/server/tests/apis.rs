@@ -9,7 +9,6 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use common::{config, greedy_chat, greedy_completion, state, tokenizer, MODEL_ID};
 use hearth_server::{app, AppState, ServerConfig};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;

@@ -15,7 +15,6 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use hearth_server::{app, ServerConfig};
-use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -13,7 +13,6 @@ use hearth_server::{app, ServerConfig};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tiny::{tiny_config, tiny_state};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 async fn send(router: Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {

@@ -225,7 +225,17 @@ impl ChatTemplate {
             buf: Vec::new(),
             full: false,
         };
-        let rendered = tmpl.render_captured_to(ctx, &mut out).map(drop);
+        // A template is a program from the file: should it reach a formatting path of minijinja that panics (our
+        // patched minijinja bounds the text of one value, and a few of its `to_string` calls panic past that bound
+        // instead of failing), the render fails, not the process or the server's thread.
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tmpl.render_captured_to(ctx, &mut out).map(drop)
+        }))
+        .map_err(|_| {
+            TextError::Template(
+                "the template failed: a value is too large to turn into text".into(),
+            )
+        })?;
         if out.full {
             return Err(TextError::Template(format!(
                 "the rendered prompt exceeds {MAX_RENDERED_BYTES} bytes"

@@ -134,6 +134,25 @@ fn doubling_templates_end_in_clear_errors() {
             format!("{NEST}{{{{ ns.l|tojson(indent=2)|length }}}}"),
             "exceeds 4194304 bytes",
         ),
+        // A list doubled by `+`: lazy in minijinja until its chain is 32 deep, then materialised (2^33 slots,
+        // an abort before the patch in third_party/minijinja asked for fuel per slot).
+        (
+            "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = ns.l + ns.l %}{% endfor %}\
+             {{ ns.l|length }}"
+                .to_string(),
+            "fuel",
+        ),
+        (
+            "{% macro f(l, n) %}{% if n > 0 %}{{ f(l + l, n - 1) }}{% else %}{{ l|length }}{% endif %}\
+             {% endmacro %}{{ f([1], 60) }}"
+                .to_string(),
+            "fuel",
+        ),
+        // The self-nested list turned into a string: 2^60 items of text, formatted into one String before fuel
+        // was charged (an abort); now bounded at 64 MiB of text per value.
+        (format!("{NEST}{{{{ (ns.l ~ '')|length }}}}"), "too large"),
+        (format!("{NEST}{{{{ ns.l|string|length }}}}"), "too large"),
+        (format!("{NEST}{{{{ ns.l|replace('a', 'b')|length }}}}"), "too large"),
     ] {
         let t = ChatTemplate::new(&src, "", "").unwrap();
         match t.render(&[ChatMessage::new("user", "Hi")], true) {

@@ -772,6 +772,22 @@ fn templates(c: &mut Vec<Case>) {
             .into(),
         Run::Err("exceeds"),
     );
+    // Values minijinja 3.1 built without asking for fuel (patched in third_party/minijinja): a list doubled by
+    // `+` (2^33 slots once the lazy chain is 32 deep), and the self-nested list above turned into a string.
+    chat(
+        "list-doubling-plus",
+        "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = ns.l + ns.l %}{% endfor %}\
+         {{ ns.l|length }}"
+            .into(),
+        Run::Err("fuel"),
+    );
+    chat(
+        "self-nested-to-string",
+        "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}\
+         {{ (ns.l ~ '')|length }}"
+            .into(),
+        Run::Err("too large"),
+    );
     chat("syntax-error", "{% for %}".into(), Run::Err("syntax"));
     chat(
         "raise",

@@ -69,6 +69,8 @@ pub fn parallel(a: &Args, model: Model, streams: &[usize]) -> Result<ExitCode> {
             prefill_chunk: a.batch,
             prefix_cache_bytes: 0,
             kv_type: a.kv_type,
+            // Random ids repeat no n-gram worth proposing; plain decoding is what this measures.
+            lookup: hearth_engine::batch::Lookup::OFF,
         },
     );
     let mut rng = 0x2545_f491_4f6c_dd1du64; // xorshift state for the random token ids
