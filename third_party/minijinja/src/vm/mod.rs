@@ -691,6 +691,8 @@ impl<'env> Executor<'env> {
                     } else {
                         ops::string_concat(b, &a)
                     });
+                    // hearth patch: a concatenation too large to format is an error here, where it happened.
+                    let rv = ctx_ok!(rv.validate());
                     if formats_object {
                         ctx_ok!(state.charge_serialized(rv.as_str().map_or(0, |x| x.len())));
                     }
