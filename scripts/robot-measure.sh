@@ -4,8 +4,8 @@
 #   1. SmolLM2 plans            2. Gemma3 plans
 #   3. the planner idle: oracle_node.py in hearth's place (no model), the loop's lateness without hearth
 #   4. SmolLM2 in a scene + task list made now by examples/so101/make_scene.py (random; in no file of the repo)
-# Runs 1, 2 and 4 use the dataflow's settings (1 compute thread, nice 10, 2 s deadline; ROBOT_THREADS,
-# ROBOT_NICE, ROBOT_DEADLINE_MS change them); tasks time out after 40 s each, three tasks per run.
+# Runs 1, 2 and 4 use the dataflow's settings (1 compute thread, nice 10, SCHED_IDLE, 2 s deadline; ROBOT_THREADS,
+# ROBOT_NICE, ROBOT_SCHED, ROBOT_DEADLINE_MS change them); tasks time out after 40 s each, three tasks per run.
 #
 #   scripts/robot-measure.sh [OUT_DIR]     # default: a new folder under /tmp; prints the table last
 #
@@ -28,7 +28,8 @@ export PATH="$bin:$venv_bin:$PATH"
 node="$(command -v hearth-dora-node || echo "beside hearth")"
 echo "robot-measure: hearth $(command -v hearth), node $node, output in $out" >&2
 
-settings=(--threads "${ROBOT_THREADS:-1}" --nice "${ROBOT_NICE:-10}" --deadline-ms "${ROBOT_DEADLINE_MS:-2000}")
+settings=(--threads "${ROBOT_THREADS:-1}" --nice "${ROBOT_NICE:-10}" --sched "${ROBOT_SCHED:-idle}"
+  --deadline-ms "${ROBOT_DEADLINE_MS:-2000}")
 run() {  # NAME ARGS...: one episode; its report in OUT/NAME.json (a failed run is reported, not fatal)
   local name=$1
   shift

@@ -1,7 +1,7 @@
 """Runs one headless episode of the SO-101 dataflow and reports (and with --check, asserts) what the robot test needs.
 
     python run_episode.py --out DIR [--model NAME] [--tasks JSON] [--scene MJCF] [--oracle] [--threads N]
-                          [--nice N] [--deadline-ms D] [--rt PRIO] [--stop-after 900s] [--check] [--render [--video]]
+                          [--nice N] [--sched other|batch|idle] [--deadline-ms D] [--rt PRIO] [--stop-after 900s] [--check] [--render [--video]]
 
 It writes a copy of dataflow.yml (or dataflow-oracle.yml) with those settings beside it (the nodes' paths are
 relative to it), runs `dora run` on it, and prints one JSON report: the summary, the ticks started more than 5 ms late
@@ -59,6 +59,7 @@ def variant(args, out: Path) -> Path:
             "args: dora-node smollm2-135m ": f"args: dora-node {args.model} ",
             'HEARTH_THREADS: "1"': f'HEARTH_THREADS: "{args.threads}"',
             'HEARTH_NICE: "10"': f'HEARTH_NICE: "{args.nice}"',
+            'HEARTH_SCHED: "idle"': f'HEARTH_SCHED: "{args.sched}"',
             'HEARTH_DEADLINE_MS: "2000"': f'HEARTH_DEADLINE_MS: "{args.deadline_ms}"',
             "HEARTH_LOG: so101-episode.jsonl": f"HEARTH_LOG: {json.dumps(str(out / 'episode.jsonl'))}",
         }
@@ -80,6 +81,7 @@ def main() -> int:
     p.add_argument("--oracle", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--nice", type=int, default=10)
+    p.add_argument("--sched", default="idle", choices=["other", "batch", "idle"], help="hearth's scheduling policy")
     p.add_argument("--deadline-ms", type=int, default=2000)
     p.add_argument("--rt", type=int, default=0, help="run the control loop under SCHED_FIFO at this priority")
     p.add_argument("--stop-after", default="900s")

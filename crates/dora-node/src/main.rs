@@ -31,6 +31,11 @@ struct Args {
     /// Scheduling niceness, 0 to 19 (higher yields the CPU to the robot's own processes first).
     #[arg(long, env = "HEARTH_NICE", default_value_t = 0)]
     nice: i32,
+    /// Scheduling policy of every hearth thread: `other` (the default, with --nice), `batch`, or `idle` (Linux's
+    /// SCHED_IDLE: the model runs only on CPU time nothing else wants, and a waking control loop preempts it at
+    /// once, however short its slice; the deadline still gives an action, the fallback when the model was starved).
+    #[arg(long, env = "HEARTH_SCHED", default_value = "other", value_parser = ["other", "batch", "idle"])]
+    sched: String,
     /// Write the episode (everything `hearth replay` needs) to this JSONL file.
     #[arg(long, env = "HEARTH_LOG")]
     log: Option<PathBuf>,
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<()> {
     // First, before dora or the engine start any thread: threads inherit their creator's niceness.
     set_nice(args.nice)?;
+    set_policy(&args.sched)?;
     let model = resolve_model(&args.model)?;
     let space = ActionSpace::load(&args.actions)?;
     let mut opts = ActOptions {
@@ -109,6 +115,26 @@ fn resolve_model(name: &str) -> Result<PathBuf> {
             parts.len()
         ),
     }
+}
+
+/// Sets this thread's scheduling policy (inherited by every thread it starts afterwards). Lowering it to
+/// SCHED_BATCH or SCHED_IDLE needs no privilege.
+fn set_policy(sched: &str) -> Result<()> {
+    let policy = match sched {
+        "batch" => libc::SCHED_BATCH,
+        "idle" => libc::SCHED_IDLE,
+        _ => return Ok(()),
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads one valid `sched_param`; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, policy, &param) };
+    if rc != 0 {
+        bail!(
+            "cannot set the scheduling policy {sched}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
 }
 
 /// Lowers this thread's scheduling priority (and that of every thread it starts afterwards).
