@@ -309,7 +309,17 @@ impl Engine {
                     // (the sinks of every request in flight are dropped by the unwind, which their receivers see).
                     // The scheduler (and so every request's sink) outlives the unwind, so the failure is recorded
                     // before any receiver sees its sink go.
-                    let mut scheduler = scheduler::Scheduler::new(model, config, shared.clone());
+                    let mut scheduler =
+                        match scheduler::Scheduler::new(model, config, shared.clone()) {
+                            Ok(s) => s,
+                            Err(why) => {
+                                // Reported like a panic: `failure` says why and every submit is refused.
+                                if let Ok(mut f) = shared.failure.lock() {
+                                    *f = Some(why);
+                                }
+                                return;
+                            }
+                        };
                     let run = std::panic::AssertUnwindSafe(|| scheduler.run(rx));
                     if let Err(payload) = std::panic::catch_unwind(run) {
                         let why = panic_message(payload.as_ref());

@@ -26,8 +26,9 @@ pub(super) const MAX_VERIFY: usize = 16;
 /// How the engine speculates by prompt lookup ([`BatchConfig::lookup`](super::BatchConfig::lookup)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lookup {
-    /// Most tokens proposed per step (0: off). The cap adapts per sequence: it halves after a proposal is rejected
-    /// at its first token and doubles back after one is accepted whole.
+    /// Most tokens proposed per step (0: off). The cap adapts per sequence ([`Pace`]): it halves after a proposal is
+    /// rejected at its first token, doubles after one is accepted whole, and is one more than was kept after one is
+    /// kept in part; once single-token proposals fail, the sequence proposes nothing for 1, 2, 4 … 16 steps.
     pub max_draft: usize,
     /// Lengths of the n-gram looked up, longest tried first.
     pub ngram: RangeInclusive<usize>,
@@ -80,16 +81,61 @@ pub fn propose(ctx: &[u32], ngram: RangeInclusive<usize>, max: usize) -> Vec<u32
     Vec::new()
 }
 
-/// A sequence's draft cap after a verify pass of `proposed` tokens of which `accepted` were kept.
-pub(super) fn next_cap(cap: usize, max_draft: usize, proposed: usize, accepted: usize) -> usize {
-    if proposed == 0 {
-        cap
-    } else if accepted == proposed {
-        (cap * 2).clamp(1, max_draft)
-    } else if accepted == 0 {
-        (cap / 2).max(1)
-    } else {
-        cap
+/// Longest pause (in steps) after proposals keep failing.
+const MAX_PAUSE: u32 = 16;
+
+/// How much a sequence may propose: a cap that adapts to how many proposals were kept, and a pause once even
+/// single-token proposals fail. A proposal costs a verify row in the step's forward pass; in text that copies
+/// nothing, common n-grams recur and proposed one token a step, mostly rejected (SmolLM2 generated 12 % slower
+/// with lookup on, `hearth bench --lookup`'s "no copy" prompt); pausing for 1, 2, 4 … 16 steps after each such
+/// failure in a row makes that cost small, and one accepted proposal ends the pause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Pace {
+    /// Most tokens to propose next.
+    pub cap: usize,
+    /// Steps left to propose nothing.
+    pause: u32,
+    /// The next pause's length (doubles up to [`MAX_PAUSE`] while single proposals keep failing).
+    backoff: u32,
+}
+
+impl Pace {
+    pub fn new(max_draft: usize) -> Pace {
+        Pace {
+            cap: max_draft,
+            pause: 0,
+            backoff: 1,
+        }
+    }
+
+    /// Most tokens to propose this step (0 while paused; each call is one step).
+    pub fn room(&mut self) -> usize {
+        if self.pause > 0 {
+            self.pause -= 1;
+            return 0;
+        }
+        self.cap
+    }
+
+    /// After a verify pass of `proposed` tokens of which `accepted` were kept.
+    pub fn after(&mut self, max_draft: usize, proposed: usize, accepted: usize) {
+        if proposed == 0 {
+            return;
+        }
+        if accepted == 0 && self.cap <= 1 {
+            self.pause = self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_PAUSE);
+            return;
+        }
+        self.backoff = 1;
+        self.cap = if accepted == proposed {
+            (self.cap * 2).clamp(1, max_draft)
+        } else if accepted == 0 {
+            (self.cap / 2).max(1)
+        } else {
+            // Partly kept: propose about as far as this one held (one more than was kept).
+            (accepted + 1).min(max_draft)
+        };
     }
 }
 
@@ -134,11 +180,41 @@ mod tests {
 
     #[test]
     fn the_cap_adapts_to_acceptance() {
-        assert_eq!(next_cap(2, 8, 2, 2), 4);
-        assert_eq!(next_cap(8, 8, 8, 8), 8);
-        assert_eq!(next_cap(8, 8, 8, 0), 4);
-        assert_eq!(next_cap(1, 8, 1, 0), 1);
-        assert_eq!(next_cap(8, 8, 8, 3), 8);
-        assert_eq!(next_cap(4, 8, 0, 0), 4);
+        let mut p = Pace::new(8);
+        assert_eq!(p.room(), 8);
+        p.after(8, 8, 3); // partly kept: one more than was kept
+        assert_eq!(p.room(), 4);
+        p.after(8, 4, 0); // none kept: half
+        assert_eq!(p.room(), 2);
+        p.after(8, 2, 2); // all kept: double
+        assert_eq!(p.room(), 4);
+        p.after(8, 4, 4);
+        assert_eq!(p.room(), 8);
+        p.after(8, 8, 8); // at most max_draft
+        assert_eq!(p.room(), 8);
+        p.after(8, 0, 0); // nothing proposed: unchanged
+        assert_eq!(p.room(), 8);
+    }
+
+    #[test]
+    fn failing_single_proposals_pause_longer_each_time_until_one_is_kept() {
+        let mut p = Pace::new(1);
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            p.after(1, 1, 0);
+            let mut n = 0;
+            while p.room() == 0 {
+                n += 1;
+            }
+            seen.push(n);
+        }
+        assert_eq!(seen, [1, 2, 4, 8, 16, 16, 16]);
+        p.after(1, 1, 1); // kept: the pause is over, and the next failure pauses one step again
+        p.after(1, 1, 0);
+        let mut n = 0;
+        while p.room() == 0 {
+            n += 1;
+        }
+        assert_eq!(n, 1);
     }
 }

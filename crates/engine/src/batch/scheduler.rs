@@ -12,7 +12,7 @@
 //! and takes more than the budget when it is alone) and ends in that step with its pooled vector.
 
 use super::constraint::{Constraint, Mask};
-use super::lookup::{next_cap, propose, MAX_VERIFY};
+use super::lookup::{propose, Pace, MAX_VERIFY};
 use super::prefix::PrefixCache;
 use super::{BatchConfig, Event, Finish, Flow, Msg, Request, Shared, Sink, Step, Usage};
 use crate::sampler::log_probs;
@@ -45,8 +45,8 @@ struct Seq {
     /// prompt is being read), then the `n_draft` tokens prompt lookup proposes after them.
     next: Vec<u32>,
     n_draft: usize,
-    /// Most tokens prompt lookup may propose next (adapts to how many were accepted).
-    draft_cap: usize,
+    /// How much prompt lookup may propose next (adapts to how many were accepted).
+    pace: Pace,
     generated: usize,
     cached_tokens: usize,
 }
@@ -80,9 +80,17 @@ pub(super) struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(model: Arc<Model>, config: BatchConfig, shared: Arc<Shared>) -> Scheduler {
-        Scheduler {
-            pool: ThreadPool::new(config.n_threads.max(1)),
+    /// Fails when the OS refuses a compute thread (too many threads, too little memory for their stacks).
+    pub fn new(
+        model: Arc<Model>,
+        config: BatchConfig,
+        shared: Arc<Shared>,
+    ) -> Result<Scheduler, String> {
+        let n = config.n_threads.max(1);
+        let pool =
+            ThreadPool::try_new(n).map_err(|e| format!("cannot start {n} compute threads: {e}"))?;
+        Ok(Scheduler {
+            pool,
             prefix: PrefixCache::new(config.prefix_cache_bytes),
             model,
             config,
@@ -90,7 +98,7 @@ impl Scheduler {
             waiting: VecDeque::new(),
             running: Vec::new(),
             shutdown: false,
-        }
+        })
     }
 
     pub fn run(&mut self, rx: mpsc::Receiver<Msg>) {
@@ -177,7 +185,7 @@ impl Scheduler {
                     cache,
                     next: Vec::new(),
                     n_draft: 0,
-                    draft_cap: 0,
+                    pace: Pace::new(0),
                     generated: 0,
                     cached_tokens: 0,
                 });
@@ -222,7 +230,7 @@ impl Scheduler {
                 cache,
                 next: Vec::new(),
                 n_draft: 0,
-                draft_cap: self.config.lookup.max_draft,
+                pace: Pace::new(self.config.lookup.max_draft),
                 generated: 0,
                 cached_tokens,
             };
@@ -291,7 +299,8 @@ impl Scheduler {
             }
             let fed = s.tokens.len() + s.next.len();
             let room = s
-                .draft_cap
+                .pace
+                .room()
                 .min(s.req.max_tokens.saturating_sub(s.generated + 1))
                 .min(s.cache.n_ctx().saturating_sub(fed))
                 .min(MAX_VERIFY.saturating_sub(s.next.len()));
@@ -532,7 +541,7 @@ fn sample_run(
         s.cache.truncate(s.tokens.len());
         shared.draft_tokens.fetch_add(draft.len() as u64, Relaxed);
         shared.draft_accepted.fetch_add(accepted as u64, Relaxed);
-        s.draft_cap = next_cap(s.draft_cap, max_draft, draft.len(), accepted);
+        s.pace.after(max_draft, draft.len(), accepted);
     }
     outcome
 }
