@@ -2,10 +2,13 @@
 //! batched (chunked prefill mixed with decodes, a queue, the prefix cache); cancelling frees the KV; a full queue
 //! refuses. One compute thread each: the tests run side by side.
 
+mod stop_at;
+
 use hearth_test_support as support;
+use stop_at::StopAt;
 
 use hearth_engine::batch::{
-    BatchConfig, Constraint, Engine, Event, Flow, Mask, Request, Sink, SubmitError, Usage,
+    BatchConfig, Constraint, Engine, Event, Mask, Request, SubmitError, Usage,
 };
 use hearth_engine::{greedy_reference, Finish, Model, SamplingParams, ThreadPool};
 use std::sync::{mpsc, Arc, OnceLock};
@@ -324,29 +327,6 @@ fn refusals_are_clear() {
     assert_eq!((finish, usage.prompt_tokens), (Finish::Length, 2));
 }
 
-/// A sink that answers `Flow::Stop` to the `at`-th token (1-based), as a front-end's text stream does at a stop
-/// string, and forwards every event.
-struct StopAt {
-    at: usize,
-    seen: usize,
-    tx: mpsc::Sender<Event>,
-}
-
-impl Sink for StopAt {
-    fn send(&mut self, event: Event) -> Flow {
-        let is_token = matches!(event, Event::Token(_));
-        if self.tx.send(event).is_err() {
-            return Flow::Gone;
-        }
-        self.seen += usize::from(is_token);
-        if is_token && self.seen == self.at {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    }
-}
-
 #[test]
 fn a_sink_that_stops_gets_done_with_the_engines_usage() {
     let model = model();
@@ -358,7 +338,7 @@ fn a_sink_that_stops_gets_done_with_the_engines_usage() {
     // The same prompt again, stopped by its sink after 3 tokens: the sequence ends there (Stop, not Length), and
     // the usage counts the cached prompt tokens.
     let (tx, rx) = mpsc::channel();
-    let sink = StopAt { at: 3, seen: 0, tx };
+    let sink = StopAt::new(3, tx);
     engine.submit(greedy(&base, 20), Box::new(sink)).unwrap();
     let (ids, finish, usage) = collect(rx);
     assert_eq!(ids, solo(&model, &base, 3));

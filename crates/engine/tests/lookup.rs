@@ -4,11 +4,12 @@
 //! in a batch mixing speculating, plain and prefilling sequences); and lookup does take fewer steps there.
 //! One compute thread each: the tests run side by side.
 
-use hearth_test_support as support;
+mod stop_at;
 
-use hearth_engine::batch::{
-    BatchConfig, Constraint, Engine, Event, Flow, Lookup, Mask, Request, Sink, Stats,
-};
+use hearth_test_support as support;
+use stop_at::StopAt;
+
+use hearth_engine::batch::{BatchConfig, Constraint, Engine, Event, Lookup, Mask, Request, Stats};
 use hearth_engine::{Finish, Model, SamplingParams, Session, ThreadPool};
 use hearth_text::{ChatMessage, ChatTemplate, Tokenizer};
 use std::sync::{mpsc, Arc, OnceLock};
@@ -212,26 +213,6 @@ fn seeded_sampling_is_the_same_with_lookup_on_and_off() {
     assert_ne!(off[0].0, off[1].0, "the seeds differ");
 }
 
-/// Answers `Flow::Stop` to the `at`-th token (as a front-end's text stream does at a stop string).
-struct StopAt {
-    at: usize,
-    seen: usize,
-    tx: mpsc::Sender<Event>,
-}
-
-impl Sink for StopAt {
-    fn send(&mut self, event: Event) -> Flow {
-        let token = matches!(event, Event::Token(_));
-        let _ = self.tx.send(event);
-        self.seen += usize::from(token);
-        if token && self.seen == self.at {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    }
-}
-
 #[test]
 fn stops_and_max_tokens_inside_accepted_runs_are_exact() {
     let s = smollm2();
@@ -246,7 +227,7 @@ fn stops_and_max_tokens_inside_accepted_runs_are_exact() {
         let engine = Engine::start(s.model.clone(), config(lookup.clone()));
         for at in 1..=N {
             let (tx, rx) = mpsc::channel();
-            let sink = StopAt { at, seen: 0, tx };
+            let sink = StopAt::new(at, tx);
             engine.submit(request(&p, N, &[]), Box::new(sink)).unwrap();
             let (ids, finish, usage) = collect(rx);
             assert_eq!(ids, full[0].0[..at], "{lookup:?}: stop at {at}");

@@ -173,7 +173,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .chain(a.n_gen.iter().filter(|&&n| n > 0).map(|&n| (0, n)))
         .collect();
     let mut results = Vec::new();
-    let mut rng = 0x2545_f491_4f6c_dd1du64; // xorshift state for the random token ids
+    let mut rng = RNG_SEED;
     for &n_threads in &threads {
         if n_threads == 0 {
             bail!("--threads must be at least 1");
@@ -190,20 +190,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     );
                 }
                 let n_vocab = model.config.n_vocab as u64;
-                let mut random_tokens = |n: usize| -> Vec<u32> {
-                    (0..n)
-                        .map(|_| {
-                            rng ^= rng << 13;
-                            rng ^= rng >> 7;
-                            rng ^= rng << 17;
-                            (rng % n_vocab) as u32
-                        })
-                        .collect()
-                };
                 let mut samples = Vec::new();
                 for rep in 0..=a.repetitions {
-                    let depth_tokens = random_tokens(n_depth);
-                    let test_tokens = random_tokens(n_prompt.max(n_gen));
+                    let depth_tokens = random_tokens(&mut rng, n_depth, n_vocab);
+                    let test_tokens = random_tokens(&mut rng, n_prompt.max(n_gen), n_vocab);
                     let mut cache = model.new_cache_typed(n_ctx, a.kv_type)?;
                     process(&model, &pool, &mut cache, &depth_tokens, a.batch)?;
                     let t0 = Instant::now();
@@ -511,4 +501,19 @@ fn path_name(model: &str) -> String {
     std::path::Path::new(model)
         .file_name()
         .map_or_else(|| model.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// The xorshift state the random token ids start from (llama-bench's tests use random ids too).
+const RNG_SEED: u64 = 0x2545_f491_4f6c_dd1d;
+
+/// `n` random token ids below `n_vocab`, from the xorshift state `rng`.
+fn random_tokens(rng: &mut u64, n: usize, n_vocab: u64) -> Vec<u32> {
+    (0..n)
+        .map(|_| {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            (*rng % n_vocab) as u32
+        })
+        .collect()
 }

@@ -73,17 +73,8 @@ pub fn parallel(a: &Args, model: Model, streams: &[usize]) -> Result<ExitCode> {
             lookup: hearth_engine::batch::Lookup::OFF,
         },
     );
-    let mut rng = 0x2545_f491_4f6c_dd1du64; // xorshift state for the random token ids
-    let mut random_prompt = || -> Vec<u32> {
-        (0..n_prompt)
-            .map(|_| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                (rng % n_vocab) as u32
-            })
-            .collect()
-    };
+    let mut rng = super::RNG_SEED;
+    let mut random_prompt = || super::random_tokens(&mut rng, n_prompt, n_vocab);
     let name = path_name(a.model.as_deref().unwrap_or_default());
     println!("| model | threads | streams | test | pp t/s | tg t/s | total t/s | tg vs 1 stream |");
     println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
