@@ -2,10 +2,10 @@
 //! batched (chunked prefill mixed with decodes, a queue, the prefix cache); cancelling frees the KV; a full queue
 //! refuses. One compute thread each: the tests run side by side.
 
-mod stop_at;
+mod events;
 
+use events::{collect, StopAt};
 use hearth_test_support as support;
-use stop_at::StopAt;
 
 use hearth_engine::batch::{
     BatchConfig, Constraint, Engine, Event, Mask, Request, SubmitError, Usage,
@@ -39,19 +39,6 @@ fn solo(model: &Model, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
         .iter()
         .map(|s| s.id)
         .collect()
-}
-
-/// Collects one request's tokens, finish and usage.
-fn collect(rx: mpsc::Receiver<Event>) -> (Vec<u32>, Finish, Usage) {
-    let mut ids = Vec::new();
-    for ev in rx {
-        match ev {
-            Event::Token(s) => ids.push(s.id),
-            Event::Done { finish, usage, .. } => return (ids, finish, usage),
-            Event::Failed(m) => panic!("request failed: {m}"),
-        }
-    }
-    panic!("the engine dropped the request without Done");
 }
 
 fn config(prefill_chunk: usize, max_running: usize) -> BatchConfig {

@@ -4,12 +4,12 @@
 //! in a batch mixing speculating, plain and prefilling sequences); and lookup does take fewer steps there.
 //! One compute thread each: the tests run side by side.
 
-mod stop_at;
+mod events;
 
+use events::{collect, StopAt};
 use hearth_test_support as support;
-use stop_at::StopAt;
 
-use hearth_engine::batch::{BatchConfig, Constraint, Engine, Event, Lookup, Mask, Request, Stats};
+use hearth_engine::batch::{BatchConfig, Constraint, Engine, Lookup, Mask, Request, Stats};
 use hearth_engine::{Finish, Model, SamplingParams, Session, ThreadPool};
 use hearth_text::{ChatMessage, ChatTemplate, Tokenizer};
 use std::sync::{mpsc, Arc, OnceLock};
@@ -82,18 +82,6 @@ fn on() -> Lookup {
 
 /// One request's tokens, finish and usage.
 type Outcome = (Vec<u32>, Finish, hearth_engine::batch::Usage);
-
-fn collect(rx: mpsc::Receiver<Event>) -> Outcome {
-    let mut ids = Vec::new();
-    for ev in rx {
-        match ev {
-            Event::Token(s) => ids.push(s.id),
-            Event::Done { finish, usage, .. } => return (ids, finish, usage),
-            Event::Failed(m) => panic!("request failed: {m}"),
-        }
-    }
-    panic!("the engine dropped the request without Done");
-}
 
 /// Runs `reqs` together on a fresh engine; returns their outcomes and the engine's counters.
 fn run(model: &Arc<Model>, lookup: Lookup, reqs: Vec<Request>) -> (Vec<Outcome>, Stats) {
