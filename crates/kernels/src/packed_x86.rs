@@ -177,7 +177,7 @@ pub(crate) unsafe fn run(
     vnni: bool,
 ) {
     // (panels, tokens) of a tile for many tokens, and panels of a tile for one token: what fits the registers.
-    let (many, one_p) = if vnni { ((2, 4), 4) } else { ((1, 2), 2) };
+    let (many, one_p) = if vnni { ((2, 4), 4) } else { ((1, 4), 2) };
     let f = m.format;
     let ng = m.n_groups();
     let base = Tile {
@@ -222,7 +222,7 @@ pub(crate) unsafe fn run(
                     (true, 3, _) => pick::<3, 1>(f),
                     (true, 2, _) => pick::<2, 1>(f),
                     (true, _, _) => pick::<1, 1>(f),
-                    (false, 1, 2) => avx2::pick::<1, 2>(f),
+                    (false, 1, 4) => avx2::pick::<1, 4>(f),
                     (false, 2, _) => avx2::pick::<2, 1>(f),
                     (false, _, _) => avx2::pick::<1, 1>(f),
                 };
@@ -267,11 +267,13 @@ mod avx2 {
         _mm256_set1_epi32((p as *const i32).read_unaligned())
     }
 
-    /// `sum(q * a)` per group of 4 bytes: q unsigned (at most 63), a signed.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    fn dot4(q: __m256i, a: __m256i) -> __m256i {
-        _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1))
+    /// Quant vectors whose products can be summed in i16 before widening to i32, for quants of `bits` < 8 bits: a
+    /// vector adds two `vpmaddubsw` lanes (low and high nibbles), each at most `2 * (2^bits - 1) * 128` in magnitude
+    /// (quants unsigned, activations i8), so 4 vectors of 4-bit quants, 2 of 5-bit and 1 of 6-bit stay below 2^15
+    /// and every sum is exact: the i32 totals, and so the bits, are those of widening each product at once.
+    const fn i16_span(bits: u32) -> usize {
+        let per_vector = 2 * 2 * ((1 << bits) - 1) * 128;
+        32767 / per_vector
     }
 
     /// 8 scales of half `h` of the panel's 16 at `p`, f16 or f32.
@@ -306,43 +308,72 @@ mod avx2 {
         let sbytes = PANEL * if F16 { 2 } else { 4 };
         let qoff = sbytes * (1 + MIN as usize);
         let nib = _mm256_set1_epi8(0x0F);
+        const { assert!(BITS == 8 || i16_span(BITS) >= 1) };
+        let span = if BITS == 8 { 1 } else { i16_span(BITS) };
         for g in 0..k.n_groups {
             let gw: [*const u8; P] =
                 std::array::from_fn(|p| k.w.add(p * k.panel_bytes + g * k.group_bytes));
             let mut iacc = [[[_mm256_setzero_si256(); T]; 2]; P];
-            for j in 0..nv {
-                let e = g * k.group + 4 * j;
-                let lo_a: [__m256i; T] = std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e)));
-                let hi_a: [__m256i; T] = std::array::from_fn(|t| {
-                    // 8-bit quants: the same activations against the high nibbles (times 16 below).
-                    let off = if BITS == 8 { 0 } else { k.group / 2 };
-                    bcast(k.aq.add(t * k.cols + e + off))
-                });
-                for p in 0..P {
-                    for h in 0..2 {
-                        let v = _mm256_loadu_si256(gw[p].add(qoff + 64 * j + 32 * h) as *const _);
-                        let mut lo = _mm256_and_si256(v, nib);
-                        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
-                        for plane in 0..if BITS == 8 { 0 } else { BITS as usize - 4 } {
-                            let m = gw[p].add(qoff + 64 * nv + 16 * (plane * nv + j));
-                            let bit = _mm256_set1_epi8(0x10 << plane);
-                            let (ml, mh) = (
-                                (m.add(4 * h) as *const u32).read_unaligned(),
-                                (m.add(8 + 4 * h) as *const u32).read_unaligned(),
-                            );
-                            lo = _mm256_add_epi8(lo, _mm256_and_si256(expand(ml), bit));
-                            hi = _mm256_add_epi8(hi, _mm256_and_si256(expand(mh), bit));
+            for j0 in (0..nv).step_by(span) {
+                // Sums of `vpmaddubsw` pairs, kept in i16 for `span` vectors (see `i16_span`).
+                let mut sacc = [[[_mm256_setzero_si256(); T]; 2]; P];
+                for j in j0..(j0 + span).min(nv) {
+                    let e = g * k.group + 4 * j;
+                    let lo_a: [__m256i; T] =
+                        std::array::from_fn(|t| bcast(k.aq.add(t * k.cols + e)));
+                    // (Unused for 8-bit quants, whose vectors hold 4 elements, not two quads.)
+                    let hi_a: [__m256i; T] = std::array::from_fn(|t| {
+                        if BITS == 8 {
+                            lo_a[t]
+                        } else {
+                            bcast(k.aq.add(t * k.cols + e + k.group / 2))
                         }
-                        for t in 0..T {
-                            let hi_dot = if BITS == 8 {
-                                _mm256_slli_epi32::<4>(dot4(hi, hi_a[t]))
-                            } else {
-                                dot4(hi, hi_a[t])
-                            };
-                            iacc[p][h][t] = _mm256_add_epi32(
-                                iacc[p][h][t],
-                                _mm256_add_epi32(dot4(lo, lo_a[t]), hi_dot),
-                            );
+                    });
+                    for p in 0..P {
+                        for h in 0..2 {
+                            let v =
+                                _mm256_loadu_si256(gw[p].add(qoff + 64 * j + 32 * h) as *const _);
+                            // 8-bit quants as signed `q - 128` (their offset), magnitude and sign.
+                            let ws = _mm256_xor_si256(v, _mm256_set1_epi8(-128));
+                            let wabs = _mm256_abs_epi8(ws);
+                            let mut lo = _mm256_and_si256(v, nib);
+                            let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+                            for plane in 0..if BITS == 8 { 0 } else { BITS as usize - 4 } {
+                                let m = gw[p].add(qoff + 64 * nv + 16 * (plane * nv + j));
+                                let bit = _mm256_set1_epi8(0x10 << plane);
+                                let (ml, mh) = (
+                                    (m.add(4 * h) as *const u32).read_unaligned(),
+                                    (m.add(8 + 4 * h) as *const u32).read_unaligned(),
+                                );
+                                lo = _mm256_add_epi8(lo, _mm256_and_si256(expand(ml), bit));
+                                hi = _mm256_add_epi8(hi, _mm256_and_si256(expand(mh), bit));
+                            }
+                            for t in 0..T {
+                                if BITS == 8 {
+                                    // |q - 128| . (a with the sign of q - 128): each pair at most 2 * 128 * 127
+                                    // (the activation quantizers give -127..=127), exact in i16.
+                                    let prod =
+                                        _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(lo_a[t], ws));
+                                    let wide = _mm256_madd_epi16(prod, _mm256_set1_epi16(1));
+                                    iacc[p][h][t] = _mm256_add_epi32(iacc[p][h][t], wide);
+                                } else {
+                                    let s = _mm256_add_epi16(
+                                        _mm256_maddubs_epi16(lo, lo_a[t]),
+                                        _mm256_maddubs_epi16(hi, hi_a[t]),
+                                    );
+                                    sacc[p][h][t] = _mm256_add_epi16(sacc[p][h][t], s);
+                                }
+                            }
+                        }
+                    }
+                }
+                if BITS != 8 {
+                    for p in 0..P {
+                        for h in 0..2 {
+                            for t in 0..T {
+                                let wide = _mm256_madd_epi16(sacc[p][h][t], _mm256_set1_epi16(1));
+                                iacc[p][h][t] = _mm256_add_epi32(iacc[p][h][t], wide);
+                            }
                         }
                     }
                 }
@@ -353,10 +384,14 @@ mod avx2 {
                 let off = _mm256_set1_epi32(*k.ao.add(o));
                 for p in 0..P {
                     for h in 0..2 {
-                        let x = _mm256_mul_ps(
-                            _mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[p][h][t], off)),
-                            da,
-                        );
+                        // Formats with a min term have no offset (`Format::with_min`), and 8-bit quants took
+                        // theirs off above: nothing to subtract.
+                        let isum = if MIN || BITS == 8 {
+                            iacc[p][h][t]
+                        } else {
+                            _mm256_sub_epi32(iacc[p][h][t], off)
+                        };
+                        let x = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), da);
                         acc[p][h][t] = _mm256_fmadd_ps(x, scales::<F16>(gw[p], h), acc[p][h][t]);
                         if MIN {
                             let wm = scales::<F16>(gw[p].add(sbytes), h);
