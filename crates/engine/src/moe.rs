@@ -2,14 +2,15 @@
 //! grouped routing and selection bias, normalised and scaled weights), tokens are grouped by expert so each
 //! expert's matrices run once over its token group (its weights read once per batch, and only the active experts'),
 //! and always-on shared experts are added (DeepSeek). All experts' gate and up products share one pass over the
-//! thread pool, and all their down products another ([`matmul_many`]), instead of three passes per expert.
+//! thread pool, and all their down products another ([`matmul_packed_many`], or [`matmul_many`] for formats without
+//! a packed form), instead of three passes per expert.
 
 use crate::config::{Gating, MoeConfig};
 use crate::model::Model;
-use crate::weights::MoeWeights;
+use crate::weights::{MatrixStack, MoeWeights};
 use crate::EngineError;
 use hearth_kernels::ops::{axpy, gated, softmax};
-use hearth_kernels::{matmul_many, MatmulJob, ThreadPool};
+use hearth_kernels::{matmul_many, matmul_packed_many, MatmulJob, PackedJob, ThreadPool};
 
 /// `out (n, n_embd)` = the experts' weighted sum for the normalised tokens `xb (n, n_embd)`.
 pub(crate) fn forward(
@@ -60,7 +61,6 @@ pub(crate) fn forward(
         g.iter()
             .for_each(|&(t, _)| xs.extend_from_slice(&xb[t * e..][..e]));
     }
-    let bytes = model.gguf.bytes();
     // Experts are gated SiLU/GELU-tanh in every MoE architecture; the exact GELU has no gated kernel.
     let act = c.spec.activation.gated().ok_or_else(|| {
         EngineError::BadConfig("routed experts need a SiLU or tanh-GELU gate".into())
@@ -84,20 +84,10 @@ pub(crate) fn forward(
             let (gi, gr) = std::mem::take(&mut g_rest).split_at_mut(k * f);
             let (ui, ur) = std::mem::take(&mut u_rest).split_at_mut(k * f);
             (g_rest, u_rest) = (gr, ur);
-            jobs.push(MatmulJob {
-                w: m.gate.view(bytes, *ex),
-                x,
-                n_tokens: k,
-                y: gi,
-            });
-            jobs.push(MatmulJob {
-                w: m.up.view(bytes, *ex),
-                x,
-                n_tokens: k,
-                y: ui,
-            });
+            jobs.push(ExpertJob(&m.gate, *ex, x, k, gi));
+            jobs.push(ExpertJob(&m.up, *ex, x, k, ui));
         }
-        matmul_many(pool, &mut jobs)?;
+        run_experts(model, pool, jobs)?;
     }
     gated(&mut gate, &up, act);
     {
@@ -108,14 +98,9 @@ pub(crate) fn forward(
             let k = g.len();
             let (yi, yr) = std::mem::take(&mut y_rest).split_at_mut(k * e);
             y_rest = yr;
-            jobs.push(MatmulJob {
-                w: m.down.view(bytes, *ex),
-                x: &gate[at[i] * f..][..k * f],
-                n_tokens: k,
-                y: yi,
-            });
+            jobs.push(ExpertJob(&m.down, *ex, &gate[at[i] * f..][..k * f], k, yi));
         }
-        matmul_many(pool, &mut jobs)?;
+        run_experts(model, pool, jobs)?;
     }
     // The weighted sum, expert by expert in ascending order.
     out.fill(0.0);
@@ -129,6 +114,39 @@ pub(crate) fn forward(
         let mut so = vec![0f32; n * e]; // (n, n_embd)
         model.dense_ffn(pool, s, xb, n, &mut so)?;
         out.iter_mut().zip(&so).for_each(|(a, b)| *a += b);
+    }
+    Ok(())
+}
+
+/// One expert's product: `y (n_tokens, rows) = x (n_tokens, cols)` times expert `.1` of the stack.
+struct ExpertJob<'a>(&'a MatrixStack, usize, &'a [f32], usize, &'a mut [f32]);
+
+/// Experts' products in one pass over the pool: packed experts through the packed kernels, the others (formats
+/// without a packed form, or packing off) through the per-token ones; a file can mix formats across its stacks.
+fn run_experts(model: &Model, pool: &ThreadPool, jobs: Vec<ExpertJob<'_>>) -> Result<(), EngineError> {
+    let bytes = model.gguf.bytes();
+    let (mut packed, mut plain) = (Vec::new(), Vec::new());
+    for ExpertJob(s, ex, x, n_tokens, y) in jobs {
+        match s.packed.get(ex) {
+            Some(w) => packed.push(PackedJob {
+                w,
+                x,
+                n_tokens,
+                y,
+            }),
+            None => plain.push(MatmulJob {
+                w: s.view(bytes, ex),
+                x,
+                n_tokens,
+                y,
+            }),
+        }
+    }
+    if !packed.is_empty() {
+        matmul_packed_many(pool, &mut packed)?;
+    }
+    if !plain.is_empty() {
+        matmul_many(pool, &mut plain)?;
     }
     Ok(())
 }

@@ -43,7 +43,7 @@ impl Matrix {
 
 /// `n` matrices of `rows` × `cols` stacked in one 3-D tensor (GGUF dims `[cols, rows, n]`): experts, or MLA's
 /// per-head `attn_k_b`/`attn_v_b`. Usually in the file; `owned` when computed at load time.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MatrixStack {
     pub name: String,
     pub dtype: DType,
@@ -52,6 +52,8 @@ pub struct MatrixStack {
     pub cols: usize,
     range: Range<usize>,
     owned: Option<Vec<u8>>,
+    /// Each matrix repacked for the packed kernels (routed experts, when packing covers their format), else empty.
+    pub packed: Vec<PackedMatrix>,
 }
 
 impl MatrixStack {
@@ -96,6 +98,7 @@ impl MatrixStack {
             cols,
             range: 0..0,
             owned: Some(owned),
+            packed: Vec::new(),
         }
     }
 }
@@ -290,7 +293,47 @@ impl Loader<'_> {
             cols,
             range: m.range,
             owned: None,
+            packed: Vec::new(),
         })
+    }
+
+    /// `n` matrices of one tensor as [`Loader::stack`], repacked when packing is on and covers the format: the
+    /// whole tensor at once (large pages, every thread), then split into its matrices; each on its own when their
+    /// rows are not whole panels. The file's pages are released as they are packed, as [`Loader::packed`] does.
+    fn packed_stack(
+        &self,
+        name: &str,
+        n: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<MatrixStack, EngineError> {
+        let mut s = self.stack(name, n, rows, cols)?;
+        if !self.pack || !PackedMatrix::supports(s.dtype) {
+            return Ok(s);
+        }
+        let pack = |w: &WeightMatrix, start: usize| {
+            PackedMatrix::new_releasing(w, |done| {
+                self.g.release_pages(start + done.start..start + done.end)
+            })
+        };
+        let all = WeightMatrix {
+            dtype: s.dtype,
+            data: &self.g.bytes()[s.range.clone()],
+            rows: n * rows,
+            cols,
+        };
+        if rows.is_multiple_of(hearth_kernels::packed::PANEL) {
+            if let Some(p) = pack(&all, s.range.start)? {
+                s.packed = p.split(n).unwrap_or_default();
+            }
+        } else {
+            let per = (s.range.end - s.range.start) / n;
+            for i in 0..n {
+                s.packed
+                    .extend(pack(&s.view(self.g.bytes(), i), s.range.start + i * per)?);
+            }
+        }
+        Ok(s)
     }
 
     /// Older MLA files (before llama.cpp split it) hold `attn_kv_b` (n_head * (n_nope + head_dim_v),
@@ -552,9 +595,9 @@ impl Loader<'_> {
         Ok(MoeWeights {
             router: self.matrix(&n("ffn_gate_inp"), x, e)?,
             select_bias: self.opt_vector(&format!("blk.{i}.exp_probs_b.bias"), x)?,
-            gate: self.stack(&n("ffn_gate_exps"), x, f, e)?,
-            up: self.stack(&n("ffn_up_exps"), x, f, e)?,
-            down: self.stack(&n("ffn_down_exps"), x, e, f)?,
+            gate: self.packed_stack(&n("ffn_gate_exps"), x, f, e)?,
+            up: self.packed_stack(&n("ffn_up_exps"), x, f, e)?,
+            down: self.packed_stack(&n("ffn_down_exps"), x, e, f)?,
             shared,
         })
     }

@@ -41,5 +41,5 @@ pub use dtype::DType;
 pub use formats::{dequantize_row, quantize_row, QuantError};
 pub use isa::{detected_isa, selected_isa, Isa, IsaError};
 pub use matmul::{matmul, matmul_many, MatmulError, MatmulJob, WeightMatrix};
-pub use packed::{matmul_packed, PackedMatrix};
+pub use packed::{matmul_packed, matmul_packed_many, PackedJob, PackedMatrix};
 pub use pool::ThreadPool;

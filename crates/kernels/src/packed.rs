@@ -225,6 +225,37 @@ fn pack_panel(f: Format, data: &[u8], rows: usize, s: &mut PanelScratch, out: &m
     }
 }
 
+/// `n` zeroed lines, straight from the allocator's zeroed memory: for a large buffer these are fresh pages that
+/// nothing has touched yet, so (on Linux) they can be asked for as 2 MiB pages before the first write. A packed
+/// model is gigabytes written once at load; with 4 KiB pages, loading a mixture of experts spent most of its time
+/// in page faults, and a `vec![Line; n]` would also have written every byte once more.
+/// `None` when `n` lines would not fit the address space.
+fn zeroed_lines(n: usize) -> Option<Vec<Line>> {
+    if n == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<Line>(n).ok()?;
+    // SAFETY: `layout` has a non-zero size (n > 0 lines of 64 bytes).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) } as *mut Line;
+    if ptr.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let (start, len) = (ptr as usize, n * 64);
+        let (from, to) = (start.div_ceil(HUGE) * HUGE, (start + len) / HUGE * HUGE);
+        if from < to {
+            // SAFETY: `from..to` lies inside the buffer just allocated; MADV_HUGEPAGE changes how its pages are
+            // provided, never what they hold (zeros).
+            unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
+        }
+    }
+    // SAFETY: `ptr` was allocated by the global allocator with the layout of `n` lines, and all-zero bytes are a
+    // valid `Line`, so the `n` lines are initialised; the Vec takes ownership with capacity `n`.
+    Some(unsafe { Vec::from_raw_parts(ptr, n, n) })
+}
+
 /// Lines needed to hold `bytes` bytes.
 fn lines_for(bytes: usize) -> usize {
     bytes.div_ceil(64)
@@ -242,7 +273,10 @@ pub struct PackedMatrix {
     pub rows: usize,
     pub cols: usize,
     pub(crate) format: Format,
-    lines: Vec<Line>,
+    /// The packed data, shared by the matrices [`PackedMatrix::split`] makes of one stack.
+    lines: std::sync::Arc<Vec<Line>>,
+    /// This matrix's first panel in `lines`.
+    first_panel: usize,
 }
 
 impl std::fmt::Debug for PackedMatrix {
@@ -289,16 +323,17 @@ impl PackedMatrix {
         let n_panels = w.rows.div_ceil(PANEL);
         // A group is not always a whole number of lines (Q4_0: 288 bytes, Q8_0: 544), so the total is rounded up:
         // rounding down left the last panel up to 32 bytes short of its end.
+        let too_large = MatmulError::WeightBytes {
+            dtype: w.dtype,
+            rows: w.rows,
+            cols: w.cols,
+            expected: usize::MAX,
+            got: w.data.len(),
+        };
         let total = n_panels
             .checked_mul(panel_bytes)
-            .ok_or(MatmulError::WeightBytes {
-                dtype: w.dtype,
-                rows: w.rows,
-                cols: w.cols,
-                expected: usize::MAX,
-                got: w.data.len(),
-            })?;
-        let mut lines = vec![Line([0; 64]); lines_for(total)];
+            .ok_or(too_large.clone())?;
+        let mut lines = zeroed_lines(lines_for(total)).ok_or(too_large)?;
         // SAFETY: `lines` is plain bytes, `lines_for(total) * 64 >= total` long, and `Line` has no padding.
         let bytes = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, total) };
         // Panels in batches of RELEASE_ROWS rows, each batch split over the CPU's threads.
@@ -341,19 +376,42 @@ impl PackedMatrix {
             rows: w.rows,
             cols: w.cols,
             format,
-            lines,
+            lines: std::sync::Arc::new(lines),
+            first_panel: 0,
         }))
     }
 
-    /// Memory held by the packed data.
+    /// The `n` matrices of a packed stack (`n` matrices of `rows / n` rows one after another, as a mixture's
+    /// experts are stored), sharing its memory: packing a stack at once lets its pages be large and its packing
+    /// use every thread. `None` when a matrix's rows are not whole panels (it would share one with the next).
+    pub fn split(self, n: usize) -> Option<Vec<PackedMatrix>> {
+        if n == 0 || !self.rows.is_multiple_of(n) || !(self.rows / n).is_multiple_of(PANEL) {
+            return None;
+        }
+        let rows = self.rows / n;
+        Some(
+            (0..n)
+                .map(|i| PackedMatrix {
+                    rows,
+                    lines: self.lines.clone(),
+                    first_panel: self.first_panel + i * rows / PANEL,
+                    ..self
+                })
+                .collect(),
+        )
+    }
+
+    /// Memory held by this matrix's packed data (its share, for a matrix split from a stack).
     pub fn bytes(&self) -> usize {
-        self.lines.len() * 64
+        self.rows.div_ceil(PANEL) * self.panel_bytes()
     }
 
     pub(crate) fn data(&self) -> &[u8] {
+        let all = self.lines.len() * 64;
         // SAFETY: `Line` is 64 initialised bytes with no padding (align 64), so the `lines.len()` lines are exactly
-        // `bytes()` readable bytes at `lines.as_ptr()`, and u8 needs no alignment; the slice borrows `self`.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.bytes()) }
+        // `all` readable bytes at `lines.as_ptr()`, and u8 needs no alignment; the slice borrows `self`.
+        let all = unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, all) };
+        &all[self.first_panel * self.panel_bytes()..]
     }
 
     pub(crate) fn n_groups(&self) -> usize {
@@ -416,10 +474,6 @@ fn act_row(
             }
         }
     }
-}
-
-thread_local! {
-    static ACTS: RefCell<(Vec<u8>, ActRows)> = RefCell::new(Default::default());
 }
 
 /// The bytes of group `g` of the panel holding row `r`.
@@ -597,75 +651,180 @@ pub fn matmul_packed_with_isa(
     y: &mut [f32],
     isa: Isa,
 ) -> Result<(), MatmulError> {
+    let mut job = [PackedJob {
+        w: m,
+        x,
+        n_tokens,
+        y,
+    }];
+    matmul_packed_many_with_isa(pool, &mut job, isa)
+}
+
+/// One product of [`matmul_packed_many`]: `y (n_tokens, w.rows) = x (n_tokens, w.cols) W^T`.
+pub struct PackedJob<'a> {
+    pub w: &'a PackedMatrix,
+    pub x: &'a [f32],
+    pub n_tokens: usize,
+    pub y: &'a mut [f32],
+}
+
+/// Independent packed products (a mixture of experts' experts) in one pass over the pool: each distinct input is
+/// prepared once (jobs with the same `x`, token count and activation form share it), then every job's panels go
+/// into one list of work items, so the pool is woken once for all of them. Each output is bit for bit what
+/// [`matmul_packed`] gives for its job alone.
+pub fn matmul_packed_many(pool: &ThreadPool, jobs: &mut [PackedJob<'_>]) -> Result<(), MatmulError> {
+    matmul_packed_many_with_isa(pool, jobs, crate::selected_isa()?)
+}
+
+/// A distinct input of a [`matmul_packed_many`] call: what its activations are prepared for.
+struct Input<'a> {
+    x: &'a [f32],
+    n_tokens: usize,
+    cols: usize,
+    k: crate::matmul::Kernel,
+    f: Format,
+}
+
+impl Input<'_> {
+    fn serves(&self, other: &Input) -> bool {
+        std::ptr::eq(self.x.as_ptr(), other.x.as_ptr())
+            && (self.n_tokens, self.cols, self.k.act) == (other.n_tokens, other.cols, other.k.act)
+            && (self.f.group, self.f.offset) == (other.f.group, other.f.offset)
+    }
+
+    fn act_row_bytes(&self) -> usize {
+        self.cols / self.k.act.block_size() * self.k.act.type_size()
+    }
+}
+
+thread_local! {
+    /// Each distinct input's quantized rows and prepared activations, kept between calls for their capacity.
+    static ACTS: RefCell<Vec<(Vec<u8>, ActRows)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`matmul_packed_many`] on `isa` (see [`matmul_packed_with_isa`]).
+pub fn matmul_packed_many_with_isa(
+    pool: &ThreadPool,
+    jobs: &mut [PackedJob<'_>],
+    isa: Isa,
+) -> Result<(), MatmulError> {
     crate::matmul::require(isa)?;
-    crate::matmul::check_io(m.rows, m.cols, x, n_tokens, y)?;
-    if n_tokens == 0 || m.rows == 0 {
+    // Each job's input (index into `inputs`) and its first work item.
+    let mut inputs: Vec<Input> = Vec::new();
+    let mut placed: Vec<(usize, usize)> = Vec::with_capacity(jobs.len());
+    let mut total_panels = 0;
+    for job in jobs.iter() {
+        let m = job.w;
+        crate::matmul::check_io(m.rows, m.cols, job.x, job.n_tokens, job.y)?;
+        let k = kernel(m.dtype, isa, m.cols).ok_or(MatmulError::Quant(QuantError::Unsupported {
+            dtype: m.dtype,
+            op: "matmul",
+        }))?;
+        let input = Input {
+            x: job.x,
+            n_tokens: job.n_tokens,
+            cols: m.cols,
+            k,
+            f: m.format,
+        };
+        let at = match inputs.iter().position(|i| i.serves(&input)) {
+            Some(at) => at,
+            None => {
+                inputs.push(input);
+                inputs.len() - 1
+            }
+        };
+        placed.push((at, 0));
+        if job.n_tokens > 0 {
+            total_panels += m.rows.div_ceil(PANEL);
+        }
+    }
+    // Panels per work item: about four items per thread over all jobs, at most 16 panels.
+    let per_item = (total_panels / (pool.n_threads() * 4)).clamp(1, 16);
+    let mut n_items = 0;
+    for (job, p) in jobs.iter().zip(&mut placed) {
+        p.1 = n_items;
+        if job.n_tokens > 0 {
+            n_items += job.w.rows.div_ceil(PANEL).div_ceil(per_item);
+        }
+    }
+    if n_items == 0 {
         return Ok(());
     }
-    // The activation quantizer is the per-token path's (byte-identical on every ISA).
-    let k = kernel(m.dtype, isa, m.cols).ok_or(MatmulError::Quant(QuantError::Unsupported {
-        dtype: m.dtype,
-        op: "matmul",
-    }))?;
-    let (cols, ng, f) = (m.cols, m.n_groups(), m.format);
-    let act_row_bytes = cols / k.act.block_size() * k.act.type_size();
+
     ACTS.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        let (raw, acts) = &mut *guard;
-        raw.resize(n_tokens * act_row_bytes, 0);
-        acts.q.resize(n_tokens * cols, 0);
-        acts.d.resize(n_tokens * ng, 0.0);
-        acts.s.resize(n_tokens * ng, 0.0);
-        acts.o.resize(n_tokens * ng, 0);
-        {
-            let ptrs = (
+        let mut cache = cell.borrow_mut();
+        if cache.len() < inputs.len() {
+            cache.resize_with(inputs.len(), Default::default);
+        }
+        // Every input's tokens, prepared: token `t` of input `i` is item `starts[i] + t`.
+        let mut starts = Vec::with_capacity(inputs.len() + 1);
+        starts.push(0);
+        let mut ptrs = Vec::with_capacity(inputs.len());
+        for (input, (raw, acts)) in inputs.iter().zip(cache.iter_mut()) {
+            let (n, cols, ng) = (input.n_tokens, input.cols, input.cols / input.f.group);
+            raw.resize(n * input.act_row_bytes(), 0);
+            acts.q.resize(n * cols, 0);
+            acts.d.resize(n * ng, 0.0);
+            acts.s.resize(n * ng, 0.0);
+            acts.o.resize(n * ng, 0);
+            ptrs.push((
                 SharedOut(raw.as_mut_ptr()),
                 SharedOut(acts.q.as_mut_ptr()),
                 SharedOut(acts.d.as_mut_ptr()),
                 SharedOut(acts.s.as_mut_ptr()),
                 SharedOut(acts.o.as_mut_ptr()),
-            );
-            let prepare = |t: usize| {
-                // SAFETY: token t owns its slices of every buffer, disjoint from other tokens'.
-                unsafe {
-                    let raw = std::slice::from_raw_parts_mut(
-                        ptrs.0.get().add(t * act_row_bytes),
-                        act_row_bytes,
-                    );
-                    (k.quantize)(&x[t * cols..(t + 1) * cols], raw);
-                    act_row(
-                        k.act,
-                        f,
-                        raw,
-                        std::slice::from_raw_parts_mut(ptrs.1.get().add(t * cols), cols),
-                        std::slice::from_raw_parts_mut(ptrs.2.get().add(t * ng), ng),
-                        std::slice::from_raw_parts_mut(ptrs.3.get().add(t * ng), ng),
-                        std::slice::from_raw_parts_mut(ptrs.4.get().add(t * ng), ng),
-                    );
-                }
-            };
-            if n_tokens > 1 {
-                pool.parallel_for(n_tokens, prepare);
-            } else {
-                prepare(0);
-            }
+            ));
+            starts.push(starts[starts.len() - 1] + n);
         }
-        let n_panels = m.rows.div_ceil(PANEL);
-        let per_item = (n_panels / (pool.n_threads() * 4)).clamp(1, 16);
-        let out = SharedOut(y.as_mut_ptr());
-        let acts = &*acts;
-        pool.parallel_for(n_panels.div_ceil(per_item), |item| {
-            let p0 = item * per_item;
+        let prepare = |item: usize| {
+            let i = starts.partition_point(|&s| s <= item) - 1;
+            let (input, p, t) = (&inputs[i], &ptrs[i], item - starts[i]);
+            let (cols, ng, rb) = (input.cols, input.cols / input.f.group, input.act_row_bytes());
+            // SAFETY: token t of input i owns these disjoint parts of its buffers, sized above; `x` holds
+            // `n_tokens x cols` elements (checked per job); the quantizer's ISA was required above.
+            unsafe {
+                let x = &input.x[t * cols..][..cols];
+                let raw = std::slice::from_raw_parts_mut(p.0.get().add(t * rb), rb);
+                (input.k.quantize)(x, raw);
+                act_row(
+                    input.k.act,
+                    input.f,
+                    raw,
+                    std::slice::from_raw_parts_mut(p.1.get().add(t * cols), cols),
+                    std::slice::from_raw_parts_mut(p.2.get().add(t * ng), ng),
+                    std::slice::from_raw_parts_mut(p.3.get().add(t * ng), ng),
+                    std::slice::from_raw_parts_mut(p.4.get().add(t * ng), ng),
+                );
+            }
+        };
+        let n_prepare = starts[inputs.len()];
+        if n_prepare > 1 {
+            pool.parallel_for(n_prepare, prepare);
+        } else {
+            (0..n_prepare).for_each(prepare);
+        }
+
+        let outs: Vec<SharedOut<f32>> = jobs.iter_mut().map(|j| SharedOut(j.y.as_mut_ptr())).collect();
+        let (jobs, cache) = (&*jobs, &*cache);
+        pool.parallel_for(n_items, |item| {
+            let j = placed.partition_point(|p| p.1 <= item) - 1;
+            let (m, n_tokens) = (jobs[j].w, jobs[j].n_tokens);
+            let acts = &cache[placed[j].0].1;
+            let n_panels = m.rows.div_ceil(PANEL);
+            let p0 = (item - placed[j].1) * per_item;
             let np = per_item.min(n_panels - p0);
+            let out = outs[j].get();
             match isa {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: the ISA is available; the item writes only rows of its panels, inside y.
+                // SAFETY: the ISA was required above; `acts` holds this job's `n_tokens` prepared tokens; `out` holds
+                // `n_tokens x rows` (checked) and this item alone writes these panels' rows.
                 Isa::Avx512Vnni | Isa::Avx512 | Isa::Avx2 => unsafe {
                     let vnni = isa == Isa::Avx512Vnni;
-                    crate::packed_x86::run(m, acts, p0, np, n_tokens, out.get(), vnni)
+                    crate::packed_x86::run(m, acts, p0, np, n_tokens, out, vnni)
                 },
-                // SAFETY: the item writes only rows of its panels, inside y.
-                _ => unsafe { run_scalar(m, acts, p0, np, n_tokens, out.get()) },
+                // SAFETY: as above (the portable kernel needs no ISA).
+                _ => unsafe { run_scalar(m, acts, p0, np, n_tokens, out) },
             }
         });
     });
@@ -715,9 +874,9 @@ mod tests {
                     };
                     let m = PackedMatrix::new(&w).unwrap().unwrap();
                     assert!(
-                        m.bytes() >= rows.div_ceil(PANEL) * m.panel_bytes(),
+                        m.lines.len() * 64 >= rows.div_ceil(PANEL) * m.panel_bytes(),
                         "{dtype} {rows}x{cols}: {} bytes for {} panels of {}",
-                        m.bytes(),
+                        m.lines.len() * 64,
                         rows.div_ceil(PANEL),
                         m.panel_bytes()
                     );
@@ -752,14 +911,16 @@ mod tests {
                 rows,
                 cols,
                 format: f,
-                lines,
+                lines: std::sync::Arc::new(lines),
+                first_panel: 0,
             };
             // Finite scales: random values in (-1, 1) in the format's width.
             let gb = f.group_bytes();
+            let lines = std::sync::Arc::get_mut(&mut m.lines).unwrap();
             // SAFETY: `Line` is 64 plain bytes (align 64), so the lines are `len * 64` initialised bytes, borrowed
-            // mutably through `m.lines` for as long as `data` lives.
+            // mutably through `lines` for as long as `data` lives.
             let data = unsafe {
-                std::slice::from_raw_parts_mut(m.lines.as_mut_ptr() as *mut u8, m.lines.len() * 64)
+                std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, lines.len() * 64)
             };
             for group in data.chunks_exact_mut(gb) {
                 for lane in 0..PANEL * (1 + f.min as usize) {

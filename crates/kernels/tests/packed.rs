@@ -7,7 +7,7 @@ mod common;
 
 use common::{activations, weights, Rng};
 use hearth_kernels::matmul::matmul_with_isa;
-use hearth_kernels::packed::matmul_packed_with_isa;
+use hearth_kernels::packed::{matmul_packed_many_with_isa, matmul_packed_with_isa, PackedJob};
 use hearth_kernels::{dequantize_row, DType, Isa, PackedMatrix, ThreadPool, WeightMatrix};
 
 /// The formats with a packed form (`PackedMatrix::supports`; the crate's own tests check which these are).
@@ -95,6 +95,69 @@ fn packed_matches_reference_and_is_batch_invariant() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Several products in one call (a mixture of experts' gate, up and down): each job's output is bit for bit that
+/// of its own call, whatever the other jobs are: another format, a shared input, a different token count, none.
+#[test]
+fn many_jobs_in_one_call_give_each_jobs_own_bits() {
+    let pool = ThreadPool::new(2);
+    let mut rng = Rng(23);
+    let packed = |rng: &mut Rng, dtype: DType, rows: usize, cols: usize| {
+        let wb = weights(rng, dtype, rows, cols);
+        let w = WeightMatrix {
+            dtype,
+            data: &wb,
+            rows,
+            cols,
+        };
+        PackedMatrix::new(&w).unwrap().unwrap()
+    };
+    let (cols, n) = (512, 9);
+    let ms = [
+        packed(&mut rng, DType::Q4_K, 48, cols),
+        packed(&mut rng, DType::Q4_K, 48, cols),
+        packed(&mut rng, DType::Q6_K, 33, cols),
+        packed(&mut rng, DType::Q8_0, 16, cols),
+        packed(&mut rng, DType::Q4_0, 70, cols),
+    ];
+    let x = activations(&mut rng, n * cols);
+    let x2 = activations(&mut rng, 3 * cols);
+    // (matrix, input, tokens): jobs 0, 1 and 2 share `x` (two of them one prepared form), job 4 has no tokens.
+    let plan: [(usize, &[f32], usize); 6] = [
+        (0, &x, n),
+        (1, &x, n),
+        (2, &x, n),
+        (3, &x2, 3),
+        (4, &x[..0], 0),
+        (0, &x2, 3),
+    ];
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni] {
+        if !isa.is_available() {
+            eprintln!("NOTE: no {isa} on this CPU: its packed kernel is not under test");
+            continue;
+        }
+        let mut ys: Vec<Vec<f32>> = plan
+            .iter()
+            .map(|&(m, _, t)| vec![f32::NAN; t * ms[m].rows])
+            .collect();
+        let mut jobs: Vec<PackedJob> = plan
+            .iter()
+            .zip(&mut ys)
+            .map(|(&(m, x, n_tokens), y)| PackedJob {
+                w: &ms[m],
+                x,
+                n_tokens,
+                y,
+            })
+            .collect();
+        matmul_packed_many_with_isa(&pool, &mut jobs, isa).unwrap();
+        for (&(m, x, t), y) in plan.iter().zip(&ys) {
+            let mut alone = vec![f32::NAN; t * ms[m].rows];
+            matmul_packed_with_isa(&pool, &ms[m], x, t, &mut alone, isa).unwrap();
+            assert_eq!(bits(y), bits(&alone), "{} x {t} tokens on {isa}", ms[m].dtype);
         }
     }
 }
