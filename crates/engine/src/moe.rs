@@ -123,17 +123,16 @@ struct ExpertJob<'a>(&'a MatrixStack, usize, &'a [f32], usize, &'a mut [f32]);
 
 /// Experts' products in one pass over the pool: packed experts through the packed kernels, the others (formats
 /// without a packed form, or packing off) through the per-token ones; a file can mix formats across its stacks.
-fn run_experts(model: &Model, pool: &ThreadPool, jobs: Vec<ExpertJob<'_>>) -> Result<(), EngineError> {
+fn run_experts(
+    model: &Model,
+    pool: &ThreadPool,
+    jobs: Vec<ExpertJob<'_>>,
+) -> Result<(), EngineError> {
     let bytes = model.gguf.bytes();
     let (mut packed, mut plain) = (Vec::new(), Vec::new());
     for ExpertJob(s, ex, x, n_tokens, y) in jobs {
         match s.packed.get(ex) {
-            Some(w) => packed.push(PackedJob {
-                w,
-                x,
-                n_tokens,
-                y,
-            }),
+            Some(w) => packed.push(PackedJob { w, x, n_tokens, y }),
             None => plain.push(MatmulJob {
                 w: s.view(bytes, ex),
                 x,

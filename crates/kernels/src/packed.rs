@@ -330,9 +330,7 @@ impl PackedMatrix {
             expected: usize::MAX,
             got: w.data.len(),
         };
-        let total = n_panels
-            .checked_mul(panel_bytes)
-            .ok_or(too_large.clone())?;
+        let total = n_panels.checked_mul(panel_bytes).ok_or(too_large.clone())?;
         let mut lines = zeroed_lines(lines_for(total)).ok_or(too_large)?;
         // SAFETY: `lines` is plain bytes, `lines_for(total) * 64 >= total` long, and `Line` has no padding.
         let bytes = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, total) };
@@ -672,7 +670,10 @@ pub struct PackedJob<'a> {
 /// prepared once (jobs with the same `x`, token count and activation form share it), then every job's panels go
 /// into one list of work items, so the pool is woken once for all of them. Each output is bit for bit what
 /// [`matmul_packed`] gives for its job alone.
-pub fn matmul_packed_many(pool: &ThreadPool, jobs: &mut [PackedJob<'_>]) -> Result<(), MatmulError> {
+pub fn matmul_packed_many(
+    pool: &ThreadPool,
+    jobs: &mut [PackedJob<'_>],
+) -> Result<(), MatmulError> {
     matmul_packed_many_with_isa(pool, jobs, crate::selected_isa()?)
 }
 
@@ -716,10 +717,11 @@ pub fn matmul_packed_many_with_isa(
     for job in jobs.iter() {
         let m = job.w;
         crate::matmul::check_io(m.rows, m.cols, job.x, job.n_tokens, job.y)?;
-        let k = kernel(m.dtype, isa, m.cols).ok_or(MatmulError::Quant(QuantError::Unsupported {
-            dtype: m.dtype,
-            op: "matmul",
-        }))?;
+        let k =
+            kernel(m.dtype, isa, m.cols).ok_or(MatmulError::Quant(QuantError::Unsupported {
+                dtype: m.dtype,
+                op: "matmul",
+            }))?;
         let input = Input {
             x: job.x,
             n_tokens: job.n_tokens,
@@ -780,7 +782,11 @@ pub fn matmul_packed_many_with_isa(
         let prepare = |item: usize| {
             let i = starts.partition_point(|&s| s <= item) - 1;
             let (input, p, t) = (&inputs[i], &ptrs[i], item - starts[i]);
-            let (cols, ng, rb) = (input.cols, input.cols / input.f.group, input.act_row_bytes());
+            let (cols, ng, rb) = (
+                input.cols,
+                input.cols / input.f.group,
+                input.act_row_bytes(),
+            );
             // SAFETY: token t of input i owns these disjoint parts of its buffers, sized above; `x` holds
             // `n_tokens x cols` elements (checked per job); the quantizer's ISA was required above.
             unsafe {
@@ -805,7 +811,10 @@ pub fn matmul_packed_many_with_isa(
             (0..n_prepare).for_each(prepare);
         }
 
-        let outs: Vec<SharedOut<f32>> = jobs.iter_mut().map(|j| SharedOut(j.y.as_mut_ptr())).collect();
+        let outs: Vec<SharedOut<f32>> = jobs
+            .iter_mut()
+            .map(|j| SharedOut(j.y.as_mut_ptr()))
+            .collect();
         let (jobs, cache) = (&*jobs, &*cache);
         pool.parallel_for(n_items, |item| {
             let j = placed.partition_point(|p| p.1 <= item) - 1;

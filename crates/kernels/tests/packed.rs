@@ -157,7 +157,12 @@ fn many_jobs_in_one_call_give_each_jobs_own_bits() {
         for (&(m, x, t), y) in plan.iter().zip(&ys) {
             let mut alone = vec![f32::NAN; t * ms[m].rows];
             matmul_packed_with_isa(&pool, &ms[m], x, t, &mut alone, isa).unwrap();
-            assert_eq!(bits(y), bits(&alone), "{} x {t} tokens on {isa}", ms[m].dtype);
+            assert_eq!(
+                bits(y),
+                bits(&alone),
+                "{} x {t} tokens on {isa}",
+                ms[m].dtype
+            );
         }
     }
 }
