@@ -122,17 +122,20 @@ fn many_jobs_in_one_call_give_each_jobs_own_bits() {
         packed(&mut rng, DType::Q6_K, 33, cols),
         packed(&mut rng, DType::Q8_0, 16, cols),
         packed(&mut rng, DType::Q4_0, 70, cols),
+        packed(&mut rng, DType::Q4_1, 20, cols),
     ];
     let x = activations(&mut rng, n * cols);
     let x2 = activations(&mut rng, 3 * cols);
-    // (matrix, input, tokens): jobs 0, 1 and 2 share `x` (two of them one prepared form), job 4 has no tokens.
-    let plan: [(usize, &[f32], usize); 6] = [
+    // (matrix, input, tokens): jobs 0, 1 and 2 share `x` (two of them one prepared form), job 4 has no tokens;
+    // jobs 5 and 6 share `x2` with the same group and offset but other activation formats (Q8_K, Q8_1).
+    let plan: [(usize, &[f32], usize); 7] = [
         (0, &x, n),
         (1, &x, n),
         (2, &x, n),
         (3, &x2, 3),
         (4, &x[..0], 0),
         (0, &x2, 3),
+        (5, &x2, 3),
     ];
     for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni] {
         if !isa.is_available() {
