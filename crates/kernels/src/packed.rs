@@ -898,7 +898,7 @@ mod tests {
     /// equals the element-wise specification bit for bit (the SIMD kernels are held to the fast one in
     /// `tests/packed.rs`).
     #[test]
-    fn scalar_kernel_equals_the_specification() {
+    fn kernels_equal_the_specification() {
         let mut seed = 7u32;
         let mut next = move || {
             seed ^= seed << 13;
@@ -906,14 +906,18 @@ mod tests {
             seed ^= seed << 5;
             seed
         };
-        for dtype in PACKED {
+        // Random quants and activations, then the extremes: every quant at its largest and every activation at
+        // +-127 (the quantizers' range), where the AVX2 kernel's i16 partial sums come closest to overflowing.
+        for (dtype, extreme) in PACKED.into_iter().flat_map(|t| [(t, false), (t, true)]) {
             let f = Format::for_dtype(dtype).unwrap();
             let (rows, cols, n_tokens): (usize, usize, usize) = (37, 4 * f.group, 5);
             let ng = cols / f.group;
             let n_panels = rows.div_ceil(PANEL);
             let mut lines = vec![Line([0; 64]); lines_for(n_panels * ng * f.group_bytes())];
             for line in &mut lines {
-                line.0.iter_mut().for_each(|b| *b = next() as u8);
+                line.0
+                    .iter_mut()
+                    .for_each(|b| *b = if extreme { 0xFF } else { next() as u8 });
             }
             let mut m = PackedMatrix {
                 dtype,
@@ -942,7 +946,17 @@ mod tests {
                     }
                 }
             }
-            let q: Vec<u8> = (0..n_tokens * cols).map(|_| next() as u8).collect();
+            // Activations in -127..=127, as the quantizers make them (the AVX2 Q8_0 product relies on it).
+            let q: Vec<u8> = (0..n_tokens * cols)
+                .map(|i| match extreme {
+                    true if (i / cols) % 2 == 0 => 0x81,
+                    true => 0x7F,
+                    false => match next() as u8 {
+                        0x80 => 0x81,
+                        b => b,
+                    },
+                })
+                .collect();
             // `o` is what the preparation stores: offset * sum(qa) per token and group.
             let o = q
                 .chunks_exact(f.group)
@@ -971,6 +985,20 @@ mod tests {
                         "{dtype} row {r} token {t}"
                     );
                 }
+            }
+            #[cfg(target_arch = "x86_64")]
+            for (isa, vnni) in [(Isa::Avx2, false), (Isa::Avx512Vnni, true)] {
+                if !isa.is_available() {
+                    eprintln!("NOTE: no {isa} on this CPU: its packed kernel is not under test");
+                    continue;
+                }
+                let mut ys = vec![f32::NAN; n_tokens * rows];
+                // SAFETY: the ISA is available; sizes as for `run_scalar` above.
+                unsafe {
+                    crate::packed_x86::run(&m, &a, 0, n_panels, n_tokens, ys.as_mut_ptr(), vnni)
+                };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&ys), bits(&y), "{dtype} on {isa} (extreme: {extreme})");
             }
         }
     }
