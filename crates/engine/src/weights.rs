@@ -243,13 +243,22 @@ impl Loader<'_> {
     /// released: the packed copy is what the kernels read.
     fn packed(&self, mut m: Matrix) -> Result<Matrix, EngineError> {
         if self.pack && PackedMatrix::supports(m.dtype) {
-            let start = m.range.start;
-            let packed = PackedMatrix::new_releasing(&m.view(self.g.bytes()), |done| {
-                self.g.release_pages(start + done.start..start + done.end)
-            })?;
-            m.packed = packed.map(Arc::new);
+            m.packed = self
+                .pack_releasing(&m.view(self.g.bytes()), m.range.start)?
+                .map(Arc::new);
         }
         Ok(m)
+    }
+
+    /// `w`, which starts at byte `start` of the file, repacked; the file's pages are released as it is packed.
+    fn pack_releasing(
+        &self,
+        w: &WeightMatrix,
+        start: usize,
+    ) -> Result<Option<PackedMatrix>, EngineError> {
+        Ok(PackedMatrix::new_releasing(w, |done| {
+            self.g.release_pages(start + done.start..start + done.end)
+        })?)
     }
 
     /// A tensor of GGUF dims `dims` that the matrix kernels can read, as one matrix of its first dim's rows.
@@ -299,7 +308,7 @@ impl Loader<'_> {
 
     /// `n` matrices of one tensor as [`Loader::stack`], repacked when packing is on and covers the format: the
     /// whole tensor at once (large pages, every thread), then split into its matrices; each on its own when their
-    /// rows are not whole panels. The file's pages are released as they are packed, as [`Loader::packed`] does.
+    /// rows are not whole panels.
     fn packed_stack(
         &self,
         name: &str,
@@ -311,11 +320,6 @@ impl Loader<'_> {
         if !self.pack || !PackedMatrix::supports(s.dtype) {
             return Ok(s);
         }
-        let pack = |w: &WeightMatrix, start: usize| {
-            PackedMatrix::new_releasing(w, |done| {
-                self.g.release_pages(start + done.start..start + done.end)
-            })
-        };
         let all = WeightMatrix {
             dtype: s.dtype,
             data: &self.g.bytes()[s.range.clone()],
@@ -323,14 +327,15 @@ impl Loader<'_> {
             cols,
         };
         if rows.is_multiple_of(hearth_kernels::packed::PANEL) {
-            if let Some(p) = pack(&all, s.range.start)? {
+            if let Some(p) = self.pack_releasing(&all, s.range.start)? {
                 s.packed = p.split(n).unwrap_or_default();
             }
         } else {
             let per = (s.range.end - s.range.start) / n;
             for i in 0..n {
+                let w = s.view(self.g.bytes(), i);
                 s.packed
-                    .extend(pack(&s.view(self.g.bytes(), i), s.range.start + i * per)?);
+                    .extend(self.pack_releasing(&w, s.range.start + i * per)?);
             }
         }
         Ok(s)
