@@ -306,25 +306,19 @@ impl Loader<'_> {
         })
     }
 
-    /// `n` matrices of one tensor as [`Loader::stack`], repacked when packing is on and covers the format: the
-    /// whole tensor at once (large pages, every thread), then split into its matrices; each on its own when their
-    /// rows are not whole panels.
-    fn packed_stack(
-        &self,
-        name: &str,
-        n: usize,
-        rows: usize,
-        cols: usize,
-    ) -> Result<MatrixStack, EngineError> {
-        let mut s = self.stack(name, n, rows, cols)?;
+    /// `s` with its matrices repacked when packing is on and covers the format (as [`Loader::packed`] for one
+    /// matrix): the whole tensor at once (large pages, every thread), then split into its matrices; each on its own
+    /// when their rows are not whole panels.
+    fn packed_stack(&self, mut s: MatrixStack) -> Result<MatrixStack, EngineError> {
         if !self.pack || !PackedMatrix::supports(s.dtype) {
             return Ok(s);
         }
+        let (n, rows) = (s.n, s.rows);
         let all = WeightMatrix {
             dtype: s.dtype,
             data: &self.g.bytes()[s.range.clone()],
             rows: n * rows,
-            cols,
+            cols: s.cols,
         };
         if rows.is_multiple_of(hearth_kernels::packed::PANEL) {
             if let Some(p) = self.pack_releasing(&all, s.range.start)? {
@@ -600,9 +594,9 @@ impl Loader<'_> {
         Ok(MoeWeights {
             router: self.matrix(&n("ffn_gate_inp"), x, e)?,
             select_bias: self.opt_vector(&format!("blk.{i}.exp_probs_b.bias"), x)?,
-            gate: self.packed_stack(&n("ffn_gate_exps"), x, f, e)?,
-            up: self.packed_stack(&n("ffn_up_exps"), x, f, e)?,
-            down: self.packed_stack(&n("ffn_down_exps"), x, e, f)?,
+            gate: self.packed_stack(self.stack(&n("ffn_gate_exps"), x, f, e)?)?,
+            up: self.packed_stack(self.stack(&n("ffn_up_exps"), x, f, e)?)?,
+            down: self.packed_stack(self.stack(&n("ffn_down_exps"), x, e, f)?)?,
             shared,
         })
     }
