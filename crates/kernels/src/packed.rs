@@ -3,8 +3,9 @@
 //!
 //! Why one kernel: a token's output must not depend on how many tokens share its batch (the server promises that a
 //! request's greedy text does not depend on what else is being served), and prompt processing wants the weights
-//! reused across many tokens. Here every (row, token) output runs the same chain of operations, group by group,
-//! whatever the tile shape or the number of tokens:
+//! reused across many tokens. Here every (row, token) output runs the same chain of operations, block by block,
+//! whatever the tile shape or the number of tokens. For the formats whose every group of 32 has its own f16 scale
+//! (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: a block is one group):
 //!
 //! ```text
 //! isum = sum(q_e * qa_e) - offset * sum(qa_e)      exact, i32
@@ -12,16 +13,31 @@
 //! acc  = fma(wm, sa, acc)                           only formats with a min term
 //! ```
 //!
-//! `q` are the weight quants as unsigned bytes (`value = wd * (q - offset) + wm`), `qa` the token's signed activation
-//! quants, `da` their scale and `sa` the activation group's scaled sum. `dot_reference` (in the tests) is the chain
-//! in scalar code, one element at a time; the portable kernel and the SIMD ones (`packed_x86`) equal it bit for bit.
+//! For the K-quants (a block is a super-block of 256: groups of 16 or 32 with 6- or 8-bit integer scales `sc_g`
+//! and mins `mn_g`, one f16 `wd` and `wm` per block; the activations are Q8_K, one `da` per block):
 //!
-//! Layout: panels of 16 rows (the last one padded with zeros); in a panel, group after group: the scales `wd` of
-//! the 16 rows, their min terms `wm` (min formats only), both f16 where the format stores them so (exactly the file's
-//! values) and f32 for the K-quants' products `d * scale`; then the quants as vectors of 16 rows x 4 bytes. Quants of
-//! 4 to 6 bits keep their low 4 bits as nibbles (vector `j` holds quad `j` in its low and quad `j + group / 8` in its
-//! high nibbles) and each higher bit as a 64-bit mask per nibble half, so Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 take exactly
-//! their size in the file.
+//! ```text
+//! p_g  = sum(q_e * qa_e) over group g                               exact, i32
+//! isum = sum_g sc_g * p_g - offset * sum_g sc_g * gs_g              exact, i32
+//! acc  = fma(f32(isum) * da, wd, acc)
+//! acc  = fma(f32(sum_g mn_g * gs_g) * da, wm, acc)                  only formats with a min term
+//! ```
+//!
+//! `q` are the weight quants as unsigned bytes (`value = wd * sc * (q - offset) + wm * mn`, `sc = mn = 1` outside
+//! the K-quants), `qa` the token's signed activation quants, `da` their scale, `gs_g` the sum of group `g`'s `qa`
+//! and `sa` the activation group's scaled sum. The integer sums are bounded far below 2^31 (largest: Q6_K, 16 groups
+//! of 16 x 63 x 127 times scales of 128, plus the offset term: under 2^29). `dot_reference` (in the tests) is the
+//! chain in scalar code, one element at a time; the portable kernel and the SIMD ones (`packed_x86`) equal it bit
+//! for bit.
+//!
+//! Layout: panels of 16 rows (the last one padded with zeros); in a panel, block after block: the f16 scales `wd`
+//! of the 16 rows and their min terms `wm` (min formats only), exactly the file's values; for the K-quants the
+//! integer scales, then the integer mins (min formats), as i8 pairs of groups `(2k, 2k + 1)` row after row (so one
+//! sign extension gives the i16 pairs `vpmaddwd` takes); then each group's quants as vectors of 16 rows x 4 bytes.
+//! Quants of 4 to 6 bits keep their low 4 bits as nibbles (vector `j` holds quad `j` in its low and quad
+//! `j + group / 8` in its high nibbles) and each higher bit as a 64-bit mask per nibble half, so Q4_0, Q4_1, Q5_0,
+//! Q5_1, Q8_0 and Q6_K take exactly their size in the file, and Q4_K and Q5_K 1/36 and 1/44 more (their 6-bit
+//! scales and mins as bytes).
 
 use crate::formats::{f16_at, f32_at, q8_k};
 use crate::matmul::{kernel, SharedOut};
@@ -41,33 +57,35 @@ pub fn packing_enabled() -> bool {
     cfg!(target_arch = "x86_64") && std::env::var("HEARTH_REPACK").map_or(true, |v| v.trim() != "0")
 }
 
-/// Unpacks one GGUF row into quants `(cols)` as unsigned bytes and, per group, the scale `wd` and min term `wm`.
-pub(crate) type UnpackRow = fn(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]);
+/// One GGUF row's scales as the packed layout stores them.
+#[derive(Default)]
+pub(crate) struct RowScales {
+    /// Per block: the scale `wd` and the min term `wm` (min formats), values an f16 holds exactly.
+    pub wd: Vec<f32>,
+    pub wm: Vec<f32>,
+    /// Per group, K-quants only: the integer scale `sc` and min `mn`.
+    pub sc: Vec<i8>,
+    pub mn: Vec<i8>,
+}
+
+/// Unpacks one GGUF row into quants `(cols)` as unsigned bytes and its scales.
+pub(crate) type UnpackRow = fn(row: &[u8], q: &mut [u8], s: &mut RowScales);
 
 /// How a weight format maps onto the packed form.
 #[derive(Clone, Copy)]
 pub(crate) struct Format {
-    /// Elements per group (one `wd`, `wm`).
+    /// Elements per group (one integer scale for the K-quants, one `wd` otherwise).
     pub group: usize,
+    /// Groups per block (one `wd`, `wm`): 1, or the groups of a K-quant super-block (then with integer scales).
+    pub block_groups: usize,
     /// Bits per quant: 4, 5 or 6 (nibbles and bit masks) or 8 (bytes).
     pub bits: u32,
-    /// `value = wd * (q - offset) [+ wm]`.
+    /// `value = wd * sc * (q - offset) [+ wm * mn]`.
     pub offset: i32,
     /// The format has a min term `wm`.
     pub min: bool,
-    /// Scales (and min terms) are stored as f16 rather than f32.
-    pub f16_scales: bool,
     /// Unpacks one GGUF row (the format's own code).
     pub unpack_row: UnpackRow,
-}
-
-/// The width of the scales (and min terms) in the packed layout.
-#[derive(Clone, Copy)]
-pub(crate) enum Scales {
-    /// As the file stores them (Q4_0 ... Q8_0: exactly its values).
-    F16,
-    /// The K-quants' products `d * scale` (exact in f32).
-    F32,
 }
 
 impl Format {
@@ -76,29 +94,32 @@ impl Format {
         group: usize,
         bits: u32,
         offset: i32,
-        scales: Scales,
         unpack_row: UnpackRow,
     ) -> Format {
         Format {
             group,
+            block_groups: 1,
             bits,
             offset,
             min: false,
-            f16_scales: matches!(scales, Scales::F16),
             unpack_row,
         }
     }
 
     /// A format with `value = wd * q + wm`: `group` elements of `bits`-bit quants per scale and min term.
-    pub(crate) const fn with_min(
-        group: usize,
-        bits: u32,
-        scales: Scales,
-        unpack_row: UnpackRow,
-    ) -> Format {
+    pub(crate) const fn with_min(group: usize, bits: u32, unpack_row: UnpackRow) -> Format {
         Format {
             min: true,
-            ..Format::with_offset(group, bits, 0, scales, unpack_row)
+            ..Format::with_offset(group, bits, 0, unpack_row)
+        }
+    }
+
+    /// The same quants in K-quant super-blocks of `groups` (an even number) groups with integer scales (and mins).
+    pub(crate) const fn in_super_blocks(self, groups: usize) -> Format {
+        assert!(groups >= 2 && groups.is_multiple_of(2));
+        Format {
+            block_groups: groups,
+            ..self
         }
     }
 
@@ -107,14 +128,34 @@ impl Format {
         crate::formats::spec(dtype)?.packed
     }
 
-    /// Bytes of the 16 scales (or min terms) of one group.
-    pub(crate) fn scale_bytes(&self) -> usize {
-        PANEL * if self.f16_scales { 2 } else { 4 }
+    /// The format has integer scales per group (the K-quants).
+    pub(crate) fn int_scales(&self) -> bool {
+        self.block_groups > 1
     }
 
-    /// Offset of the quants in a group.
+    /// Elements per block.
+    pub(crate) fn block(&self) -> usize {
+        self.group * self.block_groups
+    }
+
+    /// Bytes of a block's f16 scales and min terms (16 rows each).
+    pub(crate) fn header_bytes(&self) -> usize {
+        2 * PANEL * (1 + self.min as usize)
+    }
+
+    /// Offset in a block of its integer scales (`k = 0`) or mins (`k = 1`): pairs of groups, row after row.
+    pub(crate) fn int_offset(&self, k: usize) -> usize {
+        self.header_bytes() + k * PANEL * self.block_groups
+    }
+
+    /// Offset in a block of its first group's quants.
     pub(crate) fn quant_offset(&self) -> usize {
-        self.scale_bytes() * (1 + self.min as usize)
+        let ints = if self.int_scales() {
+            PANEL * self.block_groups * (1 + self.min as usize)
+        } else {
+            0
+        };
+        self.header_bytes() + ints
     }
 
     /// Quant vectors (16 rows x 4 bytes) per group: byte vectors, or nibble vectors of two quads each.
@@ -122,19 +163,25 @@ impl Format {
         self.group / if self.bits == 8 { 4 } else { 8 }
     }
 
-    /// Offset in a group of the mask pair (low half, high half) of nibble vector `j` for bit `4 + plane`.
+    /// Offset from a group's quants of the mask pair (low half, high half) of nibble vector `j` for bit
+    /// `4 + plane`.
     pub(crate) fn mask_offset(&self, plane: usize, j: usize) -> usize {
-        self.quant_offset() + 64 * self.quant_vectors() + 16 * (plane * self.quant_vectors() + j)
+        64 * self.quant_vectors() + 16 * (plane * self.quant_vectors() + j)
     }
 
-    /// Bytes of one group of one panel: scales, min terms, quants.
+    /// Bytes of one group's quants in a panel: nibble or byte vectors, then bit masks.
     pub(crate) fn group_bytes(&self) -> usize {
         let planes = if self.bits == 8 {
             0
         } else {
             self.bits as usize - 4
         };
-        self.quant_offset() + 64 * self.quant_vectors() + 16 * planes * self.quant_vectors()
+        (64 + 16 * planes) * self.quant_vectors()
+    }
+
+    /// Bytes of one block of one panel: scales, min terms, quants.
+    pub(crate) fn block_bytes(&self) -> usize {
+        self.quant_offset() + self.block_groups * self.group_bytes()
     }
 }
 
@@ -157,68 +204,74 @@ pub(crate) fn add_fifth_bits(bits: u32, q: &mut [u8]) {
     }
 }
 
-/// One thread's unpacked row: quants `(cols)`, scales and min terms `(n_groups)`.
+/// One thread's unpacked row: quants `(cols)` and scales.
 struct PanelScratch {
     q: Vec<u8>,
-    wd: Vec<f32>,
-    wm: Vec<f32>,
+    s: RowScales,
 }
 
 impl PanelScratch {
-    fn new(cols: usize, n_groups: usize) -> Self {
+    fn new(f: Format, cols: usize) -> Self {
+        let (n_blocks, n_groups) = (cols / f.block(), cols / f.group);
         PanelScratch {
             q: vec![0; cols],
-            wd: vec![0.0; n_groups],
-            wm: vec![0.0; n_groups],
+            s: RowScales {
+                wd: vec![0.0; n_blocks],
+                wm: vec![0.0; n_blocks],
+                sc: vec![0; n_groups],
+                mn: vec![0; n_groups],
+            },
         }
     }
 }
 
 /// Packs `rows` (at most 16) GGUF rows `data` into one zeroed panel `out`.
-fn pack_panel(f: Format, data: &[u8], rows: usize, s: &mut PanelScratch, out: &mut [u8]) {
-    let (nv, gbytes, half, sb) = (
-        f.quant_vectors(),
-        f.group_bytes(),
-        f.group / 2,
-        f.scale_bytes() / PANEL,
-    );
-    let put_scale = |at: &mut [u8], v: f32| {
-        if f.f16_scales {
-            at[..2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
-        } else {
-            at[..4].copy_from_slice(&v.to_le_bytes());
-        }
-    };
+fn pack_panel(f: Format, data: &[u8], rows: usize, scratch: &mut PanelScratch, out: &mut [u8]) {
+    let (nv, bg, half) = (f.quant_vectors(), f.block_groups, f.group / 2);
     let row_bytes = data.len() / rows;
     for (lane, row) in data.chunks_exact(row_bytes).enumerate() {
-        (f.unpack_row)(row, &mut s.q, &mut s.wd, &mut s.wm);
-        for (g, gb) in out.chunks_exact_mut(gbytes).enumerate() {
-            put_scale(&mut gb[sb * lane..], s.wd[g]);
+        let (q, s) = (&mut scratch.q, &mut scratch.s);
+        (f.unpack_row)(row, q, s);
+        for (b, bb) in out.chunks_exact_mut(f.block_bytes()).enumerate() {
+            let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
+            bb[2 * lane..2 * lane + 2].copy_from_slice(&f16(s.wd[b]));
             if f.min {
-                put_scale(&mut gb[f.scale_bytes() + sb * lane..], s.wm[g]);
+                bb[2 * (PANEL + lane)..2 * (PANEL + lane) + 2].copy_from_slice(&f16(s.wm[b]));
             }
-            let gq = &s.q[g * f.group..][..f.group];
-            let quad = |at: usize| u32::from_le_bytes(gq[at..at + 4].try_into().unwrap());
-            for j in 0..nv {
-                let at = f.quant_offset() + 64 * j + 4 * lane;
-                if f.bits == 8 {
-                    gb[at..at + 4].copy_from_slice(&gq[4 * j..4 * j + 4]);
-                    continue;
+            for gi in 0..bg {
+                let g = b * bg + gi;
+                if f.int_scales() {
+                    // Group pair gi / 2, row `lane`, member gi % 2.
+                    let at = 2 * PANEL * (gi / 2) + 2 * lane + gi % 2;
+                    bb[f.int_offset(0) + at] = s.sc[g] as u8;
+                    if f.min {
+                        bb[f.int_offset(1) + at] = s.mn[g] as u8;
+                    }
                 }
-                let (lo, hi) = (quad(4 * j), quad(4 * j + half));
-                let nibbles = (lo & 0x0F0F_0F0F) | ((hi & 0x0F0F_0F0F) << 4);
-                gb[at..at + 4].copy_from_slice(&nibbles.to_le_bytes());
-                // Bit i of a mask is byte i of its vector: this lane's 4 bytes are bits 4 * lane.. of the masks.
-                let shift = (4 * lane) % 8;
-                for plane in 0..f.bits as usize - 4 {
-                    // Bit 4 + plane of each of the 4 bytes, gathered into 4 adjacent bits.
-                    let gather = |x: u32| {
-                        let b = (x >> (4 + plane)) & 0x0101_0101;
-                        (((b | b >> 7 | b >> 14 | b >> 21) & 0x0F) as u8) << shift
-                    };
-                    let m = f.mask_offset(plane, j) + (4 * lane) / 8;
-                    gb[m] |= gather(lo);
-                    gb[m + 8] |= gather(hi);
+                let gb = &mut bb[f.quant_offset() + gi * f.group_bytes()..][..f.group_bytes()];
+                let gq = &q[g * f.group..][..f.group];
+                let quad = |at: usize| u32::from_le_bytes(gq[at..at + 4].try_into().unwrap());
+                for j in 0..nv {
+                    let at = 64 * j + 4 * lane;
+                    if f.bits == 8 {
+                        gb[at..at + 4].copy_from_slice(&gq[4 * j..4 * j + 4]);
+                        continue;
+                    }
+                    let (lo, hi) = (quad(4 * j), quad(4 * j + half));
+                    let nibbles = (lo & 0x0F0F_0F0F) | ((hi & 0x0F0F_0F0F) << 4);
+                    gb[at..at + 4].copy_from_slice(&nibbles.to_le_bytes());
+                    // Bit i of a mask is byte i of its vector: this lane's 4 bytes are bits 4 * lane.. of the masks.
+                    let shift = (4 * lane) % 8;
+                    for plane in 0..f.bits as usize - 4 {
+                        // Bit 4 + plane of each of the 4 bytes, gathered into 4 adjacent bits.
+                        let gather = |x: u32| {
+                            let b = (x >> (4 + plane)) & 0x0101_0101;
+                            (((b | b >> 7 | b >> 14 | b >> 21) & 0x0F) as u8) << shift
+                        };
+                        let m = f.mask_offset(plane, j) + (4 * lane) / 8;
+                        gb[m] |= gather(lo);
+                        gb[m + 8] |= gather(hi);
+                    }
                 }
             }
         }
@@ -311,17 +364,16 @@ impl PackedMatrix {
             return Ok(None);
         };
         let row_bytes = crate::matmul::check_weights(w)?;
-        if !w.cols.is_multiple_of(format.group) {
+        if !w.cols.is_multiple_of(format.block()) {
             return Err(MatmulError::Quant(QuantError::NotWholeBlocks {
                 dtype: w.dtype,
                 n: w.cols,
-                block: format.group,
+                block: format.block(),
             }));
         }
-        let ng = w.cols / format.group;
-        let panel_bytes = ng * format.group_bytes();
+        let panel_bytes = w.cols / format.block() * format.block_bytes();
         let n_panels = w.rows.div_ceil(PANEL);
-        // A group is not always a whole number of lines (Q4_0: 288 bytes, Q8_0: 544), so the total is rounded up:
+        // A block is not always a whole number of lines (Q4_0: 288 bytes, Q8_0: 544), so the total is rounded up:
         // rounding down left the last panel up to 32 bytes short of its end.
         let too_large = MatmulError::WeightBytes {
             dtype: w.dtype,
@@ -343,7 +395,7 @@ impl PackedMatrix {
             let p0 = b * batch;
             let per = (out.len() / panel_bytes).div_ceil(threads);
             let pack = |p: usize, out: &mut [u8]| {
-                let mut scratch = PanelScratch::new(w.cols, ng);
+                let mut scratch = PanelScratch::new(format, w.cols);
                 for (i, panel) in out.chunks_mut(panel_bytes).enumerate() {
                     let r0 = (p + i) * PANEL;
                     let rows = PANEL.min(w.rows - r0);
@@ -416,126 +468,218 @@ impl PackedMatrix {
         self.cols / self.format.group
     }
 
+    pub(crate) fn n_blocks(&self) -> usize {
+        self.cols / self.format.block()
+    }
+
     pub(crate) fn panel_bytes(&self) -> usize {
-        self.n_groups() * self.format.group_bytes()
+        self.n_blocks() * self.format.block_bytes()
     }
 }
 
 /// Activations of `n` tokens prepared for the packed kernels: quants `(n, cols)` as bytes, and per `(n, groups)`
-/// the scale `d`, the scaled sum `s` and `offset * sum(qa)`.
+/// the scale `d`, the scaled sum `s`, `offset * sum(qa)` and `sum(qa)` itself.
 #[derive(Default)]
 pub(crate) struct ActRows {
     pub q: Vec<u8>,
     pub d: Vec<f32>,
     pub s: Vec<f32>,
     pub o: Vec<i32>,
+    pub gs: Vec<i16>,
+}
+
+/// One token's share of [`ActRows`].
+struct ActRow<'a> {
+    q: &'a mut [u8],
+    d: &'a mut [f32],
+    s: &'a mut [f32],
+    o: &'a mut [i32],
+    gs: &'a mut [i16],
+}
+
+/// [`ActRows`]' buffers, for tokens prepared on several threads at once.
+struct ActParts {
+    q: SharedOut<u8>,
+    d: SharedOut<f32>,
+    s: SharedOut<f32>,
+    o: SharedOut<i32>,
+    gs: SharedOut<i16>,
+    cols: usize,
+    n_groups: usize,
+}
+
+impl ActRows {
+    /// Room for `n` tokens of `cols` elements in groups of `group`; the buffers' parts.
+    fn parts_for(&mut self, n: usize, cols: usize, group: usize) -> ActParts {
+        let ng = cols / group;
+        self.q.resize(n * cols, 0);
+        self.d.resize(n * ng, 0.0);
+        self.s.resize(n * ng, 0.0);
+        self.o.resize(n * ng, 0);
+        self.gs.resize(n * ng, 0);
+        ActParts {
+            q: SharedOut(self.q.as_mut_ptr()),
+            d: SharedOut(self.d.as_mut_ptr()),
+            s: SharedOut(self.s.as_mut_ptr()),
+            o: SharedOut(self.o.as_mut_ptr()),
+            gs: SharedOut(self.gs.as_mut_ptr()),
+            cols,
+            n_groups: ng,
+        }
+    }
+}
+
+impl ActParts {
+    /// Token `t`'s share.
+    ///
+    /// # Safety
+    /// The buffers hold token `t` (`parts_for` was given more than `t` tokens and are still alive), and no one else
+    /// uses token `t`'s share while the result lives.
+    unsafe fn row(&self, t: usize) -> ActRow<'_> {
+        let (c, g) = (self.cols, self.n_groups);
+        // SAFETY: the caller's contract; each share is token t's disjoint part of its buffer.
+        unsafe {
+            ActRow {
+                q: std::slice::from_raw_parts_mut(self.q.get().add(t * c), c),
+                d: std::slice::from_raw_parts_mut(self.d.get().add(t * g), g),
+                s: std::slice::from_raw_parts_mut(self.s.get().add(t * g), g),
+                o: std::slice::from_raw_parts_mut(self.o.get().add(t * g), g),
+                gs: std::slice::from_raw_parts_mut(self.gs.get().add(t * g), g),
+            }
+        }
+    }
 }
 
 /// Fills one token's groups from its quantized row (in the weight format's activation partner `act`).
-fn act_row(
-    act: DType,
-    f: Format,
-    row: &[u8],
-    q: &mut [u8],
-    d: &mut [f32],
-    s: &mut [f32],
-    o: &mut [i32],
-) {
+fn act_row(act: DType, f: Format, row: &[u8], a: ActRow) {
     let sum = |qs: &[u8]| qs.iter().map(|&x| x as i8 as i32).sum::<i32>();
     match act {
         DType::Q8_0 | DType::Q8_1 => {
             let (bb, qs) = if act == DType::Q8_0 { (34, 2) } else { (36, 4) };
             for (b, blk) in row.chunks_exact(bb).enumerate() {
-                q[32 * b..32 * b + 32].copy_from_slice(&blk[qs..qs + 32]);
-                d[b] = f16_at(blk, 0);
-                s[b] = if act == DType::Q8_1 {
+                a.q[32 * b..32 * b + 32].copy_from_slice(&blk[qs..qs + 32]);
+                a.d[b] = f16_at(blk, 0);
+                a.s[b] = if act == DType::Q8_1 {
                     f16_at(blk, 2)
                 } else {
                     0.0
                 };
-                o[b] = f.offset * sum(&blk[qs..qs + 32]);
+                let gs = sum(&blk[qs..qs + 32]);
+                // At most 32 x 127 in magnitude.
+                a.gs[b] = gs as i16;
+                a.o[b] = f.offset * gs;
             }
         }
         _ => {
             // Q8_K: groups of 16 or 32 from its stored sums of 16.
             let per = f.group / 16;
             for (b, blk) in row.chunks_exact(q8_k::BLOCK_BYTES).enumerate() {
-                q[256 * b..256 * b + 256].copy_from_slice(&blk[q8_k::QS..q8_k::QS + 256]);
+                a.q[256 * b..256 * b + 256].copy_from_slice(&blk[q8_k::QS..q8_k::QS + 256]);
                 let da = f32_at(blk, 0);
                 for g in 0..256 / f.group {
                     let gs: i32 = (0..per).map(|k| q8_k::bsum(blk, per * g + k)).sum();
                     let gi = 256 / f.group * b + g;
-                    d[gi] = da;
-                    s[gi] = da * gs as f32;
-                    o[gi] = f.offset * gs;
+                    a.d[gi] = da;
+                    a.s[gi] = da * gs as f32;
+                    a.o[gi] = f.offset * gs;
+                    a.gs[gi] = gs as i16;
                 }
             }
         }
     }
 }
 
-/// The bytes of group `g` of the panel holding row `r`.
-fn group_of(m: &PackedMatrix, r: usize, g: usize) -> &[u8] {
+/// The bytes of block `b` of the panel holding row `r`.
+fn block_of(m: &PackedMatrix, r: usize, b: usize) -> &[u8] {
     let f = m.format;
-    &m.data()[(r / PANEL) * m.panel_bytes() + g * f.group_bytes()..][..f.group_bytes()]
+    &m.data()[(r / PANEL) * m.panel_bytes() + b * f.block_bytes()..][..f.block_bytes()]
 }
 
-/// Quant `e` (unsigned, `0..2^bits`) of `lane` in one packed `group`, read on its own (for `dot_reference`).
+/// The quants of group `gi` of a packed block.
+fn group_quants(f: Format, block: &[u8], gi: usize) -> &[u8] {
+    &block[f.quant_offset() + gi * f.group_bytes()..][..f.group_bytes()]
+}
+
+/// The f16 scale (`k = 0`) or min term (`k = 1`) of `lane` in a packed block.
+fn block_scale(block: &[u8], lane: usize, k: usize) -> f32 {
+    f16_at(block, 2 * (k * PANEL + lane))
+}
+
+/// The integer scale (`k = 0`) or min (`k = 1`) of group `gi` of `lane` in a packed K-quant block; 1 and 0 in the
+/// other formats.
+fn int_scale(f: Format, block: &[u8], lane: usize, gi: usize, k: usize) -> i32 {
+    if !f.int_scales() {
+        return 1 - k as i32;
+    }
+    block[f.int_offset(k) + 2 * PANEL * (gi / 2) + 2 * lane + gi % 2] as i8 as i32
+}
+
+/// Quant `e` (unsigned, `0..2^bits`) of `lane` in one group's packed quants `gq`, read on its own (for
+/// `dot_reference`).
 #[cfg(test)]
-fn group_quant(f: Format, group: &[u8], lane: usize, e: usize) -> i32 {
+fn group_quant(f: Format, gq: &[u8], lane: usize, e: usize) -> i32 {
     if f.bits == 8 {
-        return group[f.quant_offset() + 64 * (e / 4) + 4 * lane + e % 4] as i32;
+        return gq[64 * (e / 4) + 4 * lane + e % 4] as i32;
     }
     let half = f.group / 2;
     let (hi, e) = (e >= half, e % half);
-    let x = group[f.quant_offset() + 64 * (e / 4) + 4 * lane + e % 4];
+    let x = gq[64 * (e / 4) + 4 * lane + e % 4];
     let mut q = if hi { x >> 4 } else { x & 0x0F } as i32;
     let bit = 4 * lane + e % 4;
     for plane in 0..f.bits as usize - 4 {
-        let mask = &group[f.mask_offset(plane, e / 4) + 8 * hi as usize..][..8];
+        let mask = &gq[f.mask_offset(plane, e / 4) + 8 * hi as usize..][..8];
         q |= (((mask[bit / 8] >> (bit % 8)) & 1) as i32) << (4 + plane);
     }
     q
 }
 
-/// The scale (`k = 0`) or min term (`k = 1`) of `lane` in one packed `group`.
-fn group_scale(f: Format, group: &[u8], lane: usize, k: usize) -> f32 {
-    let at = f.scale_bytes() * k;
-    if f.f16_scales {
-        f16_at(group, at + 2 * lane)
-    } else {
-        f32_at(group, at + 4 * lane)
-    }
-}
-
-/// The chain of the module docs for row `r` and token `t`, in scalar code, one element at a time: the
+/// The chains of the module docs for row `r` and token `t`, in scalar code, one element at a time: the
 /// specification that the kernels ([`run_scalar`] and `packed_x86`) meet bit for bit.
 #[cfg(test)]
 fn dot_reference(m: &PackedMatrix, r: usize, a: &ActRows, t: usize) -> f32 {
     let (f, ng, cols) = (m.format, m.n_groups(), m.cols);
     let lane = r % PANEL;
     let mut acc = 0f32;
-    for g in 0..ng {
-        let group = group_of(m, r, g);
-        let mut isum = 0i32;
-        for e in 0..f.group {
-            isum += group_quant(f, group, lane, e) * a.q[t * cols + g * f.group + e] as i8 as i32;
+    for b in 0..m.n_blocks() {
+        let block = block_of(m, r, b);
+        let g0 = t * ng + b * f.block_groups; // the block's first group of token t
+        let (mut isum, mut msum) = (0i32, 0i32);
+        for gi in 0..f.block_groups {
+            let gq = group_quants(f, block, gi);
+            let e0 = (b * f.block_groups + gi) * f.group;
+            let mut p = 0i32;
+            for e in 0..f.group {
+                p += group_quant(f, gq, lane, e) * a.q[t * cols + e0 + e] as i8 as i32;
+            }
+            if f.int_scales() {
+                let (sc, gs) = (int_scale(f, block, lane, gi, 0), a.gs[g0 + gi] as i32);
+                isum += sc * p - f.offset * sc * gs;
+                if f.min {
+                    msum += int_scale(f, block, lane, gi, 1) * gs;
+                }
+            } else {
+                isum += p - a.o[g0];
+            }
         }
-        let x = (isum - a.o[t * ng + g]) as f32 * a.d[t * ng + g];
-        acc = x.mul_add(group_scale(f, group, lane, 0), acc);
+        let da = a.d[g0];
+        acc = (isum as f32 * da).mul_add(block_scale(block, lane, 0), acc);
         if f.min {
-            acc = group_scale(f, group, lane, 1).mul_add(a.s[t * ng + g], acc);
+            let s = if f.int_scales() {
+                msum as f32 * da
+            } else {
+                a.s[g0]
+            };
+            acc = block_scale(block, lane, 1).mul_add(s, acc);
         }
     }
     acc
 }
 
-/// One packed group's quants minus the format's offset, as `(lane, element)`: vector by vector, each quant byte
-/// read once with its mask bits.
-fn unpack_group(f: Format, group: &[u8], w: &mut [[i32; 32]; PANEL]) {
-    let q = &group[f.quant_offset()..];
+/// One group's packed quants `gq` minus the format's offset, as `(lane, element)`: vector by vector, each quant
+/// byte read once with its mask bits.
+fn unpack_group(f: Format, gq: &[u8], w: &mut [[i32; 32]; PANEL]) {
     for j in 0..f.quant_vectors() {
-        let v = &q[64 * j..][..64];
+        let v = &gq[64 * j..][..64];
         if f.bits == 8 {
             for (lane, wl) in w.iter_mut().enumerate() {
                 for b in 0..4 {
@@ -548,7 +692,7 @@ fn unpack_group(f: Format, group: &[u8], w: &mut [[i32; 32]; PANEL]) {
         let mut masks = [(0u64, 0u64); 2];
         for (plane, m) in masks.iter_mut().enumerate().take(f.bits as usize - 4) {
             let at = f.mask_offset(plane, j);
-            let word = |o: usize| u64::from_le_bytes(group[o..o + 8].try_into().unwrap());
+            let word = |o: usize| u64::from_le_bytes(gq[o..o + 8].try_into().unwrap());
             *m = (word(at), word(at + 8));
         }
         let half = f.group / 2;
@@ -568,7 +712,7 @@ fn unpack_group(f: Format, group: &[u8], w: &mut [[i32; 32]; PANEL]) {
 }
 
 /// The packed product in portable code, for panels `p0..p0 + np`: each group of 16 rows is unpacked once (quants
-/// minus their offset, which leaves the i32 sum exact and equal) and reused for every token. The same chain as
+/// minus their offset, which leaves the i32 sums exact and equal) and reused for every token. The same chains as
 /// `dot_reference`, so the same bits as the SIMD kernels; what `HEARTH_ISA=scalar` runs.
 ///
 /// # Safety
@@ -581,35 +725,51 @@ unsafe fn run_scalar(
     n_tokens: usize,
     y: *mut f32,
 ) {
-    let (f, ng, cols) = (m.format, m.n_groups(), m.cols);
+    let (f, ng, cols, bg) = (m.format, m.n_groups(), m.cols, m.format.block_groups);
     let mut w = [[0i32; 32]; PANEL]; // (lane, element) of one group
-    let (mut wd, mut wm) = ([0f32; PANEL], [0f32; PANEL]);
     let mut acc = vec![0f32; n_tokens * PANEL]; // (token, lane)
+    let mut isum = vec![0i32; n_tokens * PANEL]; // (token, lane), over a block
+    let mut msum = vec![0i32; n_tokens * PANEL];
     for p in p0..p0 + np {
         acc.fill(0.0);
-        for g in 0..ng {
-            let group = group_of(m, p * PANEL, g);
-            unpack_group(f, group, &mut w);
-            for lane in 0..PANEL {
-                wd[lane] = group_scale(f, group, lane, 0);
-                wm[lane] = if f.min {
-                    group_scale(f, group, lane, 1)
-                } else {
-                    0.0
-                };
+        for b in 0..m.n_blocks() {
+            let block = block_of(m, p * PANEL, b);
+            isum.fill(0);
+            msum.fill(0);
+            for gi in 0..bg {
+                let g = b * bg + gi;
+                unpack_group(f, group_quants(f, block, gi), &mut w);
+                let sc: [i32; PANEL] = std::array::from_fn(|lane| int_scale(f, block, lane, gi, 0));
+                let mn: [i32; PANEL] = std::array::from_fn(|lane| int_scale(f, block, lane, gi, 1));
+                for t in 0..n_tokens {
+                    let qa = &a.q[t * cols + g * f.group..][..f.group];
+                    let gs = a.gs[t * ng + g] as i32;
+                    for lane in 0..PANEL {
+                        let dot: i32 = w[lane]
+                            .iter()
+                            .zip(qa)
+                            .map(|(&q, &x)| q * x as i8 as i32)
+                            .sum();
+                        isum[t * PANEL + lane] += sc[lane] * dot;
+                        if f.min && f.int_scales() {
+                            msum[t * PANEL + lane] += mn[lane] * gs;
+                        }
+                    }
+                }
             }
-            for (t, acc) in acc.chunks_exact_mut(PANEL).enumerate() {
-                let qa = &a.q[t * cols + g * f.group..][..f.group];
-                let (d, s) = (a.d[t * ng + g], a.s[t * ng + g]);
+            for t in 0..n_tokens {
+                let g0 = t * ng + b * bg;
+                let da = a.d[g0];
                 for lane in 0..PANEL {
-                    let isum: i32 = w[lane]
-                        .iter()
-                        .zip(qa)
-                        .map(|(&q, &x)| q * x as i8 as i32)
-                        .sum();
-                    acc[lane] = (isum as f32 * d).mul_add(wd[lane], acc[lane]);
+                    let i = t * PANEL + lane;
+                    acc[i] = (isum[i] as f32 * da).mul_add(block_scale(block, lane, 0), acc[i]);
                     if f.min {
-                        acc[lane] = wm[lane].mul_add(s, acc[lane]);
+                        let s = if f.int_scales() {
+                            msum[i] as f32 * da
+                        } else {
+                            a.s[g0]
+                        };
+                        acc[i] = block_scale(block, lane, 1).mul_add(s, acc[i]);
                     }
                 }
             }
@@ -762,46 +922,26 @@ pub fn matmul_packed_many_with_isa(
         // Every input's tokens, prepared: token `t` of input `i` is item `starts[i] + t`.
         let mut starts = Vec::with_capacity(inputs.len() + 1);
         starts.push(0);
-        let mut ptrs = Vec::with_capacity(inputs.len());
+        let mut parts = Vec::with_capacity(inputs.len());
         for (input, (raw, acts)) in inputs.iter().zip(cache.iter_mut()) {
-            let (n, cols, ng) = (input.n_tokens, input.cols, input.cols / input.f.group);
-            raw.resize(n * input.act_row_bytes(), 0);
-            acts.q.resize(n * cols, 0);
-            acts.d.resize(n * ng, 0.0);
-            acts.s.resize(n * ng, 0.0);
-            acts.o.resize(n * ng, 0);
-            ptrs.push((
+            raw.resize(input.n_tokens * input.act_row_bytes(), 0);
+            parts.push((
                 SharedOut(raw.as_mut_ptr()),
-                SharedOut(acts.q.as_mut_ptr()),
-                SharedOut(acts.d.as_mut_ptr()),
-                SharedOut(acts.s.as_mut_ptr()),
-                SharedOut(acts.o.as_mut_ptr()),
+                acts.parts_for(input.n_tokens, input.cols, input.f.group),
             ));
-            starts.push(starts[starts.len() - 1] + n);
+            starts.push(starts[starts.len() - 1] + input.n_tokens);
         }
         let prepare = |item: usize| {
             let i = starts.partition_point(|&s| s <= item) - 1;
-            let (input, p, t) = (&inputs[i], &ptrs[i], item - starts[i]);
-            let (cols, ng, rb) = (
-                input.cols,
-                input.cols / input.f.group,
-                input.act_row_bytes(),
-            );
+            let (input, (raw, acts), t) = (&inputs[i], &parts[i], item - starts[i]);
+            let (cols, rb) = (input.cols, input.act_row_bytes());
             // SAFETY: token t of input i owns these disjoint parts of its buffers, sized above; `x` holds
             // `n_tokens x cols` elements (checked per job); the quantizer's ISA was required above.
             unsafe {
                 let x = &input.x[t * cols..][..cols];
-                let raw = std::slice::from_raw_parts_mut(p.0.get().add(t * rb), rb);
+                let raw = std::slice::from_raw_parts_mut(raw.get().add(t * rb), rb);
                 (input.k.quantize)(x, raw);
-                act_row(
-                    input.k.act,
-                    input.f,
-                    raw,
-                    std::slice::from_raw_parts_mut(p.1.get().add(t * cols), cols),
-                    std::slice::from_raw_parts_mut(p.2.get().add(t * ng), ng),
-                    std::slice::from_raw_parts_mut(p.3.get().add(t * ng), ng),
-                    std::slice::from_raw_parts_mut(p.4.get().add(t * ng), ng),
-                );
+                act_row(input.k.act, input.f, raw, acts.row(t));
             }
         };
         let n_prepare = starts[inputs.len()];
@@ -910,10 +1050,11 @@ mod tests {
         // +-127 (the quantizers' range), where the AVX2 kernel's i16 partial sums come closest to overflowing.
         for (dtype, extreme) in PACKED.into_iter().flat_map(|t| [(t, false), (t, true)]) {
             let f = Format::for_dtype(dtype).unwrap();
-            let (rows, cols, n_tokens): (usize, usize, usize) = (37, 4 * f.group, 5);
+            let (rows, cols, n_tokens): (usize, usize, usize) = (37, 2 * f.block(), 5);
             let ng = cols / f.group;
             let n_panels = rows.div_ceil(PANEL);
-            let mut lines = vec![Line([0; 64]); lines_for(n_panels * ng * f.group_bytes())];
+            let panel_bytes = cols / f.block() * f.block_bytes();
+            let mut lines = vec![Line([0; 64]); lines_for(n_panels * panel_bytes)];
             for line in &mut lines {
                 line.0
                     .iter_mut()
@@ -927,23 +1068,18 @@ mod tests {
                 lines: std::sync::Arc::new(lines),
                 first_panel: 0,
             };
-            // Finite scales: random values in (-1, 1) in the format's width.
-            let gb = f.group_bytes();
+            // Finite f16 scales: random values in (-1, 1). (Integer scales stay random bytes: -128..=127, wider
+            // than any file's.)
             let lines = std::sync::Arc::get_mut(&mut m.lines).unwrap();
             // SAFETY: `Line` is 64 plain bytes (align 64), so the lines are `len * 64` initialised bytes, borrowed
             // mutably through `lines` for as long as `data` lives.
             let data = unsafe {
                 std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, lines.len() * 64)
             };
-            for group in data.chunks_exact_mut(gb) {
-                for lane in 0..PANEL * (1 + f.min as usize) {
+            for block in data.chunks_exact_mut(f.block_bytes()) {
+                for at in (0..f.header_bytes()).step_by(2) {
                     let v = (next() % 2001) as f32 / 1000.0 - 1.0;
-                    if f.f16_scales {
-                        group[2 * lane..2 * lane + 2]
-                            .copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
-                    } else {
-                        group[4 * lane..4 * lane + 4].copy_from_slice(&v.to_le_bytes());
-                    }
+                    block[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
                 }
             }
             // Activations in -127..=127, as the quantizers make them (the AVX2 Q8_0 product relies on it).
@@ -957,10 +1093,10 @@ mod tests {
                     },
                 })
                 .collect();
-            // `o` is what the preparation stores: offset * sum(qa) per token and group.
-            let o = q
+            // What the preparation stores per token and group: sum(qa) and offset * sum(qa).
+            let gs: Vec<i32> = q
                 .chunks_exact(f.group)
-                .map(|g| f.offset * g.iter().map(|&x| x as i8 as i32).sum::<i32>())
+                .map(|g| g.iter().map(|&x| x as i8 as i32).sum::<i32>())
                 .collect();
             let a = ActRows {
                 q,
@@ -970,7 +1106,8 @@ mod tests {
                 s: (0..n_tokens * ng)
                     .map(|_| (next() % 1000) as f32 / 3e3 - 0.2)
                     .collect(),
-                o,
+                o: gs.iter().map(|&s| f.offset * s).collect(),
+                gs: gs.iter().map(|&s| s as i16).collect(),
             };
             let mut y = vec![f32::NAN; n_tokens * rows];
             // SAFETY: `y` holds n_tokens × rows outputs, and panels 0..n_panels cover exactly `rows` rows of `m`;

@@ -4,7 +4,7 @@
 //! j + 16 the high nibble.
 
 use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
-use crate::packed::{Format, Scales};
+use crate::packed::{Format, RowScales};
 use crate::DType;
 
 pub const QK: usize = DType::Q4_0.block_size();
@@ -22,13 +22,7 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(Format::with_offset(
-        32,
-        4,
-        8,
-        Scales::F16,
-        unpack_for_packing,
-    )),
+    packed: Some(Format::with_offset(32, 4, 8, unpack_for_packing)),
 };
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
@@ -81,11 +75,11 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
 }
 
 /// Unpacks one row for packing (`crate::packed`): the quants as unsigned bytes and each block's scale.
-fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
+fn unpack_for_packing(row: &[u8], q: &mut [u8], s: &mut RowScales) {
     for ((blk, qb), d) in row
         .chunks_exact(BLOCK_BYTES)
         .zip(q.chunks_exact_mut(QK))
-        .zip(wd)
+        .zip(&mut s.wd)
     {
         *d = f16_at(blk, 0);
         crate::packed::split_nibbles(&blk[2..18], qb);

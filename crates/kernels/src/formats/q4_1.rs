@@ -3,7 +3,7 @@
 //! Block (20 bytes): `d: f16` at 0, `m: f16` at 2, `qs: [u8; 16]` at 4 (nibble order as in Q4_0).
 
 use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
-use crate::packed::{Format, Scales};
+use crate::packed::{Format, RowScales};
 use crate::DType;
 
 pub const QK: usize = DType::Q4_1.block_size();
@@ -21,7 +21,7 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(Format::with_min(32, 4, Scales::F16, unpack_for_packing)),
+    packed: Some(Format::with_min(32, 4, unpack_for_packing)),
 };
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
@@ -69,9 +69,9 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
 }
 
 /// Unpacks one row for packing (`crate::packed`): the quants as unsigned bytes, each block's scale and min.
-fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
+fn unpack_for_packing(row: &[u8], q: &mut [u8], s: &mut RowScales) {
     let blocks = row.chunks_exact(BLOCK_BYTES).zip(q.chunks_exact_mut(QK));
-    for ((blk, qb), (d, m)) in blocks.zip(wd.iter_mut().zip(wm)) {
+    for ((blk, qb), (d, m)) in blocks.zip(s.wd.iter_mut().zip(&mut s.wm)) {
         (*d, *m) = (f16_at(blk, 0), f16_at(blk, 2));
         crate::packed::split_nibbles(&blk[4..20], qb);
     }

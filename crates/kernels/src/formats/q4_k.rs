@@ -5,7 +5,7 @@
 //! `qs: [u8; 128]` at 16. Element `64c + 32h + l` (c < 4, h < 2, l < 32) is nibble h of qs[32c + l], group 2c + h.
 
 use super::{f16_at, on_neon, on_x86, put_f16, q8_k, Dot, Spec};
-use crate::packed::{Format, Scales};
+use crate::packed::{Format, RowScales};
 use crate::DType;
 
 pub const QK: usize = DType::Q4_K.block_size();
@@ -23,7 +23,7 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(Format::with_min(32, 4, Scales::F32, unpack_for_packing)),
+    packed: Some(Format::with_min(32, 4, unpack_for_packing).in_super_blocks(8)),
 };
 
 /// Unpacks the 8 six-bit (scale, min) pairs shared by Q4_K and Q5_K from their 12 bytes: groups 0..4 take the low 6
@@ -161,10 +161,10 @@ pub(crate) fn scale_min_u64(s: &[u8]) -> (u64, u64) {
     )
 }
 
-/// Unpacks one row for packing (`crate::packed`): the quants as unsigned bytes and per group of 32 `wd = d * sc`,
-/// `wm = -dmin * m` (exact in f32: 11 x 6 bits).
-fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
-    unpack_with_mins(row, BLOCK_BYTES, 16, q, wd, wm, |_, _, _| {});
+/// Unpacks one row for packing (`crate::packed`): the quants as unsigned bytes, per block `wd = d` and
+/// `wm = -dmin`, per group of 32 its 6-bit scale and min.
+fn unpack_for_packing(row: &[u8], q: &mut [u8], s: &mut RowScales) {
+    unpack_with_mins(row, BLOCK_BYTES, 16, q, s, |_, _, _| {});
 }
 
 /// What Q4_K and Q5_K share of [`unpack_for_packing`]: blocks of `block_bytes` whose low 4 bits lie as 32 bytes of
@@ -175,8 +175,7 @@ pub(crate) fn unpack_with_mins(
     block_bytes: usize,
     nibbles: usize,
     q: &mut [u8],
-    wd: &mut [f32],
-    wm: &mut [f32],
+    s: &mut RowScales,
     more: impl Fn(&[u8], usize, &mut [u8]),
 ) {
     for (b, (blk, qb)) in row
@@ -184,11 +183,11 @@ pub(crate) fn unpack_with_mins(
         .zip(q.chunks_exact_mut(QK))
         .enumerate()
     {
-        let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+        (s.wd[b], s.wm[b]) = (f16_at(blk, 0), -f16_at(blk, 2));
         let (sc, mn) = scale_min(&blk[4..16]);
         for g in 0..8 {
-            wd[8 * b + g] = d * sc[g] as f32;
-            wm[8 * b + g] = -(dmin * mn[g] as f32);
+            // 6-bit values: 0..=63.
+            (s.sc[8 * b + g], s.mn[8 * b + g]) = (sc[g] as i8, mn[g] as i8);
         }
         for (c, qc) in qb.chunks_exact_mut(64).enumerate() {
             crate::packed::split_nibbles(&blk[nibbles + 32 * c..][..32], qc);

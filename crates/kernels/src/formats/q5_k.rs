@@ -4,7 +4,7 @@
 //! `qs: [u8; 128]` at 48. Element `64c + 32h + l`: nibble h of qs[32c + l], fifth bit = bit (2c + h) of qh[l].
 
 use super::{f16_at, on_neon, on_x86, q4_k::scale_min, q8_k, Dot, Spec};
-use crate::packed::{Format, Scales};
+use crate::packed::{Format, RowScales};
 use crate::DType;
 
 pub const QK: usize = DType::Q5_K.block_size();
@@ -22,7 +22,7 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(Format::with_min(32, 5, Scales::F32, unpack_for_packing)),
+    packed: Some(Format::with_min(32, 5, unpack_for_packing).in_super_blocks(8)),
 };
 
 /// The 5-bit quant of element e (0..256).
@@ -69,8 +69,8 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
 
 /// Unpacks one row for packing (`crate::packed`), as Q4_K plus the fifth bit of element `64c + 32h + l`: bit
 /// `2c + h` of byte `16 + l`.
-fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], wm: &mut [f32]) {
-    super::q4_k::unpack_with_mins(row, BLOCK_BYTES, 48, q, wd, wm, |blk, c, qc| {
+fn unpack_for_packing(row: &[u8], q: &mut [u8], s: &mut RowScales) {
+    super::q4_k::unpack_with_mins(row, BLOCK_BYTES, 48, q, s, |blk, c, qc| {
         for (h, qh) in qc.chunks_exact_mut(32).enumerate() {
             for (x, &hb) in qh.iter_mut().zip(&blk[16..48]) {
                 *x |= ((hb >> (2 * c + h)) & 1) << 4;

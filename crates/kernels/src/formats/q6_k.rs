@@ -6,7 +6,7 @@
 //! high 2 bits = bits 2k..2k+2 of qh[32c + l]. Group = element / 16.
 
 use super::{f16_at, on_neon, on_x86, put_f16, q8_k, Dot, Spec};
-use crate::packed::{Format, Scales};
+use crate::packed::{Format, RowScales};
 use crate::DType;
 
 pub const QK: usize = DType::Q6_K.block_size();
@@ -24,13 +24,7 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Avx2>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(Format::with_offset(
-        16,
-        6,
-        32,
-        Scales::F32,
-        unpack_for_packing,
-    )),
+    packed: Some(Format::with_offset(16, 6, 32, unpack_for_packing).in_super_blocks(16)),
 };
 
 /// The signed quant of element e (0..256), in -32..32.
@@ -121,16 +115,16 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
 
 /// Unpacks one row for packing (`crate::packed`): per 128 elements `c`, element `128c + 32k + l` has its low 4
 /// bits in byte `64c + 32(k % 2) + l` (nibble `k / 2`) and its high 2 bits at bit `2k` of byte `128 + 32c + l`;
-/// stored unsigned (quant + 32). `wd = d * scale` per group of 16.
-fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
+/// stored unsigned (quant + 32). `wd = d` per block, and the i8 scale of each group of 16.
+fn unpack_for_packing(row: &[u8], q: &mut [u8], s: &mut RowScales) {
     for (b, (blk, qb)) in row
         .chunks_exact(BLOCK_BYTES)
         .zip(q.chunks_exact_mut(QK))
         .enumerate()
     {
-        let d = f16_at(blk, 208);
+        s.wd[b] = f16_at(blk, 208);
         for g in 0..16 {
-            wd[16 * b + g] = d * blk[192 + g] as i8 as f32;
+            s.sc[16 * b + g] = blk[192 + g] as i8;
         }
         for (c, qc) in qb.chunks_exact_mut(128).enumerate() {
             for (k, qk) in qc.chunks_exact_mut(32).enumerate() {

@@ -4,7 +4,7 @@
 //! Block (34 bytes): `d: f16` at 0, `qs: [i8; 32]` at 2.
 
 use super::{f16_at, on_neon, on_x86, put_f16, Dot, Spec};
-use crate::packed::{Format, Scales};
+use crate::packed::{Format, RowScales};
 use crate::DType;
 
 pub const QK: usize = DType::Q8_0.block_size();
@@ -22,13 +22,7 @@ pub(crate) const SPEC: Spec = Spec {
         x86: on_x86!(crate::x86::Kernels::new::<x86::Avx2, x86::Vnni>().with_pair::<x86::Vnni512>()),
         neon: on_neon!(crate::neon::neon_kernels!(neon::vec_dot)),
     }),
-    packed: Some(Format::with_offset(
-        32,
-        8,
-        128,
-        Scales::F16,
-        unpack_for_packing,
-    )),
+    packed: Some(Format::with_offset(32, 8, 128, unpack_for_packing)),
 };
 
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
@@ -66,11 +60,11 @@ pub fn vec_dot(w: &[u8], a: &[u8]) -> f32 {
 }
 
 /// Unpacks one row for packing (`crate::packed`): the quants as unsigned bytes (i8 + 128) and each block's scale.
-fn unpack_for_packing(row: &[u8], q: &mut [u8], wd: &mut [f32], _wm: &mut [f32]) {
+fn unpack_for_packing(row: &[u8], q: &mut [u8], s: &mut RowScales) {
     for ((blk, qb), d) in row
         .chunks_exact(BLOCK_BYTES)
         .zip(q.chunks_exact_mut(QK))
-        .zip(wd)
+        .zip(&mut s.wd)
     {
         *d = f16_at(blk, 0);
         for (x, &b) in qb.iter_mut().zip(&blk[2..34]) {
