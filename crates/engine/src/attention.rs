@@ -91,7 +91,11 @@ pub fn attention(
     out: &mut [f32],
 ) -> Result<(), EngineError> {
     let group = s.n_head / s.n_head_kv; // query heads per KV head
-    let per_task = BLOCK_Q * group * (s.head_dim_v + 2); // m, l, acc of each query of a task
+                                        // Query rows of a task: a block's tokens times the group's heads. Blocks are BLOCK_Q tokens, fewer when no
+                                        // sequence brings that many (decoding: one each), which keeps `partial` from being mostly unused rows.
+    let block_q = seqs.iter().map(|sq| sq.n).max().unwrap_or(0).min(BLOCK_Q);
+    let nq_max = block_q * group;
+    let per_task = nq_max * (s.head_dim_v + 2); // m, l, acc of each query of a task
 
     // Tasks in (sequence, block, KV head, span) order; `blocks[i]` is the first task of block-and-head i.
     let mut tasks = Vec::new();
@@ -156,7 +160,6 @@ pub fn attention(
         first_block += sq.n.div_ceil(BLOCK_Q) * s.n_head_kv;
     }
     let hdv = s.head_dim_v;
-    let nq_max = BLOCK_Q * group;
     pool.for_each_row(out, s.n_head * hdv, |row, o| {
         let (fb, t) = block_of_row[row];
         for h in 0..s.n_head {
@@ -205,7 +208,8 @@ fn last_key(s: &AttnShape, sq: &SeqAttn<'_>, pos: usize) -> usize {
     }
 }
 
-/// Computes one task's partial softmax into `row`: m (BLOCK_Q · group), l (same), acc (same, head_dim_v).
+/// Computes one task's partial softmax into `row`: m (nq_max = block_q · group, see [`attention`]), l (same), acc
+/// (same, head_dim_v).
 #[allow(clippy::too_many_arguments)]
 fn run_task(
     isa: Isa,
@@ -218,7 +222,7 @@ fn run_task(
 ) -> Result<(), EngineError> {
     let (hd, hdv) = (s.head_dim, s.head_dim_v);
     let group = s.n_head / s.n_head_kv;
-    let nq_max = BLOCK_Q * group;
+    let nq_max = row.len() / (hdv + 2);
     let n_q = (task.t1 - task.t0) * group;
     let q_dim = s.n_head * hd;
 

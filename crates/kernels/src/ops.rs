@@ -354,17 +354,26 @@ impl Rope {
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
         let p = pos as f32 * self.freq_scale;
         let half = self.n_rot / 2;
-        for head in x.chunks_exact_mut(head_dim) {
-            for (i, &f) in self.inv_freq.iter().enumerate() {
-                let (sin, cos) = (p * f).sin_cos();
-                let (sin, cos) = (sin * self.mscale, cos * self.mscale);
-                let (a, b) = match self.style {
-                    RopeStyle::Adjacent => (2 * i, 2 * i + 1),
-                    RopeStyle::HalfSplit => (i, i + half),
-                };
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos - x1 * sin;
-                head[b] = x0 * sin + x1 * cos;
+        // Every head turns its pairs by the same angles: each angle's sine and cosine once per call (they were once
+        // computed per head, a large share of a batch of decoding steps), a chunk of pairs at a time on the stack.
+        const CHUNK: usize = 64;
+        for (c, freqs) in self.inv_freq.chunks(CHUNK).enumerate() {
+            let (mut sin, mut cos) = ([0f32; CHUNK], [0f32; CHUNK]);
+            for (j, &f) in freqs.iter().enumerate() {
+                let (s, co) = (p * f).sin_cos();
+                (sin[j], cos[j]) = (s * self.mscale, co * self.mscale);
+            }
+            for head in x.chunks_exact_mut(head_dim) {
+                for (j, (&sin, &cos)) in sin.iter().zip(&cos).take(freqs.len()).enumerate() {
+                    let i = c * CHUNK + j;
+                    let (a, b) = match self.style {
+                        RopeStyle::Adjacent => (2 * i, 2 * i + 1),
+                        RopeStyle::HalfSplit => (i, i + half),
+                    };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0 * cos - x1 * sin;
+                    head[b] = x0 * sin + x1 * cos;
+                }
             }
         }
     }
