@@ -278,17 +278,28 @@ impl Model {
             return Ok(ForwardOut::default());
         }
 
-        // Embeddings: x (n, n_embd).
+        // Embeddings: x (n, n_embd). A token embedding that is also the logits matrix is read from its packed copy
+        // (the same bits): packing released the file's pages of it, and each row read from the file would bring
+        // back the pages around it (64 KiB per fault), megabytes of resident memory over a long prompt.
         let mut x = vec![0f32; n * e];
         let embd = self.weights.token_embd.view(self.gguf.bytes());
+        let tied = (self.weights.output.as_ref())
+            .filter(|o| o.name == self.weights.token_embd.name)
+            .and_then(|o| o.packed.as_deref());
         let row_bytes = embd.data.len() / embd.rows;
         let ids: Vec<u32> = batch
             .iter()
             .flat_map(|b| b.tokens.iter().copied())
             .collect();
         for (t, &id) in ids.iter().enumerate() {
-            let row = &embd.data[id as usize * row_bytes..][..row_bytes];
-            hearth_kernels::dequantize_row(embd.dtype, row, &mut x[t * e..][..e])?;
+            let xt = &mut x[t * e..][..e];
+            match tied {
+                Some(packed) => packed.dequantize_row(id as usize, xt)?,
+                None => {
+                    let row = &embd.data[id as usize * row_bytes..][..row_bytes];
+                    hearth_kernels::dequantize_row(embd.dtype, row, xt)?;
+                }
+            }
         }
         if c.spec.scale_embeddings {
             let s = (e as f32).sqrt();

@@ -43,6 +43,13 @@ pub enum MatmulError {
         expected: usize,
         got: usize,
     },
+    #[error("row {row} into {got} elements: the matrix has {rows} rows of {cols}")]
+    Row {
+        row: usize,
+        rows: usize,
+        cols: usize,
+        got: usize,
+    },
     #[error(transparent)]
     Isa(#[from] IsaError),
     #[error(transparent)]

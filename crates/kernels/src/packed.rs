@@ -468,6 +468,43 @@ impl PackedMatrix {
         self.cols / self.format.group
     }
 
+    /// Row `r` as f32 into `out (cols)`: bit for bit what `dequantize_row` gives for the file's row (the same
+    /// products and sums in the same order), so that a model whose token embedding is also its packed logits
+    /// matrix reads its embedding rows here rather than from the file, whose pages packing released.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<(), MatmulError> {
+        if r >= self.rows || out.len() != self.cols {
+            return Err(MatmulError::Row {
+                row: r,
+                rows: self.rows,
+                cols: self.cols,
+                got: out.len(),
+            });
+        }
+        let (f, lane) = (self.format, r % PANEL);
+        for b in 0..self.n_blocks() {
+            let block = block_of(self, r, b);
+            let (wd, wm) = (block_scale(block, lane, 0), block_scale(block, lane, 1));
+            for gi in 0..f.block_groups {
+                let gq = group_quants(f, block, gi);
+                // The K-quants' `d * sc` and `-dmin * mn` are exact products, as the file's dequantization makes.
+                let (d, m) = match f.int_scales() {
+                    true => (
+                        wd * int_scale(f, block, lane, gi, 0) as f32,
+                        wm * int_scale(f, block, lane, gi, 1) as f32,
+                    ),
+                    false => (wd, wm),
+                };
+                let e0 = (b * f.block_groups + gi) * f.group;
+                for (e, v) in out[e0..e0 + f.group].iter_mut().enumerate() {
+                    let q = (group_quant(f, gq, lane, e) - f.offset) as f32;
+                    // (No `+ 0.0` for formats without a min: it would turn -0.0 into 0.0.)
+                    *v = if f.min { q * d + m } else { q * d };
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn n_blocks(&self) -> usize {
         self.cols / self.format.block()
     }
@@ -615,8 +652,7 @@ fn int_scale(f: Format, block: &[u8], lane: usize, gi: usize, k: usize) -> i32 {
 }
 
 /// Quant `e` (unsigned, `0..2^bits`) of `lane` in one group's packed quants `gq`, read on its own (for
-/// `dot_reference`).
-#[cfg(test)]
+/// `dot_reference` and [`PackedMatrix::dequantize_row`]).
 fn group_quant(f: Format, gq: &[u8], lane: usize, e: usize) -> i32 {
     if f.bits == 8 {
         return gq[64 * (e / 4) + 4 * lane + e % 4] as i32;

@@ -170,6 +170,37 @@ fn many_jobs_in_one_call_give_each_jobs_own_bits() {
     }
 }
 
+/// A packed matrix's rows dequantize to exactly the file rows' values (a tied token embedding reads its rows from
+/// the packed logits matrix); a row past the end, or a wrong length, is an error.
+#[test]
+fn packed_rows_dequantize_as_the_file_rows_do() {
+    let mut rng = Rng(5);
+    for dtype in packed_formats() {
+        let (rows, cols) = (37, 512);
+        let wb = weights(&mut rng, dtype, rows, cols);
+        let w = WeightMatrix {
+            dtype,
+            data: &wb,
+            rows,
+            cols,
+        };
+        let m = PackedMatrix::new(&w).unwrap().unwrap();
+        let mut want = vec![0f32; rows * cols];
+        dequantize_row(dtype, &wb, &mut want).unwrap();
+        let mut got = vec![f32::NAN; cols];
+        for r in 0..rows {
+            m.dequantize_row(r, &mut got).unwrap();
+            assert_eq!(
+                bits(&got),
+                bits(&want[r * cols..][..cols]),
+                "{dtype} row {r}"
+            );
+        }
+        assert!(m.dequantize_row(rows, &mut got).is_err());
+        assert!(m.dequantize_row(0, &mut got[1..]).is_err());
+    }
+}
+
 #[test]
 fn packed_refuses_what_it_does_not_cover() {
     let data = vec![0u8; 4 * 32 * 4];
