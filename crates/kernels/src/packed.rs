@@ -776,7 +776,10 @@ unsafe fn run_scalar(
                 let g = b * bg + gi;
                 unpack_group(f, group_quants(f, block, gi), &mut w);
                 let sc: [i32; PANEL] = std::array::from_fn(|lane| int_scale(f, block, lane, gi, 0));
-                let mn: [i32; PANEL] = std::array::from_fn(|lane| int_scale(f, block, lane, gi, 1));
+                let mn: [i32; PANEL] = std::array::from_fn(|lane| match f.min {
+                    true => int_scale(f, block, lane, gi, 1),
+                    false => 0,
+                });
                 for t in 0..n_tokens {
                     let qa = &a.q[t * cols + g * f.group..][..f.group];
                     let gs = a.gs[t * ng + g] as i32;
