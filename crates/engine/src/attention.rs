@@ -91,8 +91,9 @@ pub fn attention(
     out: &mut [f32],
 ) -> Result<(), EngineError> {
     let group = s.n_head / s.n_head_kv; // query heads per KV head
-                                        // Query rows of a task: a block's tokens times the group's heads. Blocks are BLOCK_Q tokens, fewer when no
-                                        // sequence brings that many (decoding: one each), which keeps `partial` from being mostly unused rows.
+
+    // Query rows of a task: a block's tokens times the group's heads. Blocks are BLOCK_Q tokens, fewer when no
+    // sequence brings that many (decoding: one each), which keeps `partial` from being mostly unused rows.
     let block_q = seqs.iter().map(|sq| sq.n).max().unwrap_or(0).min(BLOCK_Q);
     let nq_max = block_q * group;
     let per_task = nq_max * (s.head_dim_v + 2); // m, l, acc of each query of a task
